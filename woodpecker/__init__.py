@@ -1,0 +1,19 @@
+"""woodpecker: a hardware-aware inference compiler and autotuner.
+
+    import woodpecker
+    cm = woodpecker.compile("model.onnx", target="host")
+    outputs = cm.run({"input": x})
+    cm.save("model.wpk"); cm2 = woodpecker.load("model.wpk")
+"""
+
+__version__ = "0.1.0"
+
+from woodpecker import config as _config
+
+# TVM reads TVM_NUM_THREADS once, when its thread pool starts: set it before anything imports tvm.
+_config.prepare_tvm_threads()
+
+from woodpecker.api import compile, load  # noqa: E402,A004
+from woodpecker.errors import WoodpeckerError  # noqa: E402
+
+__all__ = ["compile", "load", "WoodpeckerError", "__version__"]

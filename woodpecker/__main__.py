@@ -1,0 +1,3 @@
+from woodpecker.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Code generation through TVM: scheduled TIR -> a native library (LLVM for CPUs)."""

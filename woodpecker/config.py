@@ -1,0 +1,85 @@
+"""Every WOODPECKER_* environment knob, typed, in one place; nothing else in the package reads os.environ.
+
+Tests override knobs with `config.override(...)`, a context manager, so that they never touch the user's cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+from collections.abc import Iterator
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from woodpecker.errors import WoodpeckerError
+
+        raise WoodpeckerError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # Where compiled artifacts are unpacked and kernel builds are cached.
+    cache_dir: pathlib.Path
+    # Threads used by generated kernels; TVM's own default is half the cores on x86 (1 on a 2-core machine).
+    num_threads: int
+    # Show tracebacks instead of one-line errors.
+    debug: bool
+
+
+def _from_env() -> Config:
+    cache_root = os.environ.get("WOODPECKER_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "woodpecker"
+    )
+    return Config(
+        cache_dir=pathlib.Path(cache_root),
+        num_threads=_env_int("WOODPECKER_NUM_THREADS", os.cpu_count() or 1),
+        debug=_env_bool("WOODPECKER_DEBUG", False),
+    )
+
+
+_current: Config | None = None
+
+
+def get() -> Config:
+    global _current
+    if _current is None:
+        _current = _from_env()
+    return _current
+
+
+@contextlib.contextmanager
+def override(**changes: object) -> Iterator[Config]:
+    """Temporarily replace config fields (for tests)."""
+    global _current
+    saved = get()
+    _current = dataclasses.replace(saved, **changes)  # type: ignore[arg-type]
+    try:
+        yield _current
+    finally:
+        _current = saved
+
+
+def prepare_tvm_threads() -> int:
+    """Set TVM_NUM_THREADS before TVM's thread pool starts: it is read once, at the first kernel launch.
+
+    Measurement workers, the tuner and the final runtime all call this, so every candidate is timed with the
+    thread count it will run with.
+    """
+    n = get().num_threads
+    os.environ.setdefault("TVM_NUM_THREADS", str(n))
+    return int(os.environ["TVM_NUM_THREADS"])

@@ -1,0 +1,234 @@
+"""DSL -> TVM TE -> TIR PrimFunc. Each compute statement becomes one te.compute (one TIR block of that name).
+
+Index arithmetic is int32, tensor arithmetic takes the dtype of its tensor operands; literals adopt the dtype of
+the other operand. `a if c else b` lowers to tirx.if_then_else, which never evaluates the untaken branch (padding
+reads out of bounds in it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import keyword
+from collections.abc import Mapping
+
+from woodpecker.dsl import ast
+from woodpecker.dsl.check import check_kernel
+from woodpecker.dsl.transform import substitute
+from woodpecker.errors import DSLError
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lit:
+    """A literal whose dtype is decided by the operand it meets."""
+
+    value: int | float | bool
+
+
+def inline_fns(e: ast.Expr, fns: Mapping[str, ast.FnDef], depth: int = 0) -> ast.Expr:
+    from woodpecker.dsl.transform import map_children
+
+    if depth > 32:
+        raise DSLError("fn calls nest too deeply (recursive fn?)", *e.pos)
+    e = map_children(e, lambda c: inline_fns(c, fns, depth))
+    if isinstance(e, ast.Call) and e.func in fns:
+        fn = fns[e.func]
+        body = substitute(fn.body, dict(zip(fn.params, e.args)))
+        return inline_fns(body, fns, depth + 1)
+    return e
+
+
+def dtype_of(x) -> str:
+    """dtype of a TIR expression (TVM 0.27 keeps it as a PrimType in `.ty`; a tensor element is a TensorSlice)."""
+    if hasattr(x, "asobject"):
+        x = x.asobject()
+    return str(x.ty)
+
+
+class _Emitter:
+    def __init__(self, tensors: dict, fns: Mapping[str, ast.FnDef]) -> None:
+        import tvm
+        from tvm import te, tirx
+
+        self.tvm, self.te, self.tirx = tvm, te, tirx
+        self.tensors = tensors
+        self.fns = fns
+
+    # -- literal coercion --------------------------------------------------------------------------------------
+    def const(self, lit: _Lit, dtype: str):
+        v = lit.value
+        if dtype.startswith("float"):
+            v = float(v)
+        elif dtype == "bool":
+            v = bool(v)
+        else:
+            v = int(v)
+        return self.tirx.const(v, dtype)
+
+    def value(self, v, like=None):
+        if isinstance(v, _Lit):
+            if like is not None and not isinstance(like, _Lit):
+                return self.const(v, dtype_of(like))
+            if isinstance(v.value, bool):
+                return self.const(v, "bool")
+            return self.const(v, "int32" if isinstance(v.value, int) else "float32")
+        if hasattr(v, "asobject"):
+            return v.asobject()
+        return v
+
+    def pair(self, a, b):
+        a2 = self.value(a, b)
+        b2 = self.value(b, a2)
+        ta, tb = dtype_of(a2), dtype_of(b2)
+        if ta != tb:
+            fa, fb = ta.startswith("float"), tb.startswith("float")
+            if fa and not fb:
+                b2 = b2.astype(ta)
+            elif fb and not fa:
+                a2 = a2.astype(tb)
+            elif ta.startswith("int") and tb.startswith("int"):
+                # mixed index widths (an int64 gather index with an int32 loop variable)
+                wide = "int64" if "int64" in (ta, tb) else ta
+                a2, b2 = a2.astype(wide), b2.astype(wide)
+            else:
+                b2 = b2.astype(ta)
+        return a2, b2
+
+    # -- expressions -------------------------------------------------------------------------------------------
+    def emit(self, e: ast.Expr, env: dict):
+        tirx, te = self.tirx, self.te
+        if isinstance(e, (ast.IntLit, ast.FloatLit, ast.BoolLit)):
+            return _Lit(e.value)
+        if isinstance(e, ast.Var):
+            return env[e.name]
+        if isinstance(e, ast.Access):
+            indices = []
+            for i in e.indices:
+                v = self.value(self.emit(i, env))
+                if dtype_of(v) != "int32":
+                    v = v.astype("int32")
+                indices.append(v)
+            return self.tensors[e.tensor][tuple(indices)]
+        if isinstance(e, ast.BinOp):
+            a, b = self.emit(e.lhs, env), self.emit(e.rhs, env)
+            if isinstance(a, _Lit) and isinstance(b, _Lit):
+                a = self.value(a)
+            a, b = self.pair(a, b)
+            if e.op == "+":
+                return a + b
+            if e.op == "-":
+                return a - b
+            if e.op == "*":
+                return a * b
+            if e.op == "/":
+                if not dtype_of(a).startswith("float"):
+                    raise DSLError("'/' divides floats; use '//' for integer division", *e.pos)
+                return a / b
+            if e.op == "//":
+                return tirx.floordiv(a, b)
+            if e.op == "%":
+                return tirx.floormod(a, b)
+            if e.op == "**":
+                return tirx.power(a, b)
+        if isinstance(e, ast.Neg):
+            v = self.emit(e.operand, env)
+            if isinstance(v, _Lit):
+                return _Lit(-v.value)
+            v = self.value(v)
+            return -v if dtype_of(v).startswith("float") else tirx.const(0, dtype_of(v)) - v
+        if isinstance(e, ast.Compare):
+            operands = [self.emit(o, env) for o in e.operands]
+            terms = []
+            for op, a, b in zip(e.ops, operands, operands[1:]):
+                a2, b2 = self.pair(a, b)
+                terms.append({"<": tirx.LT, "<=": tirx.LE, ">": tirx.GT, ">=": tirx.GE, "==": tirx.EQ, "!=": tirx.NE}[op](a2, b2))
+            return terms[0] if len(terms) == 1 else tirx.all(*terms)
+        if isinstance(e, ast.BoolOp):
+            terms = [self.value(self.emit(o, env)) for o in e.operands]
+            return tirx.all(*terms) if e.op == "and" else tirx.any(*terms)
+        if isinstance(e, ast.Not):
+            return tirx.Not(self.value(self.emit(e.operand, env)))
+        if isinstance(e, ast.IfElse):
+            cond = self.value(self.emit(e.cond, env))
+            a, b = self.pair(self.emit(e.then, env), self.emit(e.otherwise, env))
+            return tirx.if_then_else(cond, a, b)
+        if isinstance(e, ast.Call):
+            return self.call(e, env)
+        if isinstance(e, ast.Reduce):
+            raise DSLError("a reduction must be the whole right-hand side of a statement", *e.pos)
+        raise TypeError(f"cannot lower {e!r}")
+
+    def call(self, e: ast.Call, env: dict):
+        tirx = self.tirx
+        if e.func in ast.DTYPES:
+            v = self.emit(e.args[0], env)
+            if isinstance(v, _Lit):
+                return self.const(v, ast.DTYPES[e.func])
+            return v.astype(ast.DTYPES[e.func])
+        args = [self.emit(a, env) for a in e.args]
+        if e.func in ("max", "min", "pow"):
+            a, b = self.pair(*args)
+            return {"max": tirx.max, "min": tirx.min, "pow": tirx.power}[e.func](a, b)
+        x = self.value(args[0])
+        if not dtype_of(x).startswith("float"):
+            x = x.astype("float32")
+        fn = {"exp": tirx.exp, "log": tirx.log, "sqrt": tirx.sqrt, "rsqrt": tirx.rsqrt, "tanh": tirx.tanh,
+              "sigmoid": tirx.sigmoid, "erf": tirx.erf, "abs": tirx.abs, "floor": tirx.floor, "ceil": tirx.ceil}
+        return fn[e.func](x)
+
+    def reduce(self, e: ast.Reduce, env: dict, stmt_name: str):
+        te, tirx = self.te, self.tirx
+        axes = [te.reduce_axis((0, a.extent.value), name=a.name) for a in e.axes]
+        inner = dict(env)
+        inner.update({a.name: ax.var for a, ax in zip(e.axes, axes)})
+        body = self.value(self.emit(e.body, inner))
+        if e.reducer == "sum":
+            return te.sum(body, axis=axes)
+        if e.reducer == "max":
+            return te.max(body, axis=axes)
+        return te.min(body, axis=axes)
+
+
+def _fcompute(emitter: _Emitter, value: ast.Expr, names: list[str], stmt_name: str):
+    def body(*idx):
+        env = dict(zip(names, idx))
+        if isinstance(value, ast.Reduce):
+            return emitter.reduce(value, env, stmt_name)
+        return emitter.value(emitter.emit(value, env))
+
+    # te.compute names the loop variables after fcompute's positional parameters; give it the DSL's index names
+    # so that the TIR (and every schedule trace) reads `n, k, y, x` rather than `i0, i1, i2, i3`.
+    args = ", ".join(n + "_" if keyword.iskeyword(n) or n == "body" else n for n in names)
+    return eval(f"lambda {args}: body({args})", {"body": body})  # noqa: S307 (names are DSL identifiers)
+
+
+def to_te(kernel: ast.Kernel, fns: Mapping[str, ast.FnDef]):
+    """Returns (params, output, all tensors by name) as TE tensors."""
+    from tvm import te
+
+    check_kernel(kernel, fns, kernel.name)
+    if kernel.template_params:
+        raise DSLError(f"kernel {kernel.name} is a template; instantiate it first", *kernel.pos)
+    tensors: dict = {}
+    params = []
+    for p in kernel.params:
+        shape = [int(d.value) for d in p.shape]  # type: ignore[union-attr]
+        t = te.placeholder(shape, dtype=p.dtype, name=p.name)
+        tensors[p.name] = t
+        params.append(t)
+    emitter = _Emitter(tensors, fns)
+    for s in kernel.computes:
+        value = inline_fns(s.value, fns)
+        shape = [int(a.extent.value) for a in s.axes]  # type: ignore[union-attr]
+        names = [a.name for a in s.axes]
+
+        if not shape:
+            raise DSLError(f"statement {s.name} must have at least one index", *s.pos)
+        tensors[s.name] = te.compute(shape, _fcompute(emitter, value, names, s.name), name=s.name)
+    return params, tensors[kernel.output], tensors
+
+
+def to_prim_func(kernel: ast.Kernel, fns: Mapping[str, ast.FnDef]):
+    from tvm import te
+
+    params, output, _ = to_te(kernel, fns)
+    return te.create_prim_func([*params, output])

@@ -1,0 +1,697 @@
+"""ONNX operator handlers: one function per ONNX op type, emitting canonical ops (see woodpecker.ir.ops).
+
+A handler receives the import context, the NodeProto and its decoded attributes, and returns the woodpecker value
+name of each ONNX output (None for an optional output that is not supported; it is an error only if used).
+Attribute-vs-input differences between opsets (Clip, Pad, Slice, Split, Squeeze, Reduce*) are handled here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from woodpecker.frontend.onnx import ONNX_DTYPES, ImportContext
+from woodpecker.ir import ops
+
+Handler = Callable[[ImportContext, onnx.NodeProto, dict[str, Any]], list[str | None]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*op_types: str) -> Callable[[Handler], Handler]:
+    def wrap(fn: Handler) -> Handler:
+        for op in op_types:
+            HANDLERS[op] = fn
+        return fn
+
+    return wrap
+
+
+def _axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ValueError(f"axis {axis} is out of range for rank {rank}")
+    return axis + rank if axis < 0 else axis
+
+
+def _reshape(ctx: ImportContext, value: str, shape: Sequence[int]) -> str:
+    if tuple(ctx.b.type_of(value).shape) == tuple(shape):
+        return value
+    return ctx.b.emit1("reshape", [value], {"shape": tuple(int(d) for d in shape)})
+
+
+def _emit(ctx: ImportContext, node: onnx.NodeProto, op: str, inputs: Sequence[str], attrs: dict | None = None) -> str:
+    return ctx.b.emit1(op, inputs, attrs or {}, name=node.name or op)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# elementwise
+
+_UNARY = {
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Exp": "exp",
+    "Log": "log",
+    "Sqrt": "sqrt",
+    "Reciprocal": "reciprocal",
+    "Neg": "neg",
+    "Abs": "abs",
+    "Floor": "floor",
+    "Ceil": "ceil",
+    "Erf": "erf",
+    "Softplus": "softplus",
+    "HardSwish": "hard_swish",
+}
+
+
+@handles(*_UNARY)
+def _unary(ctx, node, attrs):
+    return [_emit(ctx, node, _UNARY[node.op_type], [ctx.input(node, 0)])]
+
+
+@handles("Identity", "Dropout")
+def _identity(ctx, node, attrs):
+    if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
+        mask = np.ones(ctx.type_of(node, 0).shape, dtype=bool)
+        return [ctx.input(node, 0), ctx.b.constant(mask, node.output[1])]
+    return [ctx.input(node, 0)]
+
+
+@handles("LeakyRelu")
+def _leaky(ctx, node, attrs):
+    return [_emit(ctx, node, "leaky_relu", [ctx.input(node, 0)], {"alpha": float(attrs.get("alpha", 0.01))})]
+
+
+@handles("Elu")
+def _elu(ctx, node, attrs):
+    return [_emit(ctx, node, "elu", [ctx.input(node, 0)], {"alpha": float(attrs.get("alpha", 1.0))})]
+
+
+@handles("HardSigmoid")
+def _hard_sigmoid(ctx, node, attrs):
+    a = {"alpha": float(attrs.get("alpha", 0.2)), "beta": float(attrs.get("beta", 0.5))}
+    return [_emit(ctx, node, "hard_sigmoid", [ctx.input(node, 0)], a)]
+
+
+@handles("Gelu")
+def _gelu(ctx, node, attrs):
+    return [_emit(ctx, node, "gelu", [ctx.input(node, 0)], {"approximate": attrs.get("approximate", "none")})]
+
+
+@handles("Clip")
+def _clip(ctx, node, attrs):
+    if ctx.opset < 11:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    else:
+        lo_v, hi_v = ctx.const(node, 1, "min"), ctx.const(node, 2, "max")
+        lo = None if lo_v is None else float(lo_v)
+        hi = None if hi_v is None else float(hi_v)
+    return [_emit(ctx, node, "clip", [ctx.input(node, 0)], {"min": lo, "max": hi})]
+
+
+@handles("Cast")
+def _cast(ctx, node, attrs):
+    to = ONNX_DTYPES.get(attrs["to"])
+    if to is None:
+        raise ctx.fail(node, f"cast to {onnx.TensorProto.DataType.Name(attrs['to'])} is not supported")
+    x = ctx.input(node, 0)
+    if ctx.b.type_of(x).dtype == to:
+        return [x]
+    return [_emit(ctx, node, "cast", [x], {"to": to})]
+
+
+_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", "Equal": "equal",
+           "Less": "less", "Greater": "greater"}
+
+
+def _legacy_broadcast(ctx: ImportContext, node: onnx.NodeProto, attrs: dict, b: str) -> str:
+    # Opsets < 7 had explicit broadcast with an axis; we import opset >= 7 only, but some exporters still set it.
+    if attrs.get("broadcast") and "axis" in attrs:
+        a_rank = ctx.type_of(node, 0).rank
+        b_shape = ctx.b.type_of(b).shape
+        axis = _axis(attrs["axis"], a_rank)
+        return _reshape(ctx, b, tuple(b_shape) + (1,) * (a_rank - axis - len(b_shape)))
+    return b
+
+
+@handles(*_BINARY)
+def _binary(ctx, node, attrs):
+    a, b = ctx.input(node, 0), _legacy_broadcast(ctx, node, attrs, ctx.input(node, 1))
+    if node.op_type == "Pow" and ctx.b.is_constant(b) and ctx.b.constants[b].size == 1:
+        exponent = float(ctx.b.constants[b])
+        if exponent == 2.0:  # x*x is exact and much cheaper than pow
+            return [_emit(ctx, node, "mul", [a, a])]
+        if exponent == 0.5:
+            return [_emit(ctx, node, "sqrt", [a])]
+    ta, tb = ctx.b.type_of(a), ctx.b.type_of(b)
+    if ta.dtype != tb.dtype and ctx.b.is_constant(b):
+        b = ctx.b.constant(ctx.b.constants[b].astype(ta.dtype), node.input[1])
+    return [_emit(ctx, node, _BINARY[node.op_type], [a, b])]
+
+
+@handles("Sum", "Max", "Min", "Mean")
+def _variadic(ctx, node, attrs):
+    op = {"Sum": "add", "Mean": "add", "Max": "maximum", "Min": "minimum"}[node.op_type]
+    acc = ctx.input(node, 0)
+    for i in range(1, len(node.input)):
+        acc = ctx.b.emit1(op, [acc, ctx.input(node, i)], name=node.name or op)
+    if node.op_type == "Mean" and len(node.input) > 1:
+        acc = ctx.b.emit1("div", [acc, ctx.b.constant(np.float32(len(node.input)), "count")], name=node.name or "mean")
+    return [acc]
+
+
+@handles("Where")
+def _where(ctx, node, attrs):
+    return [_emit(ctx, node, "where", [ctx.input(node, i) for i in range(3)])]
+
+
+@handles("Not")
+def _not(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    false = ctx.b.constant(np.array(False), "false")
+    return [_emit(ctx, node, "equal", [x, false])]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# convolution, normalization, pooling
+
+
+def _spatial_pads(ctx, node, attrs, in_hw, kernel, strides, dilations) -> tuple[int, int, int, int]:
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    if auto_pad in ("NOTSET", ""):
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        if len(pads) != 4:
+            raise ctx.fail(node, f"pads {pads} do not describe 2-D padding")
+        return (pads[0], pads[1], pads[2], pads[3])  # ONNX order: h_begin, w_begin, h_end, w_end
+    if auto_pad == "VALID":
+        return (0, 0, 0, 0)
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        raise ctx.fail(node, f"auto_pad={auto_pad!r} is not supported")
+    begins, ends = [], []
+    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small = total // 2
+        begins.append(small if auto_pad == "SAME_UPPER" else total - small)
+        ends.append(total - begins[-1])
+    return (begins[0], begins[1], ends[0], ends[1])
+
+
+def _as_2d(ctx, node, x: str) -> tuple[str, bool]:
+    """Conv1d/pool1d run as 2-D with H=1."""
+    t = ctx.b.type_of(x)
+    if t.rank == 4:
+        return x, False
+    if t.rank == 3:
+        n, c, w = t.shape
+        return _reshape(ctx, x, (n, c, 1, w)), True
+    raise ctx.fail(node, f"only 1-D and 2-D spatial inputs are supported, got rank {t.rank}")
+
+
+def _lift_1d(values: list, attrs: dict, one_d: bool) -> dict:
+    if not one_d:
+        return attrs
+    attrs = dict(attrs)
+    for key, fill in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
+        if key in attrs:
+            attrs[key] = [fill] + list(attrs[key])
+    if "pads" in attrs:
+        p = list(attrs["pads"])
+        attrs["pads"] = [0, p[0], 0, p[1]]
+    return attrs
+
+
+@handles("Conv")
+def _conv(ctx, node, attrs):
+    x, one_d = _as_2d(ctx, node, ctx.input(node, 0))
+    w = ctx.input(node, 1)
+    wt = ctx.b.type_of(w)
+    attrs = _lift_1d([], attrs, one_d)
+    if one_d:
+        w = _reshape(ctx, w, (wt.shape[0], wt.shape[1], 1, wt.shape[2]))
+        wt = ctx.b.type_of(w)
+    kernel = tuple(attrs.get("kernel_shape", wt.shape[2:]))
+    strides = tuple(attrs.get("strides", (1, 1)))
+    dilations = tuple(attrs.get("dilations", (1, 1)))
+    xt = ctx.b.type_of(x)
+    pads = _spatial_pads(ctx, node, attrs, xt.shape[2:], kernel, strides, dilations)
+    conv_attrs = {"strides": strides, "dilations": dilations, "pads": pads, "groups": int(attrs.get("group", 1))}
+    y = _emit(ctx, node, "conv2d", [x, w], conv_attrs)
+    if ctx.has_input(node, 2):
+        bias = ctx.input(node, 2)
+        k = ctx.b.type_of(bias).shape[0]
+        y = ctx.b.emit1("add", [y, _reshape(ctx, bias, (1, k, 1, 1))], name=(node.name or "conv") + "_bias")
+    if one_d:
+        n, k, _, ow = ctx.b.type_of(y).shape
+        y = _reshape(ctx, y, (n, k, ow))
+    return [y]
+
+
+@handles("BatchNormalization")
+def _batch_norm(ctx, node, attrs):
+    if attrs.get("training_mode", 0):
+        raise ctx.fail(node, "training_mode=1 is not supported in an inference compiler")
+    x = ctx.input(node, 0)
+    params = [ctx.input(node, i) for i in range(1, 5)]
+    y = _emit(ctx, node, "batch_norm", [x, *params], {"epsilon": float(attrs.get("epsilon", 1e-5))})
+    return [y] + [None] * (len(node.output) - 1)
+
+
+def _pool_common(ctx, node, attrs, x):
+    kernel = tuple(attrs["kernel_shape"])
+    strides = tuple(attrs.get("strides", (1,) * len(kernel)))
+    dilations = tuple(attrs.get("dilations", (1,) * len(kernel)))
+    h, w = ctx.b.type_of(x).shape[2:]
+    pads = _spatial_pads(ctx, node, attrs, (h, w), kernel, strides, dilations)
+    extra = [0, 0]
+    if attrs.get("ceil_mode", 0):
+        for i, size in enumerate((h, w)):
+            span = size + pads[i] + pads[i + 2] - dilations[i] * (kernel[i] - 1) - 1
+            out_ceil = -(-span // strides[i]) + 1
+            # ONNX/PyTorch: the last window must start inside the input or the left padding
+            if (out_ceil - 1) * strides[i] >= size + pads[i]:
+                out_ceil -= 1
+            extra[i] = max(0, (out_ceil - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 - (size + pads[i] + pads[i + 2]))
+    walk = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
+    return {"kernel": kernel, "strides": strides, "dilations": dilations, "pads": walk}, pads
+
+
+@handles("MaxPool", "AveragePool")
+def _pool(ctx, node, attrs):
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.fail(node, "the Indices output of MaxPool is not supported")
+    x, one_d = _as_2d(ctx, node, ctx.input(node, 0))
+    attrs = _lift_1d([], attrs, one_d)
+    pool_attrs, explicit = _pool_common(ctx, node, attrs, x)
+    if node.op_type == "MaxPool":
+        if attrs.get("storage_order", 0):
+            raise ctx.fail(node, "storage_order=1 is not supported")
+        y = _emit(ctx, node, "max_pool2d", [x], pool_attrs)
+    else:
+        pool_attrs["count_pads"] = explicit if attrs.get("count_include_pad", 0) else (0, 0, 0, 0)
+        y = _emit(ctx, node, "avg_pool2d", [x], pool_attrs)
+    if one_d:
+        n, c, _, ow = ctx.b.type_of(y).shape
+        y = _reshape(ctx, y, (n, c, ow))
+    return [y]
+
+
+@handles("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(ctx, node, attrs):
+    x, one_d = _as_2d(ctx, node, ctx.input(node, 0))
+    y = _emit(ctx, node, "global_avg_pool" if node.op_type == "GlobalAveragePool" else "global_max_pool", [x])
+    if one_d:
+        n, c = ctx.b.type_of(y).shape[:2]
+        y = _reshape(ctx, y, (n, c, 1))
+    return [y]
+
+
+@handles("LRN")
+def _lrn(ctx, node, attrs):
+    a = {"size": int(attrs["size"]), "alpha": float(attrs.get("alpha", 1e-4)), "beta": float(attrs.get("beta", 0.75)),
+         "bias": float(attrs.get("bias", 1.0))}
+    x = ctx.input(node, 0)
+    if ctx.b.type_of(x).rank != 4:
+        raise ctx.fail(node, "LRN is supported on 4-D inputs only")
+    return [_emit(ctx, node, "lrn", [x], a)]
+
+
+@handles("LayerNormalization")
+def _layer_norm(ctx, node, attrs):
+    if any(o for o in node.output[1:]):
+        raise ctx.fail(node, "the Mean/InvStdDev outputs are not supported")
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    axis = _axis(int(attrs.get("axis", -1)), t.rank)
+    outer, d = int(np.prod(t.shape[:axis])), int(np.prod(t.shape[axis:]))
+    scale = _reshape(ctx, ctx.input(node, 1), (d,)) if ctx.has_input(node, 1) else ctx.b.constant(np.ones(d, np.float32))
+    if ctx.has_input(node, 2):
+        bias = _reshape(ctx, ctx.input(node, 2), (d,))
+    else:
+        bias = ctx.b.constant(np.zeros(d, np.float32), "zero_bias")
+    y = _emit(ctx, node, "layer_norm", [_reshape(ctx, x, (outer, d)), scale, bias],
+              {"epsilon": float(attrs.get("epsilon", 1e-5))})
+    return [_reshape(ctx, y, t.shape)]
+
+
+@handles("Softmax", "LogSoftmax")
+def _softmax(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    if ctx.opset < 13:
+        # Old semantics: flatten to 2-D at `axis` and normalize over the whole second part.
+        axis = _axis(int(attrs.get("axis", 1)), t.rank)
+        view = (int(np.prod(t.shape[:axis])), int(np.prod(t.shape[axis:])), 1)
+    else:
+        axis = _axis(int(attrs.get("axis", -1)), t.rank)
+        view = (int(np.prod(t.shape[:axis])), t.shape[axis], int(np.prod(t.shape[axis + 1 :])))
+    op = "softmax" if node.op_type == "Softmax" else "log_softmax"
+    y = _emit(ctx, node, op, [_reshape(ctx, x, view)])
+    return [_reshape(ctx, y, t.shape)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# matrix products
+
+
+@handles("Gemm")
+def _gemm(ctx, node, attrs):
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    if attrs.get("transA", 0):
+        a = ctx.b.emit1("transpose", [a], {"perm": (1, 0)})
+    if ctx.b.is_constant(b):
+        w = ctx.b.constants[b]
+        w = w if attrs.get("transB", 0) else w.T  # dense wants [N, K]
+        if alpha != 1.0:
+            w = w * np.float32(alpha)
+        y = _emit(ctx, node, "dense", [a, ctx.b.constant(np.ascontiguousarray(w), node.input[1])])
+    else:
+        if attrs.get("transB", 0):
+            b = ctx.b.emit1("transpose", [b], {"perm": (1, 0)})
+        y = _matmul_values(ctx, node, a, b)
+        if alpha != 1.0:
+            y = ctx.b.emit1("mul", [y, ctx.b.constant(np.float32(alpha), "alpha")])
+    if ctx.has_input(node, 2) and beta != 0.0:
+        c = ctx.input(node, 2)
+        if beta != 1.0:
+            c = ctx.b.emit1("mul", [c, ctx.b.constant(np.float32(beta), "beta")])
+        y = ctx.b.emit1("add", [y, c], name=(node.name or "gemm") + "_bias")
+    return [y]
+
+
+def _matmul_values(ctx: ImportContext, node: onnx.NodeProto, a: str, b: str) -> str:
+    ta, tb = ctx.b.type_of(a), ctx.b.type_of(b)
+    squeeze_front = squeeze_back = False
+    if ta.rank == 1:
+        a, squeeze_front = _reshape(ctx, a, (1, ta.shape[0])), True
+        ta = ctx.b.type_of(a)
+    if tb.rank == 1:
+        b, squeeze_back = _reshape(ctx, b, (tb.shape[0], 1)), True
+        tb = ctx.b.type_of(b)
+    m, k = ta.shape[-2:]
+    k2, n = tb.shape[-2:]
+    if k != k2:
+        raise ctx.fail(node, f"inner dimensions differ: {list(ta.shape)} x {list(tb.shape)}")
+    batch = ops.broadcast_shape(ta.shape[:-2], tb.shape[:-2])
+    if ctx.b.is_constant(b) and tb.rank == 2:
+        # x @ W with a constant weight: a dense layer over all leading rows ([..., M, K] viewed as [rows, K]).
+        rows = int(np.prod(ta.shape[:-1]))
+        w = ctx.b.constant(np.ascontiguousarray(ctx.b.constants[b].T), node.input[1] if node.input else "w")
+        y = ctx.b.emit1("dense", [_reshape(ctx, a, (rows, k)), w], name=node.name or "matmul")
+        out_shape = tuple(ta.shape[:-1]) + (n,)
+    else:
+        nb = int(np.prod(batch)) if batch else 1
+        operands = []
+        for v, t, tail in ((a, ta, (m, k)), (b, tb, (k, n))):
+            own = int(np.prod(t.shape[:-2])) if t.rank > 2 else 1
+            if own not in (1, nb):  # partial broadcast: materialize the full batch
+                v = ctx.b.emit1("expand", [v], {"shape": tuple(batch) + tail})
+                own = nb
+            operands.append(_reshape(ctx, v, (own,) + tail))
+        y = ctx.b.emit1("batch_matmul", operands, name=node.name or "matmul")
+        out_shape = tuple(batch) + (m, n)
+    if squeeze_front:
+        out_shape = out_shape[:-2] + out_shape[-1:]
+    if squeeze_back:
+        out_shape = out_shape[:-1]
+    return _reshape(ctx, y, out_shape)
+
+
+@handles("MatMul")
+def _matmul(ctx, node, attrs):
+    return [_matmul_values(ctx, node, ctx.input(node, 0), ctx.input(node, 1))]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# shape manipulation
+
+
+@handles("Flatten")
+def _flatten(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    axis = _axis(int(attrs.get("axis", 1)), t.rank + 1) if t.rank else 0
+    return [_reshape(ctx, x, (int(np.prod(t.shape[:axis])), int(np.prod(t.shape[axis:]))))]
+
+
+@handles("Reshape")
+def _reshape_op(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    target = ctx.const(node, 1, "shape") if ctx.opset >= 5 else np.array(attrs["shape"])
+    shape = [int(d) for d in np.asarray(target).reshape(-1)]
+    allowzero = int(attrs.get("allowzero", 0))
+    for i, d in enumerate(shape):
+        if d == 0 and not allowzero:
+            shape[i] = t.shape[i]
+    if shape.count(-1) > 1:
+        raise ctx.fail(node, f"shape {shape} has more than one -1")
+    if -1 in shape:
+        known = int(np.prod([d for d in shape if d != -1]))
+        if known == 0 or t.size % known:
+            raise ctx.fail(node, f"cannot reshape {list(t.shape)} to {shape}")
+        shape[shape.index(-1)] = t.size // known
+    return [_reshape(ctx, x, shape)]
+
+
+def _axes_arg(ctx, node, attrs, first_input_opset: int, index: int = 1) -> list[int] | None:
+    if ctx.opset >= first_input_opset:
+        value = ctx.const(node, index, "axes")
+        return None if value is None else [int(a) for a in np.asarray(value).reshape(-1)]
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+@handles("Squeeze")
+def _squeeze(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    axes = _axes_arg(ctx, node, attrs, 13)
+    axes = [i for i, d in enumerate(t.shape) if d == 1] if axes is None else [_axis(a, t.rank) for a in axes]
+    for a in axes:
+        if t.shape[a] != 1:
+            raise ctx.fail(node, f"cannot squeeze axis {a} of size {t.shape[a]}")
+    return [_reshape(ctx, x, [d for i, d in enumerate(t.shape) if i not in axes])]
+
+
+@handles("Unsqueeze")
+def _unsqueeze(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    axes = _axes_arg(ctx, node, attrs, 13)
+    rank = t.rank + len(axes)
+    axes = sorted(_axis(a, rank) for a in axes)
+    shape = list(t.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return [_reshape(ctx, x, shape)]
+
+
+@handles("Transpose")
+def _transpose(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    rank = ctx.b.type_of(x).rank
+    perm = tuple(int(p) for p in attrs.get("perm", range(rank - 1, -1, -1)))
+    if perm == tuple(range(rank)):
+        return [x]
+    return [_emit(ctx, node, "transpose", [x], {"perm": perm})]
+
+
+@handles("Concat")
+def _concat(ctx, node, attrs):
+    values = [ctx.input(node, i) for i in range(len(node.input)) if ctx.has_input(node, i)]
+    values = [v for v in values if ctx.b.type_of(v).size > 0 or ctx.b.type_of(v).rank == 0]
+    rank = ctx.b.type_of(values[0]).rank
+    axis = _axis(int(attrs["axis"]), rank)
+    if len(values) == 1:
+        return [values[0]]
+    return [_emit(ctx, node, "concat", values, {"axis": axis})]
+
+
+def _normalize_slice(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
+    if step == 0:
+        raise ValueError("slice step must not be 0")
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, -1), dim - 1), min(max(end, -1), dim - 1)
+    return start, end
+
+
+@handles("Slice")
+def _slice(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    if ctx.opset < 10:
+        starts, ends = list(attrs["starts"]), list(attrs["ends"])
+        axes = list(attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = [int(v) for v in ctx.const(node, 1, "starts").reshape(-1)]
+        ends = [int(v) for v in ctx.const(node, 2, "ends").reshape(-1)]
+        ax = ctx.const(node, 3, "axes")
+        axes = list(range(len(starts))) if ax is None else [int(v) for v in ax.reshape(-1)]
+        st = ctx.const(node, 4, "steps")
+        steps = [1] * len(starts) if st is None else [int(v) for v in st.reshape(-1)]
+    begin, stop, stride = [0] * t.rank, list(t.shape), [1] * t.rank
+    for s, e, a, k in zip(starts, ends, axes, steps):
+        a = _axis(a, t.rank)
+        e = max(min(e, 2**62), -(2**62))
+        begin[a], stop[a] = _normalize_slice(s, e, k, t.shape[a])
+        stride[a] = k
+    if begin == [0] * t.rank and stop == list(t.shape) and stride == [1] * t.rank:
+        return [x]
+    return [_emit(ctx, node, "slice", [x], {"starts": tuple(begin), "ends": tuple(stop), "steps": tuple(stride)})]
+
+
+@handles("Split")
+def _split(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    axis = _axis(int(attrs.get("axis", 0)), t.rank)
+    if ctx.opset >= 13 and ctx.has_input(node, 1):
+        sizes = [int(v) for v in ctx.const(node, 1, "split").reshape(-1)]
+    elif "split" in attrs:
+        sizes = list(attrs["split"])
+    else:
+        parts = int(attrs.get("num_outputs", len(node.output)))
+        chunk = -(-t.shape[axis] // parts)
+        sizes = [min(chunk, t.shape[axis] - i * chunk) for i in range(parts)]
+    if sum(sizes) != t.shape[axis]:
+        raise ctx.fail(node, f"split sizes {sizes} do not add up to {t.shape[axis]}")
+    outs, offset = [], 0
+    for size in sizes:
+        starts, ends = [0] * t.rank, list(t.shape)
+        starts[axis], ends[axis] = offset, offset + size
+        outs.append(ctx.b.emit1("slice", [x], {"starts": tuple(starts), "ends": tuple(ends), "steps": (1,) * t.rank},
+                                name=node.name or "split"))
+        offset += size
+    return outs
+
+
+@handles("Pad")
+def _pad(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    mode = attrs.get("mode", "constant")
+    if mode not in ("constant", "reflect", "edge"):
+        raise ctx.fail(node, f"mode={mode!r} is not supported")
+    if ctx.opset < 11:
+        pads, value = list(attrs["pads"]), float(attrs.get("value", 0.0))
+    else:
+        pads = [int(v) for v in ctx.const(node, 1, "pads").reshape(-1)]
+        cv = ctx.const(node, 2, "constant_value")
+        value = 0.0 if cv is None else float(np.asarray(cv).reshape(-1)[0])
+        axes_v = ctx.const(node, 3, "axes")
+        if axes_v is not None:
+            axes = [_axis(int(a), t.rank) for a in axes_v.reshape(-1)]
+            full = [0] * (2 * t.rank)
+            for i, a in enumerate(axes):
+                full[a], full[a + t.rank] = pads[i], pads[i + len(axes)]
+            pads = full
+    if any(p < 0 for p in pads):
+        raise ctx.fail(node, "negative pads (cropping) are not supported")
+    if not any(pads):
+        return [x]
+    return [_emit(ctx, node, "pad", [x], {"pads": tuple(pads), "mode": mode, "value": value})]
+
+
+@handles("Expand")
+def _expand(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    target = [int(v) for v in ctx.const(node, 1, "shape").reshape(-1)]
+    shape = ops.broadcast_shape(t.shape, target)
+    if shape == t.shape:
+        return [x]
+    return [_emit(ctx, node, "expand", [x], {"shape": shape})]
+
+
+@handles("Gather")
+def _gather(ctx, node, attrs):
+    data, idx = ctx.input(node, 0), ctx.input(node, 1)
+    t = ctx.b.type_of(data)
+    axis = _axis(int(attrs.get("axis", 0)), t.rank)
+    if ctx.b.is_constant(idx):
+        ids = ctx.b.constants[idx]
+        if np.any(ids >= t.shape[axis]) or np.any(ids < -t.shape[axis]):
+            raise ctx.fail(node, f"index out of range for axis {axis} of size {t.shape[axis]}")
+    return [_emit(ctx, node, "gather", [data, idx], {"axis": axis})]
+
+
+@handles("Shape")
+def _shape(ctx, node, attrs):
+    shape = np.array(ctx.type_of(node, 0).shape, dtype=np.int64)
+    start, end = attrs.get("start", 0), attrs.get("end")
+    return [ctx.b.constant(shape[start:end], node.output[0])]
+
+
+@handles("Size")
+def _size(ctx, node, attrs):
+    return [ctx.b.constant(np.array(ctx.type_of(node, 0).size, dtype=np.int64), node.output[0])]
+
+
+@handles("Constant")
+def _constant(ctx, node, attrs):
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in attrs:
+            value = np.asarray(attrs[key])
+            if key in ("value_int", "value_ints"):
+                value = value.astype(np.int64)
+            elif key in ("value_float", "value_floats"):
+                value = value.astype(np.float32)
+            return [ctx.b.constant(value, node.output[0])]
+    raise ctx.fail(node, f"constant attribute {sorted(attrs)} is not supported")
+
+
+@handles("ConstantOfShape")
+def _constant_of_shape(ctx, node, attrs):
+    shape = [int(v) for v in ctx.const(node, 0, "shape").reshape(-1)]
+    fill = np.asarray(attrs.get("value", np.zeros(1, np.float32))).reshape(-1)
+    return [ctx.b.constant(np.full(shape, fill[0], dtype=fill.dtype), node.output[0])]
+
+
+@handles("Range")
+def _range(ctx, node, attrs):
+    start, limit, delta = (ctx.const(node, i, n) for i, n in enumerate(("start", "limit", "delta")))
+    return [ctx.b.constant(np.arange(start, limit, delta).astype(start.dtype), node.output[0])]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reductions
+
+_REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min",
+           "ReduceSumSquare": "sum_square"}
+
+
+@handles(*_REDUCE)
+def _reduce(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    first_input_opset = 13 if node.op_type == "ReduceSum" else 18
+    axes = _axes_arg(ctx, node, attrs, first_input_opset)
+    keepdims = int(attrs.get("keepdims", 1))
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(t.rank))
+    axes = sorted({_axis(a, t.rank) for a in axes})
+    out_shape = [1 if i in axes else d for i, d in enumerate(t.shape)] if keepdims else \
+        [d for i, d in enumerate(t.shape) if i not in axes]
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        # Non-adjacent axes: move them together first so that the reduction reads one contiguous block.
+        rest = [i for i in range(t.rank) if i not in axes]
+        perm = tuple(rest[: sum(1 for r in rest if r < axes[0])] + axes + rest[sum(1 for r in rest if r < axes[0]):])
+        x = ctx.b.emit1("transpose", [x], {"perm": perm})
+        t = ctx.b.type_of(x)
+        axes = list(range(perm.index(axes[0]), perm.index(axes[0]) + len(axes)))
+    view = (int(np.prod(t.shape[: axes[0]])), int(np.prod([t.shape[a] for a in axes])),
+            int(np.prod(t.shape[axes[-1] + 1 :])))
+    y = _emit(ctx, node, "reduce", [_reshape(ctx, x, view)], {"kind": _REDUCE[node.op_type]})
+    return [_reshape(ctx, y, out_shape)]

@@ -1,0 +1,1 @@
+"""Hardware profiles: one reviewed data file per device in hw_profiles/, loaded into HardwareProfile."""

@@ -1,0 +1,421 @@
+"""One fused group of graph nodes -> one concrete DSL kernel.
+
+The anchor (convolution, dense, pooling, ...) is instantiated from its template in the operator library; the
+elementwise and injective members are composed as expressions over the group's output indices and written as a
+single epilogue statement, e.g. `Y[n < 1, k < 64, y < 56, x < 56] = relu(Conv[n, k, y, x] + B[k])`.
+Scalar constants become literals; other constants become parameters with their unit dimensions dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from woodpecker.dsl import ast
+from woodpecker.dsl.library import Library
+from woodpecker.dsl.transform import axis_ranges, instantiate, simplify
+from woodpecker.errors import UnsupportedOpError
+from woodpecker.ir import ops
+from woodpecker.ir.graph import Node, TensorType
+from woodpecker.lowering.reindex import reindex
+
+Index = list[ast.Expr]
+
+
+@dataclasses.dataclass
+class _Lazy:
+    """A value inside the group: its graph shape and its element at given graph indices."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    at: Callable[[Index], ast.Expr]
+
+
+_AXIS_NAMES = {1: ("i",), 2: ("i", "j"), 3: ("i", "j", "k"), 4: ("n", "c", "h", "w"), 5: ("n", "c", "h", "w", "b")}
+# Name of the anchor's result when an epilogue follows it (the epilogue statement is the kernel output Y).
+_ANCHOR_RESULT = {
+    "conv2d": "Conv", "conv2d_nchwc": "Conv", "depthwise_conv2d_nchwc": "Conv", "dense": "Dense",
+    "dense_packed": "Dense", "batch_matmul": "Mm", "max_pool2d": "Pool", "avg_pool2d": "Pool",
+    "global_avg_pool": "Pool", "global_max_pool": "Pool", "softmax": "Soft", "log_softmax": "Soft",
+    "layer_norm": "Norm", "lrn": "Norm", "reduce": "Red",
+}
+
+
+def axis_names(rank: int) -> tuple[str, ...]:
+    return _AXIS_NAMES.get(rank, tuple(f"i{d}" for d in range(rank)))
+
+
+def float_literal(value: float) -> ast.FloatLit:
+    # Shortest decimal that reads back as the same float32: `0.1`, not `0.10000000149011612`.
+    return ast.FloatLit(float(str(np.float32(value))))
+
+
+def scalar_literal(value: np.ndarray) -> ast.Expr:
+    v = np.asarray(value).reshape(-1)[0]
+    if v.dtype == np.bool_:
+        return ast.BoolLit(bool(v))
+    if v.dtype.kind in "iu":
+        return ast.IntLit(int(v))
+    return float_literal(float(v))
+
+
+class ProgramBuilder:
+    def __init__(self, types: Mapping[str, TensorType], constants: Mapping[str, np.ndarray], library: Library):
+        self.types = types
+        self.constants = constants
+        self.lib = library
+        self.params: list[ast.TensorParam] = []
+        self.param_values: list[str] = []
+        self.body: list[ast.Compute] = []
+        self.env: dict[str, _Lazy] = {}
+        self.names: set[str] = set()
+        self.family = "injective"
+        self.attributes: tuple[ast.Attribute, ...] = ()
+        # the anchor's result statement, its natural shape and its map from graph indices
+        self.natural: tuple[str, tuple[int, ...], tuple[str, ...]] | None = None
+
+    # -- names -------------------------------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.names:
+            name, i = f"{base}{i}", i + 1
+        self.names.add(name)
+        return name
+
+    # -- parameters --------------------------------------------------------------------------------------------
+    def add_param(self, value: str, name: str, shape: Sequence[int], dtype: str) -> str:
+        name = self.fresh(name)
+        self.params.append(ast.TensorParam(name, dtype, tuple(ast.IntLit(int(d)) for d in shape)))
+        self.param_values.append(value)
+        return name
+
+    def value(self, value: str, role: str) -> _Lazy:
+        if value in self.env:
+            return self.env[value]
+        t = self.types[value]
+        if value in self.constants and self.constants[value].size == 1:
+            lit = scalar_literal(self.constants[value])
+            lazy = _Lazy(t.shape, t.dtype, lambda idx, lit=lit: lit)
+        elif value in self.constants:
+            # Constants are passed with their unit dimensions dropped: a bias [1, 64, 1, 1] reads as B[k].
+            kept = [d for d, n in enumerate(t.shape) if n != 1]
+            name = self.add_param(value, role, [t.shape[d] for d in kept], t.dtype)
+            lazy = _Lazy(t.shape, t.dtype, lambda idx, name=name, kept=kept: ast.Access(name, tuple(idx[d] for d in kept)))
+        else:
+            name = self.add_param(value, role, t.shape, t.dtype)
+            lazy = _Lazy(t.shape, t.dtype, lambda idx, name=name: ast.Access(name, tuple(idx)))
+        self.env[value] = lazy
+        return lazy
+
+    def tensor_arg(self, value: str, role: str, shape: Sequence[int]) -> str:
+        """A parameter passed to an anchor template, viewed with the template's shape."""
+        if value in self.env:
+            raise UnsupportedOpError(f"value {value} feeds an anchor from inside its own fused group")
+        t = self.types[value]
+        if math.prod(shape) != t.size:
+            raise AssertionError(f"view {list(shape)} of {value} {list(t.shape)} changes its size")
+        return self.add_param(value, role, shape, t.dtype)
+
+    # -- anchors -----------------------------------------------------------------------------------------------
+    def anchor(self, node: Node, has_epilogue: bool) -> None:
+        template, bindings, args, natural_shape = anchor_spec(node, self.types)
+        kernel = self.lib.template(template)
+        renames = {}
+        for (tparam, value, shape) in args:
+            renames[tparam] = self.tensor_arg(value, tparam, shape)
+        for s in kernel.computes:
+            if s.name == kernel.output:
+                renames[s.name] = self.fresh(_ANCHOR_RESULT.get(node.op, "A") if has_epilogue else "Y")
+            else:
+                renames[s.name] = self.fresh(s.name)
+        inst = instantiate(kernel, bindings, param_names=renames)
+        self.body.extend(inst.computes)
+        self.family = str(kernel.attribute("family", template))
+        self.attributes = kernel.attributes
+        out = inst.statement(inst.output)
+        axes = tuple(a.name for a in out.axes)
+        self.natural = (inst.output, tuple(natural_shape), axes)
+        graph_shape = self.types[node.outputs[0]].shape
+
+        def at(idx: Index, name=inst.output, nat=tuple(natural_shape), gshape=graph_shape) -> ast.Expr:
+            return ast.Access(name, tuple(reindex(idx, gshape, nat)))
+
+        self.env[node.outputs[0]] = _Lazy(graph_shape, self.types[node.outputs[0]].dtype, at)
+
+    # -- elementwise and injective members ---------------------------------------------------------------------
+    def role(self, value: str) -> str:
+        # Parameter names a reader can follow: B for constants (bias, scale), R for a second activation
+        # fused into an anchor's epilogue (a residual), X for the inputs of an elementwise chain.
+        if value in self.constants:
+            return "B"
+        return "R" if self.natural is not None else "X"
+
+    def member(self, node: Node) -> None:
+        out_t = self.types[node.outputs[0]]
+        kind = ops.get(node.op).kind
+        if kind == "elementwise":
+            inputs = [self.value(v, self.role(v)) for v in node.inputs]
+
+            def at(idx: Index, inputs=inputs, node=node, shape=out_t.shape) -> ast.Expr:
+                return elementwise_expr(node, [i.at(broadcast_index(idx, shape, i.shape)) for i in inputs], inputs)
+
+            self.env[node.outputs[0]] = _Lazy(out_t.shape, out_t.dtype, at)
+        elif kind == "injective":
+            inputs = [self.value(v, self.role(v)) for v in node.inputs]
+            self.env[node.outputs[0]] = _Lazy(out_t.shape, out_t.dtype, injective_map(node, inputs, self.types))
+        else:
+            raise AssertionError(f"{node.op} cannot be a member of a fused group")
+
+    # -- result ------------------------------------------------------------------------------------------------
+    def finish(self, name: str, output: str) -> tuple[ast.Kernel, list[str], tuple[int, ...]]:
+        lazy = self.env[output]
+        t = self.types[output]
+        if self.natural is not None:
+            result, shape, axes = self.natural
+            if result == "Y" and self.body[-1].name == "Y":
+                kernel = ast.Kernel(name, tuple(self.params), "Y", tuple(self.body), (), self.attributes)
+                return kernel, self.param_values + [output], shape
+        else:
+            shape, axes = t.shape, axis_names(t.rank)
+        idx: Index = [ast.Var(a) for a in axes]
+        graph_idx = reindex(idx, shape, t.shape)
+        out_axes = tuple(ast.Axis(a, ast.IntLit(d)) for a, d in zip(axes, shape))
+        value = simplify(lazy.at(graph_idx), axis_ranges(out_axes))
+        self.body.append(ast.Compute(self.fresh("Y"), out_axes, value))
+        kernel = ast.Kernel(name, tuple(self.params), self.body[-1].name, tuple(self.body), (), self.attributes)
+        return kernel, self.param_values + [output], tuple(shape)
+
+
+def broadcast_index(idx: Index, out_shape: Sequence[int], in_shape: Sequence[int]) -> Index:
+    """NumPy broadcasting: align right; an input dimension of 1 against a larger one reads index 0."""
+    offset = len(out_shape) - len(in_shape)
+    return [ast.IntLit(0) if d == 1 and out_shape[i + offset] != 1 else idx[i + offset] for i, d in enumerate(in_shape)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# elementwise expressions
+
+_UNARY_FN = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "log": "log", "sqrt": "sqrt",
+             "reciprocal": "reciprocal", "abs": "abs", "floor": "floor", "ceil": "ceil", "erf": "erf",
+             "softplus": "softplus", "hard_swish": "hard_swish"}
+_BIN_OP = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
+_CMP_OP = {"equal": "==", "less": "<", "greater": ">"}
+
+
+def elementwise_expr(node: Node, args: list[ast.Expr], inputs: Sequence[_Lazy]) -> ast.Expr:
+    op, a = node.op, node.attrs
+    x = args[0]
+    if op in _UNARY_FN:
+        return ast.Call(_UNARY_FN[op], (x,))
+    if op == "identity":
+        return x
+    if op == "neg":
+        return ast.Neg(x)
+    if op == "clip":
+        if a.get("min") is not None:
+            x = ast.Call("max", (x, float_literal(a["min"])))
+        if a.get("max") is not None:
+            x = ast.Call("min", (x, float_literal(a["max"])))
+        return x
+    if op in ("leaky_relu", "elu"):
+        return ast.Call(op, (x, float_literal(a.get("alpha", 0.01 if op == "leaky_relu" else 1.0))))
+    if op == "hard_sigmoid":
+        return ast.Call("hard_sigmoid", (x, float_literal(a.get("alpha", 0.2)), float_literal(a.get("beta", 0.5))))
+    if op == "gelu":
+        return ast.Call("gelu_tanh" if a.get("approximate", "none") == "tanh" else "gelu", (x,))
+    if op == "cast":
+        return ast.Call(ast.DTYPE_NAMES[a["to"]], (x,))
+    if op in _BIN_OP:
+        sym = _BIN_OP[op]
+        if op == "div" and not inputs[0].dtype.startswith("float"):
+            sym = "//"
+        return ast.BinOp(sym, x, args[1])
+    if op in ("maximum", "minimum"):
+        return ast.Call("max" if op == "maximum" else "min", (x, args[1]))
+    if op in _CMP_OP:
+        return ast.Compare((_CMP_OP[op],), (x, args[1]))
+    if op == "where":
+        return ast.IfElse(x, args[1], args[2])
+    raise UnsupportedOpError(f"elementwise op {op} has no DSL form")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# injective index maps
+
+
+def injective_map(node: Node, inputs: list[_Lazy], types: Mapping[str, TensorType]) -> Callable[[Index], ast.Expr]:
+    op, a = node.op, node.attrs
+    x = inputs[0]
+    if op == "transpose":
+        perm = a["perm"]
+
+        def at(idx: Index) -> ast.Expr:
+            src: Index = [ast.IntLit(0)] * len(perm)
+            for d, p in enumerate(perm):
+                src[p] = idx[d]
+            return x.at(src)
+
+        return at
+    if op == "slice":
+        starts, steps = a["starts"], a["steps"]
+        return lambda idx: x.at([
+            simplify(ast.BinOp("+", ast.IntLit(b), ast.BinOp("*", i, ast.IntLit(s)))) for i, b, s in zip(idx, starts, steps)
+        ])
+    if op == "concat":
+        axis = a["axis"]
+        offsets = np.cumsum([0] + [i.shape[axis] for i in inputs]).tolist()
+
+        def at(idx: Index) -> ast.Expr:
+            k = len(inputs) - 1
+            expr = inputs[k].at(_shift(idx, axis, offsets[k]))
+            for k in range(len(inputs) - 2, -1, -1):
+                cond = ast.Compare(("<",), (idx[axis], ast.IntLit(offsets[k + 1])))
+                expr = ast.IfElse(cond, inputs[k].at(_shift(idx, axis, offsets[k])), expr)
+            return expr
+
+        return at
+    if op == "pad":
+        return _pad_map(a, x)
+    if op == "gather":
+        axis = a["axis"]
+        ind = inputs[1]
+        dim = x.shape[axis]
+
+        def at(idx: Index) -> ast.Expr:
+            k = len(ind.shape)
+            i = ind.at(idx[axis : axis + k])
+            # ONNX allows negative indices, counted from the end. Out-of-range indices are clamped: a wrong
+            # token id must not make the kernel read outside the table.
+            i = ast.IfElse(ast.Compare(("<",), (i, ast.IntLit(0))), ast.BinOp("+", i, ast.IntLit(dim)), i)
+            i = ast.Call("min", (ast.Call("max", (i, ast.IntLit(0))), ast.IntLit(dim - 1)))
+            return x.at(idx[:axis] + [i] + idx[axis + k :])
+
+        return at
+    if op == "expand":
+        shape = types[node.outputs[0]].shape
+        return lambda idx: x.at(broadcast_index(idx, shape, x.shape))
+    if op == "layout_transform":
+        b = a["block"]
+        if a["to_blocked"]:  # [n, cb, h, w, c] <- [n, cb * B + c, h, w]
+            return lambda idx: x.at([idx[0], ast.BinOp("+", ast.BinOp("*", idx[1], ast.IntLit(b)), idx[4]), idx[2], idx[3]])
+        return lambda idx: x.at([idx[0], ast.BinOp("//", idx[1], ast.IntLit(b)), idx[2], idx[3],
+                                 ast.BinOp("%", idx[1], ast.IntLit(b))])
+    raise UnsupportedOpError(f"injective op {op} has no DSL form")
+
+
+def _shift(idx: Index, axis: int, offset: int) -> Index:
+    if offset == 0:
+        return idx
+    out = list(idx)
+    out[axis] = ast.BinOp("-", idx[axis], ast.IntLit(offset))
+    return out
+
+
+def _pad_map(a: Mapping, x: _Lazy) -> Callable[[Index], ast.Expr]:
+    rank = len(x.shape)
+    begin = a["pads"][:rank]
+    mode = a.get("mode", "constant")
+
+    def at(idx: Index) -> ast.Expr:
+        src, conds = [], []
+        for d in range(rank):
+            j: ast.Expr = ast.BinOp("-", idx[d], ast.IntLit(begin[d])) if begin[d] else idx[d]
+            n = x.shape[d]
+            if mode == "constant":
+                conds.append(ast.Compare(("<=", "<"), (ast.IntLit(0), j, ast.IntLit(n))))
+            elif mode == "edge":
+                j = ast.Call("min", (ast.Call("max", (j, ast.IntLit(0))), ast.IntLit(n - 1)))
+            else:  # reflect about the first and last element
+                j = ast.IfElse(ast.Compare(("<",), (j, ast.IntLit(0))), ast.Neg(j), j)
+                j = ast.IfElse(ast.Compare((">",), (j, ast.IntLit(n - 1))),
+                               ast.BinOp("-", ast.IntLit(2 * (n - 1)), j), j)
+            src.append(j)
+        if mode != "constant":
+            return x.at(src)
+        fill = float_literal(a.get("value", 0.0)) if x.dtype.startswith("float") else ast.IntLit(int(a.get("value", 0)))
+        return ast.IfElse(ast.BoolOp("and", tuple(conds)) if len(conds) > 1 else conds[0], x.at(src), fill)
+
+    return at
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# anchor templates
+
+TemplateArgs = list[tuple[str, str, tuple[int, ...]]]  # (template param, graph value, viewed shape)
+
+
+def _window(a: Mapping) -> dict[str, int]:
+    (sh, sw), (pt, pl, pb, pr) = a["strides"], a["pads"]
+    dh, dw = a.get("dilations", (1, 1))
+    return dict(SH=sh, SW=sw, PT=pt, PL=pl, PB=pb, PR=pr, DH=dh, DW=dw)
+
+
+def anchor_spec(node: Node, types: Mapping[str, TensorType]) -> tuple[str, dict, TemplateArgs, tuple[int, ...]]:
+    """Template name, bindings, arguments and natural output shape of an anchor node."""
+    op, a = node.op, node.attrs
+    ins = [types[v] for v in node.inputs]
+    out = types[node.outputs[0]]
+    if op == "conv2d":
+        n, c, h, w = ins[0].shape
+        k, _, r, s = ins[1].shape
+        b = dict(N=n, C=c, H=h, W=w, K=k, R=r, S=s, G=a.get("groups", 1), **_window(a))
+        return "conv2d", b, [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)], out.shape
+    if op == "conv2d_nchwc":
+        n, cb, h, w, ib = ins[0].shape
+        kb, _, r, s, _, ob = ins[1].shape
+        b = dict(N=n, CB=cb, H=h, W=w, IB=ib, KB=kb, OB=ob, R=r, S=s, **_window(a))
+        return "conv2d_nchwc", b, [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)], out.shape
+    if op == "depthwise_conv2d_nchwc":
+        n, cb, h, w, blk = ins[0].shape
+        _, r, s, _ = ins[1].shape
+        b = dict(N=n, CB=cb, H=h, W=w, B=blk, R=r, S=s, **_window(a))
+        return "depthwise_conv2d_nchwc", b, [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)], out.shape
+    if op == "dense":
+        (m, k), (nn, _) = ins[0].shape, ins[1].shape
+        return "dense", dict(M=m, K=k, N=nn), [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)], out.shape
+    if op == "dense_packed":
+        m, k = ins[0].shape
+        nb, _, blk = ins[1].shape
+        args = [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)]
+        return "dense_packed", dict(M=m, K=k, NB=nb, B=blk), args, (m, nb, blk)
+    if op == "batch_matmul":
+        if a.get("trans_a"):
+            raise UnsupportedOpError("batch_matmul with a transposed first operand has no template")
+        ba, m, k = ins[0].shape
+        bb = ins[1].shape[0]
+        nn = ins[1].shape[1] if a.get("trans_b") else ins[1].shape[2]
+        args = [("A", node.inputs[0], ins[0].shape), ("Bm", node.inputs[1], ins[1].shape)]
+        name = "batch_matmul_nt" if a.get("trans_b") else "batch_matmul"
+        return name, dict(BT=out.shape[0], BA=ba, BB=bb, M=m, K=k, N=nn), args, out.shape
+    if op in ("max_pool2d", "avg_pool2d"):
+        shape5 = ins[0].shape if ins[0].rank == 5 else ins[0].shape + (1,)
+        n, c, h, w, blk = shape5
+        (r, s) = a["kernel"]
+        b = dict(N=n, C=c, H=h, W=w, B=blk, R=r, S=s, **_window(a))
+        if op == "avg_pool2d":
+            ct, cl, cbt, cr = a.get("count_pads", (0, 0, 0, 0))
+            b.update(CT=ct, CL=cl, CBT=cbt, CR=cr)
+        oshape = out.shape if out.rank == 5 else out.shape + (1,)
+        return op, b, [("X", node.inputs[0], shape5)], oshape
+    if op in ("global_avg_pool", "global_max_pool"):
+        shape5 = ins[0].shape if ins[0].rank == 5 else ins[0].shape + (1,)
+        n, c, h, w, blk = shape5
+        return op, dict(N=n, C=c, H=h, W=w, B=blk), [("X", node.inputs[0], shape5)], (n, c, blk)
+    if op in ("softmax", "log_softmax"):
+        o, d, i = ins[0].shape
+        return op, dict(O=o, D=d, I=i), [("X", node.inputs[0], ins[0].shape)], out.shape
+    if op == "layer_norm":
+        o, d = ins[0].shape
+        args = [("X", node.inputs[0], ins[0].shape), ("Scale", node.inputs[1], (d,)), ("Bias", node.inputs[2], (d,))]
+        return "layer_norm", dict(O=o, D=d, EPS=float(a["epsilon"])), args, out.shape
+    if op == "lrn":
+        n, c, h, w = ins[0].shape
+        b = dict(N=n, C=c, H=h, W=w, SIZE=a["size"], ALPHA=float(a["alpha"]), BETA=float(a["beta"]), BIAS=float(a["bias"]))
+        return "lrn", b, [("X", node.inputs[0], ins[0].shape)], out.shape
+    if op == "reduce":
+        o, r, i = ins[0].shape
+        return f"reduce_{a['kind']}", dict(O=o, R=r, I=i), [("X", node.inputs[0], ins[0].shape)], out.shape
+    raise UnsupportedOpError(f"operator {op} has no kernel template")

@@ -1,0 +1,39 @@
+"""Model zoo built in code with seeded random weights (no downloads): structure matters for speed, values do not.
+
+    from woodpecker import models
+    proto = models.build("resnet50")                # onnx.ModelProto, input "input" [1, 3, 224, 224]
+    proto = models.build("resnet18", image_size=64) # smaller input for tests
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import onnx
+
+from woodpecker.models.bert import bert
+from woodpecker.models.mobilenet import mobilenet_v2
+from woodpecker.models.resnet import resnet18, resnet50
+from woodpecker.models.small import shufflenet_v2, squeezenet
+
+ZOO: dict[str, Callable[..., onnx.ModelProto]] = {
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "mobilenet_v2": mobilenet_v2,
+    "bert": bert,
+    "squeezenet": squeezenet,
+    "shufflenet_v2": shufflenet_v2,
+}
+
+
+def build(name: str, **kwargs) -> onnx.ModelProto:
+    from woodpecker.errors import ModelLoadError
+
+    try:
+        fn = ZOO[name]
+    except KeyError:
+        raise ModelLoadError(f"unknown zoo model {name!r}; available: {', '.join(ZOO)}") from None
+    return fn(**kwargs)
+
+
+__all__ = ["ZOO", "build"]

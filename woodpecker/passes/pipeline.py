@@ -1,0 +1,39 @@
+"""The graph optimizer's pass order, with switches for the target (the blocked layout is a CPU choice)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from woodpecker.ir.graph import Graph
+from woodpecker.passes.dce import eliminate_dead_code
+from woodpecker.passes.fold_batchnorm import fold_batchnorm
+from woodpecker.passes.fold_constants import fold_constants
+from woodpecker.passes.fuse import fuse_elementwise, fuse_epilogues
+from woodpecker.passes.layout import to_blocked_layout
+from woodpecker.passes.pack_dense import pack_dense
+from woodpecker.passes.simplify import simplify_graph
+
+
+@dataclasses.dataclass(frozen=True)
+class PassOptions:
+    blocked_layout: bool = True  # NCHW[b]c convolution chains
+    max_block: int = 16  # largest channel block; 16 = two AVX2 vectors of float32
+    pack_dense: bool = True  # dense weights as [N/b, K, b] panels
+    fuse: bool = True  # epilogue and elementwise fusion
+
+
+def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
+    g = fold_constants(graph)
+    g = simplify_graph(g)
+    g = fold_batchnorm(g)
+    if options.blocked_layout:
+        g = to_blocked_layout(g, options.max_block)
+    if options.pack_dense:
+        g = pack_dense(g)
+    g = eliminate_dead_code(simplify_graph(g))
+    if options.fuse:
+        g = fuse_epilogues(g)
+        g = fuse_elementwise(g)
+    g = eliminate_dead_code(g)
+    g.validate()
+    return g

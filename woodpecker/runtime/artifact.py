@@ -1,0 +1,137 @@
+"""The .wpk artifact: a zip holding a versioned JSON manifest, the native library, the weights and the DSL sources.
+
+  manifest.json      format name and version, toolchain, target, inputs/outputs, program, kernels, file hashes
+  kernels.so         the TVM-exported library (native code: load artifacts only from sources you trust)
+  weights.npz        constants, numpy format, loaded with allow_pickle=False
+  dsl/<kernel>.wpl   the DSL program of each kernel
+
+Loading verifies the format, the version and the sha256 of every file before the library is loaded; the library
+is unpacked into the cache under its own hash, so a tampered file is never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import tempfile
+import zipfile
+
+import numpy as np
+
+from woodpecker import config
+from woodpecker.errors import ArtifactError
+from woodpecker.runtime.compiled import CompiledModel, KernelInfo
+from woodpecker.runtime.executor import Program
+
+FORMAT = "woodpecker-artifact"
+VERSION = 1
+LIBRARY = "kernels.so"
+WEIGHTS = "weights.npz"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_artifact(model: CompiledModel, path: str | os.PathLike[str]) -> None:
+    path = pathlib.Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        lib_path = os.path.join(tmp, LIBRARY)
+        model.export_library(lib_path)
+        lib_bytes = pathlib.Path(lib_path).read_bytes()
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.require(v, requirements="C") for k, v in model.constants.items()})
+    weights = buf.getvalue()
+    files: dict[str, bytes] = {LIBRARY: lib_bytes, WEIGHTS: weights}
+    for k in model.kernels:
+        files[f"dsl/{k.name}.wpl"] = k.source.encode()
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        **model.metadata,
+        "program": model.program.to_json(),
+        "kernels": [k.to_json() for k in model.kernels],
+        "files": {name: _sha(data) for name, data in files.items()},
+    }
+    tmp_path = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp_path, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True), compress_type=zipfile.ZIP_DEFLATED)
+        for name, data in files.items():
+            method = zipfile.ZIP_STORED if name in (LIBRARY, WEIGHTS) else zipfile.ZIP_DEFLATED
+            zf.writestr(name, data, compress_type=method)
+    os.replace(tmp_path, path)  # a crash while writing never leaves a half-written artifact under the real name
+
+
+def read_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, bytes]]:
+    """Open and verify an artifact: returns its manifest and file contents (hashes checked)."""
+    label = str(path)
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise ArtifactError(f"{label}: no such file")
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError):
+        raise ArtifactError(f"{label}: not a woodpecker artifact (not a zip archive, or truncated)") from None
+    with zf:
+        try:
+            manifest = json.loads(zf.read("manifest.json"))
+        except KeyError:
+            raise ArtifactError(f"{label}: not a woodpecker artifact (no manifest.json)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as err:
+            raise ArtifactError(f"{label}: corrupt manifest ({err})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{label}: not a woodpecker artifact (manifest format is {manifest.get('format')!r})"
+                                if isinstance(manifest, dict) else f"{label}: corrupt manifest")
+        if manifest.get("version") != VERSION:
+            raise ArtifactError(
+                f"{label}: artifact version {manifest.get('version')!r} is not supported by this woodpecker "
+                f"(expects {VERSION}); recompile the model"
+            )
+        files = {}
+        for name, digest in manifest.get("files", {}).items():
+            try:
+                data = zf.read(name)
+            except (KeyError, zipfile.BadZipFile, OSError):
+                raise ArtifactError(f"{label}: file {name} listed in the manifest is missing or unreadable") from None
+            if _sha(data) != digest:
+                raise ArtifactError(f"{label}: {name} does not match its hash in the manifest (corrupt or modified)")
+            files[name] = data
+        for required in (LIBRARY, WEIGHTS):
+            if required not in files:
+                raise ArtifactError(f"{label}: {required} is missing")
+    return manifest, files
+
+
+def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
+    import tvm
+
+    manifest, files = read_manifest(path)
+    label = str(path)
+    lib_hash = manifest["files"][LIBRARY]
+    cache = config.get().cache_dir / "libs"
+    cache.mkdir(parents=True, exist_ok=True)
+    lib_path = cache / f"{lib_hash}.so"
+    if not lib_path.exists() or _sha(lib_path.read_bytes()) != lib_hash:
+        tmp = cache / f"{lib_hash}.{os.getpid()}.tmp"
+        tmp.write_bytes(files[LIBRARY])
+        os.replace(tmp, lib_path)
+    try:
+        library = tvm.runtime.load_module(str(lib_path))
+    except Exception as err:
+        raise ArtifactError(f"{label}: the kernel library cannot be loaded on this machine ({str(err).splitlines()[0]})") from None
+    try:
+        with np.load(io.BytesIO(files[WEIGHTS]), allow_pickle=False) as npz:
+            constants = {k: npz[k] for k in npz.files}
+        program = Program.from_json(manifest["program"])
+        kernels = []
+        for k in manifest["kernels"]:
+            source = files.get(k["source_file"], b"").decode()
+            kernels.append(KernelInfo(k["key"], k["name"], k["family"], int(k["flops"]), k["knobs"], k["origin"],
+                                      source, int(k.get("calls", 1))))
+    except (KeyError, ValueError, TypeError) as err:
+        raise ArtifactError(f"{label}: corrupt artifact content ({err})") from None
+    metadata = {k: v for k, v in manifest.items() if k not in ("program", "kernels", "files", "format", "version")}
+    return CompiledModel(library, program, constants, kernels, metadata, library_path=str(lib_path))

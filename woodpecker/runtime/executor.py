@@ -1,0 +1,217 @@
+"""Executor: runs the kernel calls of a compiled model over one preallocated arena.
+
+At construction every argument of every call is bound once to a tensor view of the arena (or of a constant), so
+a run is a plain loop of native calls: no allocation, no shape checks, a few hundred nanoseconds of Python per
+kernel. Inputs are validated by name, shape and dtype and copied into their arena slots; outputs are copied out.
+An Executor is not thread-safe (its arena is shared by all runs); create one per thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from woodpecker.errors import InputError
+from woodpecker.runtime.memory import ALIGN, plan_memory
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @staticmethod
+    def from_json(d: Mapping) -> TensorSpec:
+        return TensorSpec(str(d["name"]), tuple(int(x) for x in d["shape"]), str(d["dtype"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class CallSpec:
+    """One kernel launch: function name and (value, viewed shape) per argument, output last."""
+
+    func: str
+    args: tuple[tuple[str, tuple[int, ...]], ...]
+
+    def to_json(self) -> dict:
+        return {"func": self.func, "args": [[v, list(s)] for v, s in self.args]}
+
+    @staticmethod
+    def from_json(d: Mapping) -> CallSpec:
+        return CallSpec(str(d["func"]), tuple((str(v), tuple(int(x) for x in s)) for v, s in d["args"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Everything the executor needs besides the native library and the constants."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]  # name = user-facing output name
+    output_values: tuple[str, ...]  # graph values holding the outputs
+    values: Mapping[str, tuple[tuple[int, ...], str]]  # run-time value -> (shape, dtype)
+    calls: tuple[CallSpec, ...]
+    views: tuple[tuple[str, str], ...]  # (src, dst) in step order, each with the index of the step before it
+    view_steps: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "output_values": list(self.output_values),
+            "values": {k: [list(s), d] for k, (s, d) in self.values.items()},
+            "calls": [c.to_json() for c in self.calls],
+            "views": [list(v) for v in self.views],
+            "view_steps": list(self.view_steps),
+        }
+
+    @staticmethod
+    def from_json(d: Mapping) -> Program:
+        return Program(
+            inputs=tuple(TensorSpec.from_json(t) for t in d["inputs"]),
+            outputs=tuple(TensorSpec.from_json(t) for t in d["outputs"]),
+            output_values=tuple(d["output_values"]),
+            values={k: (tuple(int(x) for x in s), str(dt)) for k, (s, dt) in d["values"].items()},
+            calls=tuple(CallSpec.from_json(c) for c in d["calls"]),
+            views=tuple((str(a), str(b)) for a, b in d["views"]),
+            view_steps=tuple(int(i) for i in d["view_steps"]),
+        )
+
+
+def _aligned_arena(nbytes: int) -> np.ndarray:
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    shift = (-raw.ctypes.data) % ALIGN
+    return raw[shift : shift + nbytes]
+
+
+class Executor:
+    def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray]) -> None:
+        import tvm
+
+        self.program = program
+        self._lib = library
+        dev = tvm.cpu(0)
+        # -- liveness over calls: a value is defined by the call that writes it, used until its last reader ---------
+        n = len(program.calls)
+        defs: dict[str, int] = {}
+        last: dict[str, int] = {}
+        runtime_values = {v for v in program.values if v not in constants}
+        for t in program.inputs:
+            defs[t.name] = -1
+        for i, call in enumerate(program.calls):
+            *ins, (out, _) = call.args
+            for v, _ in ins:
+                last[v] = i
+            defs.setdefault(out, i)
+        for (src, dst), step in zip(program.views, program.view_steps):
+            defs.setdefault(dst, step)
+            last[src] = max(last.get(src, -1), step)
+        for v in program.output_values:
+            last[v] = n  # alive until copied out
+        for t in program.inputs:
+            last[t.name] = n  # inputs stay intact, so that execute() can run again (benchmarks) on the same inputs
+        sizes = {}
+        for v in runtime_values:
+            shape, dtype = program.values[v]
+            sizes[v] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            defs.setdefault(v, -1)
+            last.setdefault(v, defs[v])
+        self.memory = plan_memory(sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values])
+        self._arena = _aligned_arena(max(self.memory.arena_bytes, ALIGN))
+        # constants live in their own TVM tensors, created (aligned) once
+        self._const_np = {k: np.require(v, requirements="C") for k, v in constants.items()}
+        self._keep: list = []  # keeps every viewed numpy array alive for the DLPack tensors that borrow it
+
+        def view_np(value: str, shape: Sequence[int], dtype: str | None = None) -> np.ndarray:
+            if value in self._const_np:
+                arr = self._const_np[value]
+                return arr.reshape(tuple(shape))
+            root = self.memory.root[value]
+            place = self.memory.placements[root]
+            dt = np.dtype(dtype or program.values[value][1])
+            count = int(np.prod(shape, dtype=np.int64))
+            return self._arena[place.offset : place.offset + count * dt.itemsize].view(dt).reshape(tuple(shape))
+
+        const_tensors: dict[tuple[str, tuple[int, ...]], object] = {}
+
+        def bind(value: str, shape: tuple[int, ...]):
+            if value in self._const_np:
+                key = (value, tuple(shape))
+                if key not in const_tensors:
+                    const_tensors[key] = tvm.runtime.tensor(self._const_np[value].reshape(shape), dev)
+                return const_tensors[key]
+            arr = view_np(value, shape)
+            self._keep.append(arr)
+            if arr.nbytes == 0:
+                return tvm.runtime.empty(shape, program.values[value][1], dev)
+            return tvm.runtime.from_dlpack(arr)
+
+        self._calls = []
+        for call in program.calls:
+            func = library[call.func] if not hasattr(library, "get_function") else library.get_function(call.func)
+            self._calls.append((func, tuple(bind(v, s) for v, s in call.args)))
+        self._inputs = {t.name: (t, view_np(t.name, t.shape)) for t in program.inputs}
+        self._outputs = [
+            (spec, view_np(v, spec.shape) if v not in self._const_np else self._const_np[v].reshape(spec.shape))
+            for spec, v in zip(program.outputs, program.output_values)
+        ]
+
+    # -- running -----------------------------------------------------------------------------------------------
+    def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        expected = {t.name for t in self.program.inputs}
+        unknown = sorted(set(inputs) - expected)
+        if unknown:
+            raise InputError(f"unknown input {unknown[0]!r}; the model's inputs are {sorted(expected)}")
+        missing = sorted(expected - set(inputs))
+        if missing:
+            raise InputError(f"missing input {missing[0]!r}; the model's inputs are {sorted(expected)}")
+        for name, (spec, slot) in self._inputs.items():
+            value = np.asarray(inputs[name])
+            if tuple(value.shape) != spec.shape:
+                raise InputError(f"input {name!r} has shape {list(value.shape)}, expected {list(spec.shape)}")
+            if value.dtype != np.dtype(spec.dtype):
+                if np.can_cast(value.dtype, spec.dtype, casting="same_kind") and value.dtype.kind == np.dtype(spec.dtype).kind:
+                    value = value.astype(spec.dtype)
+                else:
+                    raise InputError(f"input {name!r} has dtype {value.dtype}, expected {spec.dtype}")
+            np.copyto(slot, value)
+
+    def execute(self) -> None:
+        for func, args in self._calls:
+            func(*args)
+
+    def get_outputs(self) -> dict[str, np.ndarray]:
+        return {spec.name: np.array(view, copy=True) for spec, view in self._outputs}
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.set_inputs(inputs)
+        self.execute()
+        return self.get_outputs()
+
+    def time_run(self, repeat: int = 50, warmup: int = 5) -> list[float]:
+        """Seconds per run of the kernels alone (inputs already set), one figure per repeat."""
+        for _ in range(warmup):
+            self.execute()
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            self.execute()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def profile(self, repeat: int = 20) -> list[tuple[str, float]]:
+        """Median seconds of each kernel call, in call order (inputs already set)."""
+        self.execute()
+        per_call: list[list[float]] = [[] for _ in self._calls]
+        for _ in range(repeat):
+            for i, (func, args) in enumerate(self._calls):
+                t0 = time.perf_counter()
+                func(*args)
+                per_call[i].append(time.perf_counter() - t0)
+        return [(c.func, sorted(ts)[len(ts) // 2]) for c, ts in zip(self.program.calls, per_call)]
+

@@ -1,0 +1,291 @@
+"""CPU schedule templates. Each takes the task's structure and a dict of knob values and transforms the TIR.
+
+tiled_reduction  (convolutions, dense, matmul, pooling): multi-level tiling of the anchor loop nest,
+    outer spatial loops (fused, parallel) -> reduction loops -> register tile (unrolled) -> vector lane loop;
+    the padding block is computed per parallel chunk, the fused epilogue per register tile.
+row_reduce       (softmax, layer norm, LRN, reductions): parallel over rows, every statement of a row computed
+    inside the row loop, non-reduction inner loops vectorized.
+injective        (elementwise chains, transposes, concatenation, layout conversion): one flat loop split into
+    parallel chunks of vector lanes.
+
+Knob names are those of the search spaces in search_spaces/cpu/*.toml; `default_knobs` gives the values an
+untuned compile uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from woodpecker.schedule.structure import KernelStructure
+
+Knobs = Mapping[str, int | str]
+
+VECTOR_LANES = 8  # float32 lanes of one AVX2 register
+REGISTERS = 16  # vector registers available to the register tile
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in _divisors(n) if d <= max(1, limit))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# defaults
+
+
+def default_knobs(family: str, st: KernelStructure) -> dict[str, int | str]:
+    """Heuristic knob values: what an untuned compile runs.
+
+    The register tile (rows x vector lanes) is chosen to hold 8 accumulator vectors: measured on AVX2 (16 ymm
+    registers), 8 accumulators plus the broadcast operand and weight vectors run at 140-177 GFLOP/s on ResNet
+    convolutions, while 14 spill and drop to 60-90 GFLOP/s. Among tiles of equal size the full channel block and
+    the wider row are preferred.
+    """
+    if family == "injective":
+        return {"vector": 16, "parallel": 1 if _total(st) >= 4096 else 0}
+    if family == "row_reduce":
+        return {"parallel": 1, "vectorize": 1, "inline_producers": 0}
+    knobs: dict[str, int | str] = {f"tile_{a.name}": 1 for a in st.spatial}
+    last = st.spatial[-1]
+    full = last.extent if last.extent <= 64 else _largest_divisor(last.extent, 16)
+    lane_options = [full] + ([full // 2] if full % 16 == 0 else [])
+    rows = _register_rows(family, st)
+    best = None
+    for lanes in lane_options:
+        vectors = max(1, math.ceil(lanes / VECTOR_LANES))
+        # Tiles need not divide the extent: TVM guards the remainder, and measured on 7x7 and 13x13 layers a
+        # guarded 4-wide tile (135 GFLOP/s) beats the largest divisor (1 or 7: 43-114 GFLOP/s).
+        first = list(range(1, min(rows[0].extent, 8) + 1)) if rows else [1]
+        second = list(range(1, min(rows[1].extent, 4) + 1)) if len(rows) > 1 else [1]
+        for t0 in first:
+            for t1 in second:
+                acc = t0 * t1 * vectors
+                if acc > ACCUMULATORS:
+                    continue
+                divisible = rows[0].extent % t0 == 0 and (len(rows) < 2 or rows[1].extent % t1 == 0) if rows else True
+                score = (acc, divisible, lanes == full, t0, -t1)
+                if best is None or score > best[0]:
+                    best = (score, lanes, t0, t1)
+    assert best is not None
+    _, lanes, t0, t1 = best
+    knobs[f"tile_{last.name}"] = lanes
+    if rows:
+        knobs[f"tile_{rows[0].name}"] = t0
+    if len(rows) > 1:
+        knobs[f"tile_{rows[1].name}"] = t1
+    knobs["reduction_order"] = "default"
+    knobs["unroll"] = 1
+    knobs["parallel"] = _default_parallel(st, knobs)
+    knobs["pad_at"] = "parallel"
+    return knobs
+
+
+ACCUMULATORS = 8
+
+
+def _register_rows(family: str, st: KernelStructure):
+    """The spatial axes that form the rows of the register tile (the vector lanes run along the last axis)."""
+    sp = st.spatial
+    if family in ("conv2d_nchwc", "depthwise_nchwc", "pool2d") and len(sp) >= 4:
+        return [sp[-2], sp[-3]]  # x then y of [n, k, y, x, lanes]
+    if family == "conv2d" and len(sp) >= 4:
+        return [sp[-3], sp[-4]][:1]  # output channels (k) of [n, k, y, x]; lanes run along x
+    if family == "dense_packed":
+        return [sp[-3]]  # m of [m, nb, lanes]
+    if len(sp) >= 2:
+        return [sp[-2]]
+    return []
+
+
+def _default_parallel(st: KernelStructure, knobs: Mapping[str, int | str]) -> int:
+    """Fuse outer loops until there is enough independent work for the cores (at least 64 chunks)."""
+    chunks = 1
+    depth = 0
+    for a in st.spatial[:-1]:
+        outer = a.extent // int(knobs.get(f"tile_{a.name}", 1))
+        depth += 1
+        chunks *= outer
+        if chunks >= 64:
+            break
+    return depth
+
+
+def _total(st: KernelStructure) -> int:
+    return math.prod(a.extent for a in st.spatial)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# templates
+
+
+def apply(sch, family: str, st: KernelStructure, knobs: Knobs) -> None:
+    if family == "injective":
+        injective(sch, st, knobs)
+    elif family == "row_reduce":
+        row_reduce(sch, st, knobs)
+    else:
+        tiled_reduction(sch, st, knobs)
+
+
+def tiled_reduction(sch, st: KernelStructure, knobs: Knobs) -> None:
+    blk = sch.get_sblock(st.anchor)
+    loops = sch.get_loops(blk)
+    ns = len(st.spatial)
+    spatial, red = loops[:ns], loops[ns:]
+    outer, inner = [], []
+    for loop, a in zip(spatial, st.spatial):
+        t = int(knobs.get(f"tile_{a.name}", 1))
+        if t <= 1:
+            outer.append(loop)
+        elif t >= a.extent:
+            inner.append(loop)
+        else:
+            o, i = sch.split(loop, factors=[None, t])
+            outer.append(o)
+            inner.append(i)
+    red_loops = dict(zip([a.name for a in st.reduction], red))
+    order = str(knobs.get("reduction_order", "default"))
+    red_names = [a.name for a in st.reduction] if order == "default" else order.split(",")
+    red_outer, red_inner = [], []
+    for name in red_names:
+        loop = red_loops[name]
+        t = int(knobs.get(f"split_{name}", 1))
+        if 1 < t < st.extent(name):
+            o, i = sch.split(loop, factors=[None, t])
+            red_outer.append(o)
+            red_inner.append(i)
+        else:
+            red_outer.append(loop)
+    sch.reorder(*outer, *red_outer, *red_inner, *inner)
+    tile_loop = outer[-1] if outer else None
+
+    # The epilogue (or, without one, the copy-out of a tile-sized accumulator) runs right after each tile, while
+    # the tile is still in registers or L1.
+    writeback = None
+    if tile_loop is not None:
+        if st.consumers:
+            for name in st.consumers:
+                sch.reverse_compute_at(sch.get_sblock(name), tile_loop)
+        else:
+            writeback = sch.cache_write(blk, 0, "global")
+            sch.reverse_compute_at(writeback, tile_loop)
+
+    depth = min(int(knobs.get("parallel", 1)), len(outer))
+    par = None
+    if depth >= 1:
+        par = sch.fuse(*outer[:depth]) if depth > 1 else outer[0]
+        sch.parallel(par)
+
+    for name in st.producers:
+        if name in st.reducing_producers:
+            continue
+        pb = sch.get_sblock(name)
+        if knobs.get("pad_at", "parallel") == "parallel" and par is not None:
+            sch.compute_at(pb, par)
+        _vectorize_innermost(sch, pb)
+
+    last_axis = st.spatial[-1]
+    if inner and int(knobs.get(f"tile_{last_axis.name}", 1)) > 1:
+        sch.vectorize(inner[-1])
+        if int(knobs.get("unroll", 1)):
+            for loop in inner[:-1]:
+                sch.unroll(loop)
+    elif inner and int(knobs.get("unroll", 1)):
+        for loop in inner:
+            sch.unroll(loop)
+    if int(knobs.get("unroll", 1)) and red_outer:
+        # fully unroll a short innermost reduction loop (the kernel width of a convolution)
+        last_red = (red_inner or red_outer)[-1]
+        name = red_names[-1]
+        if st.extent(name) <= 8 and not red_inner:
+            sch.unroll(last_red)
+    if red_outer:
+        init = sch.decompose_reduction(blk, red_outer[0])
+        _vectorize_innermost(sch, init)
+    for name in st.consumers:
+        _vectorize_innermost(sch, sch.get_sblock(name))
+    if writeback is not None:
+        _vectorize_innermost(sch, writeback)
+
+
+def _vectorize_innermost(sch, block) -> None:
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    try:
+        sch.vectorize(loops[-1])
+    except Exception:  # a reduction or a loop TVM cannot vectorize: leave it scalar
+        pass
+
+
+def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
+    out_name = st.consumers[-1] if st.consumers else st.anchor
+    out = sch.get_sblock(out_name)
+    loops = sch.get_loops(out)
+    depth = max(0, min(int(knobs.get("parallel", 1)), len(loops) - 1 if len(loops) > 1 else 1))
+    anchor_loop = None
+    if depth:
+        anchor_loop = sch.fuse(*loops[:depth]) if depth > 1 else loops[0]
+        sch.parallel(anchor_loop)
+    names = [*st.producers, st.anchor] + list(st.consumers[:-1]) if st.consumers else list(st.producers)
+    for name in reversed(names):
+        if name == out_name:
+            continue
+        blk = sch.get_sblock(name)
+        if int(knobs.get("inline_producers", 0)) and name not in st.reducing_producers and name != st.anchor:
+            try:
+                sch.compute_inline(blk)
+                continue
+            except Exception:
+                pass
+        if anchor_loop is not None:
+            try:
+                sch.compute_at(blk, anchor_loop)
+            except Exception:  # not every producer can move under the row loop; it then runs whole, first
+                pass
+    if int(knobs.get("vectorize", 1)):
+        for name in [*names, out_name]:
+            try:
+                blk = sch.get_sblock(name)
+            except Exception:
+                continue
+            _vectorize_spatial_innermost(sch, blk)
+
+
+def _vectorize_spatial_innermost(sch, block) -> None:
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    iter_types = [iv.iter_type for iv in sch.get(block).iter_vars]
+    if iter_types and iter_types[-1] != 0:  # 0 = data parallel; reductions cannot be vectorized
+        return
+    try:
+        sch.vectorize(loops[-1])
+    except Exception:
+        pass
+
+
+def injective(sch, st: KernelStructure, knobs: Knobs) -> None:
+    blocks = [*st.producers, st.anchor, *st.consumers]
+    out = sch.get_sblock(blocks[-1])
+    for name in blocks[:-1]:
+        try:
+            sch.compute_inline(sch.get_sblock(name))
+        except Exception:
+            pass
+    loops = sch.get_loops(out)
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    total = _total(st)
+    vec = int(knobs.get("vector", 16))
+    vec = _largest_divisor(total, vec)
+    if vec > 1:
+        outer, lanes = sch.split(fused, factors=[None, vec])
+        sch.vectorize(lanes)
+    else:
+        outer = fused
+    if int(knobs.get("parallel", 1)) and total // max(vec, 1) > 1:
+        sch.parallel(outer)
