@@ -57,6 +57,16 @@ class LoweredModel:
     graph: Graph
     tasks: Mapping[str, Task]
     steps: tuple[Step, ...]
+    # one graph node per task (its first occurrence): the numpy reference of a candidate kernel is computed from it
+    nodes: Mapping[str, Node] = dataclasses.field(default_factory=dict)
+
+    def example(self, task_key: str) -> tuple[Node, KernelCall]:
+        """The first call of a task and its graph node (where its reference inputs and output come from)."""
+        node = self.nodes[task_key]
+        for step in self.steps:
+            if isinstance(step, KernelCall) and step.node == node.name:
+                return node, step
+        raise KeyError(task_key)
 
     def occurrences(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -114,6 +124,7 @@ def build_program(node: Node, graph: Graph, lib: Library) -> tuple[ast.Kernel, l
 def lower_graph(graph: Graph, lib: Library | None = None) -> LoweredModel:
     lib = lib or default_library()
     tasks: dict[str, Task] = {}
+    nodes: dict[str, Node] = {}
     names: dict[str, str] = {}
     steps: list[Step] = []
     for node in graph.nodes:
@@ -134,5 +145,6 @@ def lower_graph(graph: Graph, lib: Library | None = None) -> LoweredModel:
             shapes = tuple(tuple(int(d.value) for d in p.shape) for p in kernel.params)  # type: ignore[union-attr]
             out_shape = tuple(int(a.extent.value) for a in kernel.statement(kernel.output).axes)  # type: ignore[union-attr]
             tasks[key] = Task(key, name, family, kernel, source, flops(kernel), shapes + (out_shape,))
+            nodes[key] = node
         steps.append(KernelCall(key, node.name, tuple(args)))
-    return LoweredModel(graph, tasks, tuple(steps))
+    return LoweredModel(graph, tasks, tuple(steps), nodes)

@@ -1,0 +1,70 @@
+"""The functions that run inside worker processes: build one candidate, run one candidate.
+
+They take and return plain data (paths, dicts, tuples) so that nothing but arguments crosses the process boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+_MODULES: dict[str, Any] = {}  # loaded libraries, per worker
+
+
+def build_job(task, knobs: Mapping[str, Any], target: Mapping[str, Any], out_path: str, target_class: str) -> dict:
+    """Schedule, compile and export one candidate to `out_path` (skipped when that file already exists)."""
+    from woodpecker import config
+
+    config.prepare_tvm_threads()
+    t0 = time.perf_counter()
+    if os.path.exists(out_path):
+        return {"path": out_path, "build_secs": 0.0, "cached": True}
+    import tvm
+
+    from woodpecker.schedule.apply import schedule
+
+    mod = schedule(task, knobs, target_class)
+    ex = tvm.compile(mod, target=tvm.target.Target(dict(target)))
+    tmp = f"{out_path}.{os.getpid()}.tmp.so"
+    ex.export_library(tmp)
+    os.replace(tmp, out_path)
+    return {"path": out_path, "build_secs": time.perf_counter() - t0, "cached": False}
+
+
+def run_job(lib_path: str, func: str, io_path: str, repeat: int, min_repeat_ms: int, rtol: float) -> dict:
+    """Load the candidate, check its output against the reference, then time it.
+
+    A candidate whose output differs from the reference by more than `rtol` (relative to the output's magnitude)
+    is rejected before it is timed: its time never counts.
+    """
+    from woodpecker import config
+
+    config.prepare_tvm_threads()
+    import tvm
+
+    from woodpecker.measure.reference import max_relative_error
+
+    dev = tvm.cpu(0)
+    mod = _MODULES.get(lib_path)
+    if mod is None:
+        mod = tvm.runtime.load_module(lib_path)
+        _MODULES.clear()  # one candidate at a time: keep memory flat over a long session
+        _MODULES[lib_path] = mod
+    with np.load(io_path, allow_pickle=False) as npz:
+        n_in = int(npz["n_inputs"])
+        inputs = [npz[f"in{i}"] for i in range(n_in)]
+        expected = npz["expected"]
+    args = [tvm.runtime.tensor(a, dev) for a in inputs]
+    out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
+    f = mod[func]
+    f(*args, out)
+    err = max_relative_error(out.numpy(), expected)
+    if not err <= rtol:
+        return {"run_secs": [], "error": f"wrong result: max relative error {err:.3g} > {rtol:g}"}
+    timer = mod.time_evaluator(func, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
+    res = timer(*args, out)
+    return {"run_secs": [float(x) for x in res.results], "error": None}

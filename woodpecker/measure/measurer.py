@@ -1,0 +1,129 @@
+"""Measurer: candidates (task, knob points) -> MeasureResults, built in parallel, timed one at a time.
+
+Builds run in `build_workers` processes with a timeout; compiled libraries are cached on disk by (workload, knobs,
+target, toolchain) so a candidate is never compiled twice. Runs happen in a single runner process, after the
+builds of the batch are done, so that a timing never shares the cores with a compile or another timing. The
+runner uses the thread count of the final runtime (TVM_NUM_THREADS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from woodpecker import config
+from woodpecker.lowering.model import Task
+from woodpecker.measure.jobs import build_job, run_job
+from woodpecker.measure.pool import WorkerPool
+from woodpecker.space.space import canonical_json
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureResult:
+    run_secs: tuple[float, ...]  # every timed repeat, seconds; empty on error
+    error: str | None
+    build_secs: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.run_secs)
+
+    @property
+    def cost(self) -> float:
+        """Median seconds (inf when the candidate failed): what searchers minimize."""
+        return float(np.median(self.run_secs)) if self.ok else float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureOptions:
+    repeat: int = 5  # timed repeats per candidate
+    min_repeat_ms: int = 20  # each repeat runs the kernel enough times to last this long
+    build_timeout_s: float = 120.0
+    run_timeout_s: float = 30.0
+    rtol: float = 1e-3  # accepted max |out - ref| / max |ref|
+
+
+class Measurer:
+    def __init__(self, target: Mapping[str, Any], target_class: str = "cpu", build_workers: int | None = None,
+                 options: MeasureOptions = MeasureOptions(), toolchain: Mapping[str, str] | None = None) -> None:
+        threads = config.prepare_tvm_threads()
+        self.target = dict(target)
+        self.target_class = target_class
+        self.options = options
+        self.toolchain = dict(toolchain or {})
+        env = {"TVM_NUM_THREADS": str(threads), "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
+        self.builders = WorkerPool(build_workers or max(1, (os.cpu_count() or 1)), env)
+        self.runner = WorkerPool(1, env)
+        self.build_dir = config.get().cache_dir / "builds"
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        self._io_dir = tempfile.TemporaryDirectory(prefix="woodpecker-io-")
+        self._io: dict[str, str] = {}
+
+    # -- reference data ------------------------------------------------------------------------------------------
+    def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
+        path = os.path.join(self._io_dir.name, f"{task.key}.npz")
+        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
+        np.savez(path, n_inputs=np.int64(len(inputs)), expected=expected, **arrays)
+        self._io[task.key] = path
+
+    def has_reference(self, task: Task) -> bool:
+        return task.key in self._io
+
+    # -- measuring -----------------------------------------------------------------------------------------------
+    def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
+        ident = json.dumps([task.key, canonical_json(knobs), self.target, self.toolchain], sort_keys=True)
+        return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
+
+    def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
+        if task.key not in self._io:
+            raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        o = self.options
+        builds = self.builders.map(
+            build_job,
+            [(task, dict(p), self.target, self.library_path(task, p), self.target_class) for p in points],
+            o.build_timeout_s,
+        )
+        results: list[MeasureResult | None] = [None] * len(points)
+        to_run = []
+        for i, b in enumerate(builds):
+            if b.error is not None:
+                results[i] = MeasureResult((), f"build failed: {b.error}", b.seconds)
+            else:
+                to_run.append(i)
+        runs = self.runner.map(
+            run_job,
+            [(builds[i].value["path"], task.name, self._io[task.key], o.repeat, o.min_repeat_ms, o.rtol) for i in to_run],
+            o.run_timeout_s,
+        )
+        for i, r in zip(to_run, runs):
+            build_secs = builds[i].value.get("build_secs", 0.0)
+            if r.error is not None:
+                results[i] = MeasureResult((), f"run failed: {r.error}", build_secs)
+            else:
+                v = r.value
+                results[i] = MeasureResult(tuple(v["run_secs"]), v["error"], build_secs)
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.builders.close()
+        self.runner.close()
+        self._io_dir.cleanup()
+
+    def __enter__(self) -> Measurer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def clear_build_cache() -> None:
+    for f in pathlib.Path(config.get().cache_dir / "builds").glob("*.so"):
+        f.unlink(missing_ok=True)

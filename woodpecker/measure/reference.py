@@ -1,0 +1,49 @@
+"""Reference inputs and outputs of a task, from the numpy references of its graph node (independent of TVM).
+
+Weights are the model's own; activations are seeded random normals; integer inputs (indices) are small and
+non-negative so that they are valid for any table. Arrays are given in the kernel's parameter shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from woodpecker.ir.graph import Graph, Node
+from woodpecker.ir.interpreter import run_nodes
+from woodpecker.lowering.model import Task
+
+
+def reference_io(task: Task, node: Node, graph: Graph, args: tuple[str, ...], seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """(inputs in parameter order, expected output) for one kernel call `args` (inputs then output values)."""
+    rng = np.random.default_rng(seed)
+    env: dict[str, np.ndarray] = {}
+    for v in node.inputs:
+        if v in graph.constants:
+            env[v] = np.asarray(graph.constants[v])
+            continue
+        t = graph.types[v]
+        if t.dtype.startswith("float"):
+            env[v] = rng.standard_normal(t.shape).astype(t.dtype)
+        elif t.dtype == "bool":
+            env[v] = rng.integers(0, 2, t.shape).astype(bool)
+        else:
+            env[v] = rng.integers(0, 2, t.shape).astype(t.dtype)
+    run_nodes((node,), env)
+    shapes = task.param_shapes
+    inputs = []
+    for value, shape in zip(args[:-1], shapes[:-1]):
+        arr = env[value] if value in env else np.asarray(graph.constants[value])
+        inputs.append(np.ascontiguousarray(np.asarray(arr).reshape(shape)))
+    expected = np.ascontiguousarray(env[args[-1]].reshape(shapes[-1]))
+    return inputs, expected
+
+
+def max_relative_error(out: np.ndarray, expected: np.ndarray) -> float:
+    """max |out - expected| / max |expected| (the criterion used for whole models too)."""
+    if expected.dtype == np.bool_ or expected.dtype.kind in "iu":
+        return 0.0 if np.array_equal(out, expected) else float("inf")
+    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-6)
+    diff = np.abs(out.astype(np.float64) - expected.astype(np.float64))
+    if not np.all(np.isfinite(out)) and np.all(np.isfinite(expected)):
+        return float("inf")
+    return float(np.max(diff)) / scale if diff.size else 0.0
