@@ -16,4 +16,12 @@ _config.prepare_tvm_threads()
 from woodpecker.api import compile, load  # noqa: E402,A004
 from woodpecker.errors import WoodpeckerError  # noqa: E402
 
-__all__ = ["compile", "load", "WoodpeckerError", "__version__"]
+
+def tune(model, target: str = "host", **kwargs):
+    """Tune a model's kernels for a target; see woodpecker.tuner.tune for the arguments."""
+    from woodpecker.tuner import tune as _tune
+
+    return _tune(model, target, **kwargs)
+
+
+__all__ = ["compile", "load", "tune", "WoodpeckerError", "__version__"]

@@ -72,6 +72,8 @@ def compile(  # noqa: A001 (the public name users expect)
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     example_inputs: Any = None,
     db: Any = None,
+    trials: int | None = None,
+    searcher: str = "ga",
     blocked_layout: bool | None = None,
 ) -> CompiledModel:
     """Compile a model for a target.
@@ -80,7 +82,10 @@ def compile(  # noqa: A001 (the public name users expect)
         model: path to an .onnx file, an onnx.ModelProto, or a torch.nn.Module (then pass example_inputs).
         target: hardware profile id or alias (`woodpecker targets` lists them).
         input_shapes: static shapes for inputs whose ONNX shape is symbolic, e.g. {"input": [1, 3, 224, 224]}.
-        db: tuning records database (path or RecordsDatabase); the best record of each kernel is applied.
+        db: tuning records database (path or RecordsDatabase); the best record of each kernel for this device and
+            toolchain is applied, other kernels use their default schedule.
+        trials: tune first, with this many measurements (records go to `db`, or the per-user database).
+        searcher: the searcher used when `trials` is given ("ga", "rl", "random").
         blocked_layout: force the NCHW[b]c layout pass on or off (default: on for CPU targets).
 
     Returns:
@@ -96,11 +101,17 @@ def compile(  # noqa: A001 (the public name users expect)
     profile = load_profile(target)
     if profile.kind != "cpu":
         raise TargetError(f"target {profile.id!r} ({profile.kind}) cannot be compiled by this version; use 'host'")
+    if trials is not None:
+        from woodpecker.tuner import default_db_path, tune
+
+        db = db if db is not None else default_db_path()
+        tune(model, target, searcher=searcher, trials=trials, db=db, input_shapes=input_shapes,
+             example_inputs=example_inputs)
     graph = import_model(model, input_shapes, example_inputs)
     options = PassOptions(blocked_layout=True if blocked_layout is None else blocked_layout)
     lowered = lower_graph(optimize(graph, options))
-    knobs: dict[str, Mapping[str, int | str]] = {}
     threads = config.prepare_tvm_threads()
+    knobs = _best_records(lowered, db, profile, threads)
     executable, chosen = build_tasks(lowered.tasks, knobs, llvm_target(threads))
     program, constants = make_program(lowered)
     counts = lowered.occurrences()
@@ -121,6 +132,31 @@ def compile(  # noqa: A001 (the public name users expect)
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     return CompiledModel(executable.mod, program, constants, kernels, metadata, executable=executable)
+
+
+def _best_records(lowered, db: Any, profile, threads: int) -> dict[str, Mapping[str, int | str]]:
+    """Knobs of the fastest record of each task for this device and toolchain (tasks without records: none)."""
+    if db is None:
+        return {}
+    from woodpecker.hw.identity import device_for, toolchain
+    from woodpecker.records.db import RecordsDatabase, open_database
+
+    from woodpecker.schedule.apply import default_knobs
+
+    database = open_database(db)
+    assert database is not None
+    try:
+        device, tools = device_for(profile, threads), toolchain()
+        out = {}
+        for key, task in lowered.tasks.items():
+            best = database.best(key, device, tools)
+            # a record that is the default schedule is not a tuned schedule: report it as the default
+            if best is not None and dict(best.knobs) != default_knobs(task):
+                out[key] = dict(best.knobs)
+        return out
+    finally:
+        if not isinstance(db, RecordsDatabase):
+            database.close()
 
 
 def load(path: str | os.PathLike[str]) -> CompiledModel:

@@ -64,14 +64,21 @@ def compile_cmd(
     target: Annotated[str, typer.Option("--target", "-t", help="hardware profile (see `woodpecker targets`)")] = "host",
     output: Annotated[Optional[pathlib.Path], typer.Option("--output", "-o", help="artifact to write (.wpk)")] = None,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="NAME=D1,D2,... for symbolic inputs")] = None,
+    db: Annotated[Optional[pathlib.Path], typer.Option("--db", help="apply the best tuning records of this database")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="tune first with this many measurements")] = None,
+    searcher: Annotated[str, typer.Option("--searcher", "-s", help="searcher for --trials: ga | rl | random")] = "ga",
 ) -> None:
     """Compile a model into a runnable artifact."""
     import time
 
     import woodpecker
+    from woodpecker.errors import DatabaseError
 
+    if db is not None and trials is None and not db.exists():
+        raise DatabaseError(f"{db}: no such records database (tune first, or drop --db)")
     t0 = time.perf_counter()
-    cm = woodpecker.compile(_model_arg(model), target=target, input_shapes=_parse_shapes(input_shape))
+    cm = woodpecker.compile(_model_arg(model), target=target, input_shapes=_parse_shapes(input_shape),
+                            db=str(db) if db else None, trials=trials, searcher=searcher)
     elapsed = time.perf_counter() - t0
     out = output or pathlib.Path(pathlib.Path(model.split("?")[0].replace("zoo:", "")).stem + ".wpk")
     cm.save(out)
@@ -83,6 +90,132 @@ def compile_cmd(
         f"{len(cm.kernels)} kernels ({', '.join(f'{n} {o}' for o, n in sorted(origins.items()))}), "
         f"{sum(k.calls for k in cm.kernels)} launches, {cm.gflop:.2f} GFLOP per run -> {out}"
     )
+
+
+def _tune_view(p) -> Table:
+    """Progress table of a tuning session: the tasks that weigh most in the model's latency."""
+    table = Table(title=None, expand=False)
+    for col in ("kernel", "family", "calls", "trials", "default us", "best us", "speedup", "GFLOP/s", ""):
+        table.add_column(col, justify="right" if col not in ("kernel", "family", "") else "left")
+    rows = sorted(p.tasks, key=lambda s: -(s.calls * (s.best_us or s.default_us or 0.0)))
+    for s in rows[:16]:
+        speed = f"{s.default_us / s.best_us:.2f}x" if s.default_us and s.best_us else "-"
+        gf = f"{s.task.flops / (s.best_us * 1e3):.1f}" if s.best_us and s.task.flops else "-"
+        table.add_row(s.task.name, s.task.family, str(s.calls), str(s.previous + s.trials),
+                      f"{s.default_us:.1f}" if s.default_us else "-", f"{s.best_us:.1f}" if s.best_us else "-",
+                      speed, gf, s.done)
+    if len(rows) > 16:
+        table.add_row(f"... {len(rows) - 16} more", "", "", "", "", "", "", "", "")
+    eta = f"{p.eta_s / 60:.1f} min" if p.eta_s is not None else "-"
+    budget = f"/{p.trial_budget}" if p.trial_budget else ""
+    table.caption = (f"trials {p.trials}{budget}   elapsed {p.elapsed_s / 60:.1f} min   ETA {eta}   "
+                     f"model estimate {p.model_ms:.2f} ms")
+    return table
+
+
+def _print_tune_report(report) -> None:
+    console.print(f"tuning {report.stopped} after {report.trials} trials in {report.seconds / 60:.1f} min; "
+                  f"records in {report.db_path}")
+    improved = [t for t in report.tasks if t.speedup and t.speedup > 1.001]
+    for t in sorted(improved, key=lambda t: -(t.calls * (t.default_us - t.best_us))):
+        console.print(f"  {t.name}: {t.default_us:.1f} -> {t.best_us:.1f} us ({t.speedup:.2f}x, {t.trials} trials)")
+    if report.default_ms:
+        console.print(f"model kernels: {report.default_ms:.2f} ms default -> {report.best_ms:.2f} ms tuned "
+                      f"({report.default_ms / report.best_ms:.2f}x)")
+
+
+@app.command("tune")
+def tune_cmd(
+    model: Annotated[str, typer.Argument(help="ONNX file, or zoo:<name>")],
+    target: Annotated[str, typer.Option("--target", "-t")] = "host",
+    searcher: Annotated[str, typer.Option("--searcher", "-s", help="ga | rl | random")] = "ga",
+    trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="measurements in this session")] = None,
+    budget: Annotated[Optional[str], typer.Option("--budget", "-b", help="wall-clock budget: 90s, 15m, 8h")] = None,
+    db: Annotated[Optional[pathlib.Path], typer.Option("--db", help="records database (default: per-user cache)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed of the searchers")] = 0,
+    batch: Annotated[int, typer.Option(help="candidates measured per round")] = 8,
+    cost_model: Annotated[bool, typer.Option("--cost-model/--no-cost-model", help="rank candidates with a learned model")] = False,
+    early_stop: Annotated[int, typer.Option(help="stop a kernel after N trials without 1% gain (0: never)")] = 64,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape")] = None,
+) -> None:
+    """Tune the kernels of a model; every measurement is kept in the records database. Rerun to resume."""
+    from rich.live import Live
+
+    from woodpecker.tuner import parse_duration, tune
+
+    budget_s = parse_duration(budget) if budget else None
+    live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
+    last_print = [0.0]
+
+    def progress(p) -> None:
+        import time
+
+        if live is not None:
+            live.update(_tune_view(p))
+        elif time.monotonic() - last_print[0] > 15 or p.trials == 0:
+            last_print[0] = time.monotonic()
+            eta = f"{p.eta_s / 60:.1f} min" if p.eta_s is not None else "-"
+            console.print(f"[{p.elapsed_s / 60:5.1f} min] trials {p.trials}  model estimate {p.model_ms:.3f} ms  "
+                          f"ETA {eta}  last: {p.last_task}")
+
+    if live is not None:
+        live.start()
+    try:
+        report = tune(_model_arg(model), target, searcher=searcher, trials=trials, budget_s=budget_s,
+                      db=str(db) if db else None, seed=seed, batch_size=batch, cost_model=cost_model,
+                      early_stop=early_stop, input_shapes=_parse_shapes(input_shape), progress=progress)
+    finally:
+        if live is not None:
+            live.stop()
+    _print_tune_report(report)
+    if report.stopped == "interrupted":
+        raise typer.Exit(130)
+
+
+db_app = typer.Typer(help="Inspect and share tuning records.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("stats")
+def db_stats(path: Annotated[pathlib.Path, typer.Argument(help="records database")]) -> None:
+    """Records per kernel and device, with the best latency found."""
+    from woodpecker.errors import DatabaseError
+    from woodpecker.records.db import RecordsDatabase
+
+    if not path.exists():
+        raise DatabaseError(f"{path}: no such file")
+    with RecordsDatabase(path) as db:
+        table = Table("kernel", "family", "device", "records", "failed", "best us", "GFLOP/s")
+        rows = db.stats()
+        for r in rows:
+            table.add_row(r["name"] or r["workload"], r["family"], r["device"], str(r["records"]), str(r["failed"]),
+                          f"{r['best_us']:.1f}" if r["best_us"] else "-", f"{r['gflops']:.1f}" if r["gflops"] else "-")
+        console.print(table)
+        console.print(f"{db.count()} records, {len(rows)} (kernel, device) pairs")
+
+
+@db_app.command("export")
+def db_export(path: Annotated[pathlib.Path, typer.Argument()], out: Annotated[pathlib.Path, typer.Argument(help=".jsonl to write")]) -> None:
+    """Write every record as JSON lines (to share between machines)."""
+    from woodpecker.errors import DatabaseError
+    from woodpecker.records.db import RecordsDatabase
+
+    if not path.exists():
+        raise DatabaseError(f"{path}: no such file")
+    with RecordsDatabase(path) as db:
+        n = db.export_jsonl(out)
+    console.print(f"exported {n} records to {out}")
+
+
+@db_app.command("import")
+def db_import(path: Annotated[pathlib.Path, typer.Argument(help="records database (created if missing)")],
+              source: Annotated[pathlib.Path, typer.Argument(help=".jsonl written by `db export`")]) -> None:
+    """Add the records of a JSON lines file (records already present are kept once)."""
+    from woodpecker.records.db import RecordsDatabase
+
+    with RecordsDatabase(path) as db:
+        n = db.import_jsonl(source)
+    console.print(f"imported {n} new records into {path}")
 
 
 @app.command("run")

@@ -83,15 +83,20 @@ class Measurer:
         return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
 
     def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
-        if task.key not in self._io:
-            raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        return self.measure_many([(task, p) for p in points])
+
+    def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
+        """Candidates of any tasks: all built in parallel first, then run one by one."""
+        for task, _ in items:
+            if task.key not in self._io:
+                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
         o = self.options
         builds = self.builders.map(
             build_job,
-            [(task, dict(p), self.target, self.library_path(task, p), self.target_class) for p in points],
+            [(task, dict(p), self.target, self.library_path(task, p), self.target_class) for task, p in items],
             o.build_timeout_s,
         )
-        results: list[MeasureResult | None] = [None] * len(points)
+        results: list[MeasureResult | None] = [None] * len(items)
         to_run = []
         for i, b in enumerate(builds):
             if b.error is not None:
@@ -100,7 +105,8 @@ class Measurer:
                 to_run.append(i)
         runs = self.runner.map(
             run_job,
-            [(builds[i].value["path"], task.name, self._io[task.key], o.repeat, o.min_repeat_ms, o.rtol) for i in to_run],
+            [(builds[i].value["path"], items[i][0].name, self._io[items[i][0].key], o.repeat, o.min_repeat_ms, o.rtol)
+             for i in to_run],
             o.run_timeout_s,
         )
         for i, r in zip(to_run, runs):

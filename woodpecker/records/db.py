@@ -89,7 +89,9 @@ class RecordsDatabase:
                 )
         else:
             with self._transaction():
-                self.conn.executescript(_SCHEMA.replace("IF NOT EXISTS", "IF NOT EXISTS"))
+                # one statement at a time: executescript would commit the surrounding transaction early
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self.conn.execute(statement)
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('application', ?)", (APPLICATION,))
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 

@@ -1,0 +1,48 @@
+"""Search space files: they parse, resolve against real tasks, keep the default, and reject invalid points."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from woodpecker.data import data_dir
+from woodpecker.space.space import SpaceError, parse_space_file, space_for_task
+
+
+def test_every_space_file_parses():
+    files = sorted((data_dir("search_spaces") / "cpu").glob("*.toml"))
+    assert len(files) >= 10
+    for f in files:
+        spec = parse_space_file(f)
+        assert spec.family == f.stem and spec.target_class == "cpu"
+        assert spec.knobs and all(k.get("doc") for k in spec.knobs), f"{f.name}: every knob says what it does"
+        assert all(c.why for c in spec.constraints), f"{f.name}: every constraint says why"
+
+
+def test_malformed_space_file_is_reported(tmp_path):
+    bad = tmp_path / "x.toml"
+    bad.write_text('family = "x"\ntarget_class = "cpu"\ntemplate = "t"\n[knobs.a]\nkind = "dial"\nvalues = [1]\n')
+    with pytest.raises(SpaceError, match="x.toml: knob a has kind 'dial'"):
+        parse_space_file(bad)
+
+
+def test_tasks_of_the_zoo_get_spaces_with_valid_defaults(lowered_zoo):
+    families = set()
+    for task in lowered_zoo:
+        space = space_for_task(task)
+        families.add(task.family)
+        assert space.is_valid(space.default), (task.name, space.violations(space.default))
+        for knob in space.knobs:
+            assert space.default[knob.name] in knob.values
+    assert {"conv2d_nchwc", "depthwise_nchwc", "dense_packed", "pool2d", "row_reduce", "injective"} <= families
+
+
+def test_constraints_reject_register_spills(lowered_zoo):
+    task = next(t for t in lowered_zoo if t.family == "conv2d_nchwc" and t.param_shapes[-1][3] >= 8)
+    space = space_for_task(task)
+    spill = space.point({"tile_x": 8, "tile_y": 4, "tile_ko": space.default["tile_ko"]})
+    assert any("register" in v for v in space.violations(spill))
+    rng = random.Random(0)
+    for _ in range(20):
+        assert space.is_valid(space.random_point(rng))

@@ -1,0 +1,92 @@
+"""The tuning loop with a fake measurer: budgets, resumption, early stopping, failures, records, compile --db."""
+
+from __future__ import annotations
+
+import pytest
+
+from woodpecker.errors import BudgetError
+from woodpecker.records.db import RecordsDatabase
+from woodpecker.space.space import point_key
+from woodpecker.testing.fakes import FakeMeasurer
+from woodpecker.testing.models import tiny_cnn
+from woodpecker.tuner import parse_duration, tune
+
+
+@pytest.mark.parametrize("searcher", ["random", "ga", "rl"])
+def test_trial_budget_is_honoured_exactly(tmp_db, searcher):
+    fake = FakeMeasurer()
+    report = tune(tiny_cnn(), searcher=searcher, trials=37, db=str(tmp_db), batch_size=8, measurer=fake,
+                  early_stop=0)
+    assert report.trials == 37 == len(fake.measured)
+    assert report.stopped == "budget"
+    with RecordsDatabase(tmp_db) as db:
+        assert db.count() == 37
+
+
+def test_defaults_first_then_search_and_best_improves(tmp_db):
+    fake = FakeMeasurer()
+    report = tune(tiny_cnn(), trials=60, db=str(tmp_db), measurer=fake, early_stop=0)
+    n_tasks = len(report.tasks)
+    first = fake.measured[:n_tasks]
+    assert len({k for k, _ in first}) == n_tasks, "every task's default schedule is measured first"
+    assert all(t.default_us is not None for t in report.tasks)
+    tuned = [t for t in report.tasks if t.trials > 1]
+    assert tuned and all(t.best_us <= t.default_us for t in tuned)
+    assert report.best_ms <= report.default_ms
+
+
+def test_rerun_resumes_without_measuring_anything_twice(tmp_db):
+    first = FakeMeasurer()
+    tune(tiny_cnn(), trials=30, db=str(tmp_db), measurer=first, early_stop=0)
+    second = FakeMeasurer()
+    report = tune(tiny_cnn(), trials=30, db=str(tmp_db), measurer=second, early_stop=0)
+    a = {(k, point_key(p)) for k, p in first.measured}
+    b = {(k, point_key(p)) for k, p in second.measured}
+    assert len(b) == 30 and not (a & b)
+    assert sum(t.records for t in report.tasks) == 60
+
+
+def test_failures_are_records_and_never_win(tmp_db):
+    fake = FakeMeasurer(fails=lambda key, p: "run failed: worker crashed (SIGSEGV)" if p.get("unroll") == 0 else None)
+    report = tune(tiny_cnn(), trials=50, db=str(tmp_db), measurer=fake, early_stop=0)
+    with RecordsDatabase(tmp_db) as db:
+        recs = db.records()
+        failed = [r for r in recs if not r.ok]
+        assert failed and all("SIGSEGV" in r.error for r in failed)
+    assert sum(t.failed for t in report.tasks) == len(failed)
+
+
+def test_early_stop_ends_a_session_before_its_budget(tmp_db):
+    flat = FakeMeasurer(cost=lambda key, p: 1e-3)  # nothing ever improves
+    report = tune(tiny_cnn(), trials=500, db=str(tmp_db), measurer=flat, early_stop=8)
+    assert report.stopped == "converged" and report.trials < 500
+    assert all(t.stopped in ("converged", "exhausted") for t in report.tasks)
+
+
+def test_compile_applies_the_best_records(tmp_db):
+    import woodpecker
+
+    tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0)
+    cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))
+    origins = {k.origin for k in cm.kernels}
+    assert "tuned" in origins
+    with RecordsDatabase(tmp_db) as db:
+        for k in cm.kernels:
+            if k.origin == "tuned":
+                assert db.stats()  # the applied knobs are the fastest record of that workload
+                best = min((r for r in db.records(k.key) if r.ok), key=lambda r: r.latency_us)
+                assert dict(best.knobs) == dict(k.knobs)
+
+
+@pytest.mark.parametrize("bad", [dict(trials=0), dict(trials=-3), dict(budget_s=0.0), dict(budget_s=float("nan")), {}])
+def test_nonsense_budgets_are_refused(bad, tmp_db):
+    with pytest.raises(BudgetError):
+        tune(tiny_cnn(), db=str(tmp_db), measurer=FakeMeasurer(), **bad)
+
+
+def test_parse_duration():
+    assert parse_duration("90s") == 90 and parse_duration("15m") == 900 and parse_duration("8h") == 28800
+    assert parse_duration("1h30m") == 5400 and parse_duration("45") == 45
+    for bad in ("soon", "h", "-", "3x"):
+        with pytest.raises(BudgetError):
+            parse_duration(bad)

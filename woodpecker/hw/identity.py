@@ -1,0 +1,28 @@
+"""Identities that key tuning records: the device a record was measured on and the toolchain that built it."""
+
+from __future__ import annotations
+
+from woodpecker.hw.profile import HardwareProfile
+from woodpecker.records.schema import Device
+
+# Bumped whenever a schedule template changes what a knob means: older records then no longer apply.
+SCHEDULE_VERSION = "1"
+
+
+def device_for(profile: HardwareProfile, threads: int | None = None) -> Device:
+    if profile.kind == "cpu" and profile.id == "host":
+        from woodpecker.hw.host import detect
+
+        host = detect()
+        detail = f"{host.mcpu}/{threads or host.cores}t"
+    else:
+        detail = ""
+    return Device(profile.id, profile.content_hash, detail, profile.simulated)
+
+
+def toolchain() -> dict[str, str]:
+    import tvm
+
+    from woodpecker import __version__
+
+    return {"woodpecker": __version__, "tvm": tvm.__version__, "schedules": SCHEDULE_VERSION}

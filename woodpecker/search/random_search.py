@@ -1,0 +1,17 @@
+"""Random search: uniform valid points never measured before. The floor every other searcher must beat."""
+
+from __future__ import annotations
+
+from woodpecker.search.base import SearcherBase, register
+from woodpecker.space.space import Point
+
+
+@register("random")
+class RandomSearcher(SearcherBase):
+    name = "random"
+
+    def propose(self, n: int) -> list[Point]:
+        out: list[Point] = []
+        if not self.visited and self.take(dict(self.space.default)):
+            out.append(dict(self.space.default))
+        return self.random_fill(out, n)

@@ -1,0 +1,360 @@
+"""The tuning loop: the one module that wires tasks, search spaces, searchers, measurement and records together.
+
+    tasks <- the model's kernels, deduplicated by workload (weight = calls per model run)
+    for each task: history and visited points from the database (a rerun measures nothing twice);
+                   its default schedule is measured first: the baseline of "speedup over default"
+    while budget (trials or seconds) remains and some task is active:
+        pick the task with the largest expected gain: calls x best latency x recent improvement
+        points <- searcher.propose(batch)            (never a point already measured)
+        results <- build in workers, run isolated, check against the numpy reference
+        database.add(records)                        (one transaction: a kill loses at most this batch)
+        searcher.observe(points, costs); cost model refit
+        a task stops when `early_stop` trials pass without a 1 % improvement, or its space is exhausted
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from woodpecker.errors import BudgetError, TargetError
+from woodpecker.lowering.model import LoweredModel, Task
+from woodpecker.records.db import RecordsDatabase, now_iso, open_database
+from woodpecker.records.schema import Device, TuningRecord
+from woodpecker.search.base import SearchContext, create
+from woodpecker.space.space import SearchSpace, point_key, space_for_task
+
+IMPROVEMENT = 0.01  # a new best must be 1 % faster to count as progress for early stopping
+
+
+@dataclasses.dataclass
+class TaskState:
+    task: Task
+    calls: int
+    space: SearchSpace
+    searcher: Any
+    cost_model: Any
+    default_us: float | None = None
+    best_us: float | None = None
+    best_knobs: dict | None = None
+    trials: int = 0  # measured in this session
+    previous: int = 0  # records from earlier sessions
+    failed: int = 0
+    since_improvement: int = 0
+    history_best: list[float] = dataclasses.field(default_factory=list)  # best after each batch
+    done: str = ""  # why the task stopped ("" while active)
+
+    def priority(self) -> float:
+        if self.done:
+            return -1.0
+        base = self.calls * (self.best_us or self.default_us or 1.0)
+        if len(self.history_best) < 3:
+            return base * 2.0  # unexplored tasks first
+        old, new = self.history_best[-3], self.history_best[-1]
+        gain = (old - new) / old if old and math.isfinite(old) else 0.0
+        return base * max(gain, 0.05)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskReport:
+    name: str
+    family: str
+    workload: str
+    calls: int
+    trials: int
+    records: int
+    failed: int
+    default_us: float | None
+    best_us: float | None
+    gflops: float | None
+    stopped: str
+
+    @property
+    def speedup(self) -> float | None:
+        if self.default_us and self.best_us:
+            return self.default_us / self.best_us
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneReport:
+    tasks: tuple[TaskReport, ...]
+    trials: int
+    seconds: float
+    stopped: str  # "budget" | "converged" | "interrupted"
+    db_path: str
+    device: Device
+
+    @property
+    def default_ms(self) -> float:
+        return sum(t.calls * (t.default_us or 0.0) for t in self.tasks) / 1e3
+
+    @property
+    def best_ms(self) -> float:
+        return sum(t.calls * (t.best_us or t.default_us or 0.0) for t in self.tasks) / 1e3
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress displays (the CLI renders it; tune() does not print)."""
+
+    tasks: tuple[TaskState, ...]
+    trials: int
+    trial_budget: int | None
+    elapsed_s: float
+    time_budget_s: float | None
+    last_task: str
+
+    @property
+    def eta_s(self) -> float | None:
+        etas = []
+        if self.trial_budget and self.trials:
+            etas.append(self.elapsed_s / self.trials * (self.trial_budget - self.trials))
+        if self.time_budget_s:
+            etas.append(max(0.0, self.time_budget_s - self.elapsed_s))
+        return min(etas) if etas else None
+
+    @property
+    def model_ms(self) -> float:
+        return sum(t.calls * (t.best_us or t.default_us or 0.0) for t in self.tasks) / 1e3
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '8h', '1h30m' or plain seconds -> seconds."""
+    text = text.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total, num = 0.0, ""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += float(num) * units[ch]
+            num = ""
+        else:
+            raise BudgetError(f"budget {text!r} is not a duration (examples: 90s, 15m, 8h, 1h30m)")
+    if num or total <= 0:
+        raise BudgetError(f"budget {text!r} is not a duration (examples: 90s, 15m, 8h, 1h30m)")
+    return total
+
+
+def _task_seed(seed: int, key: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
+
+
+def task_features(task: Task, cores: int, lanes: int, simulated: bool) -> dict[str, Any]:
+    from woodpecker.schedule.structure import analyze
+
+    st = analyze(task.kernel)
+    return {"family": task.family, "spatial": [a.extent for a in st.spatial], "reduction": [a.extent for a in st.reduction],
+            "flops": task.flops, "cores": cores, "lanes": lanes, "simulated": simulated}
+
+
+def default_db_path() -> str:
+    from woodpecker import config
+
+    return str(config.get().cache_dir / "records.db")
+
+
+def prepare(model: Any, target: str, input_shapes=None, example_inputs=None) -> tuple[Any, LoweredModel]:
+    from woodpecker.api import import_model
+    from woodpecker.hw.profile import load_profile
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.passes.pipeline import PassOptions, optimize
+
+    profile = load_profile(target)
+    if profile.kind != "cpu":
+        raise TargetError(f"target {profile.id!r} ({profile.kind}) cannot be tuned by this version; use 'host'")
+    graph = import_model(model, input_shapes, example_inputs)
+    return profile, lower_graph(optimize(graph, PassOptions()))
+
+
+def tune(
+    model: Any,
+    target: str = "host",
+    *,
+    searcher: str = "ga",
+    trials: int | None = None,
+    budget_s: float | None = None,
+    db: str | RecordsDatabase | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+    cost_model: bool = False,
+    early_stop: int | None = 64,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    example_inputs: Any = None,
+    progress: Callable[[Progress], None] | None = None,
+    build_workers: int | None = None,
+    searcher_options: Mapping[str, Any] | None = None,
+    measure_options: Any = None,
+    measurer: Any = None,
+) -> TuneReport:
+    """Tune every kernel of a model for a target, keeping every measurement in the records database.
+
+    Args:
+        trials: measurements to make in this session (the default schedules count).
+        budget_s: wall-clock budget in seconds (the session stops after the batch that crosses it).
+        db: database path (default: the per-user cache) or an open RecordsDatabase.
+        early_stop: a task stops after this many trials without a 1 % improvement (None or 0: never).
+        measurer: where candidates are measured (default: local worker processes); anything with the Measurer
+            methods set_reference / measure / measure_many / close (woodpecker.testing.fakes.FakeMeasurer).
+    """
+    from woodpecker import config
+    from woodpecker.hw.host import detect, target_dict
+    from woodpecker.hw.identity import device_for, toolchain
+    from woodpecker.measure.measurer import MeasureOptions, Measurer
+    from woodpecker.measure.reference import reference_io
+    from woodpecker.search.cost_model import CostModel
+
+    if trials is None and budget_s is None:
+        raise BudgetError("give a trial count (--trials N) or a time budget (--budget 8h)")
+    if trials is not None and (not isinstance(trials, int) or trials < 1):
+        raise BudgetError(f"trials must be a positive integer, got {trials!r}")
+    if budget_s is not None and not (budget_s > 0 and math.isfinite(budget_s)):
+        raise BudgetError(f"the time budget must be a positive number of seconds, got {budget_s!r}")
+    if batch_size < 1:
+        raise BudgetError(f"batch size must be at least 1, got {batch_size}")
+
+    profile, lowered = prepare(model, target, input_shapes, example_inputs)
+    threads = config.prepare_tvm_threads()
+    device = device_for(profile, threads)
+    tools = toolchain()
+    own_db = not isinstance(db, RecordsDatabase)
+    database = open_database(db if db is not None else default_db_path())
+    assert database is not None
+    lanes = max(1, detect().vector_bits // 32)
+    calls = lowered.occurrences()
+    rl_policy = str(config.get().cache_dir / "rl" / f"policy-{profile.target_class}.npz")
+
+    states: list[TaskState] = []
+    for task in lowered.tasks.values():
+        database.commit_workload(task.key, task.family, task.name, task.flops, task.source)
+        space = space_for_task(task, profile.target_class, lanes)
+        records = database.records(task.key, device, tools)
+        history = [(dict(r.knobs), r.latency_us / 1e6) for r in records if r.ok]
+        visited = {point_key(r.knobs) for r in records}
+        model_ = CostModel(seed=seed) if cost_model else None
+        if model_ is not None and history:
+            model_.update(space, [h[0] for h in history], [h[1] for h in history])
+        opts = dict(searcher_options or {})
+        opts.setdefault("policy_path", rl_policy)
+        ctx = SearchContext(space, _task_seed(seed, task.key), visited, history,
+                            task_features(task, threads, lanes, profile.simulated), model_, opts)
+        state = TaskState(task, calls.get(task.key, 1), space, create(searcher, ctx), model_, previous=len(records))
+        default_key = point_key(space.default)
+        for r in records:
+            if r.ok and (state.best_us is None or r.latency_us < state.best_us):
+                state.best_us, state.best_knobs = r.latency_us, dict(r.knobs)
+            if point_key(r.knobs) == default_key and r.ok:
+                state.default_us = r.latency_us
+        states.append(state)
+
+    session = hashlib.sha256(f"{now_iso()}:{seed}:{id(states)}".encode()).hexdigest()[:12]
+    if measurer is None:
+        measurer = Measurer(target_dict(threads), profile.target_class, build_workers,
+                            measure_options or MeasureOptions(), tools)
+    t0 = time.monotonic()
+    done_trials = 0
+    stopped = "converged"
+    last = ""
+
+    def remaining() -> int | None:
+        return None if trials is None else trials - done_trials
+
+    def out_of_budget() -> bool:
+        if trials is not None and done_trials >= trials:
+            return True
+        return budget_s is not None and time.monotonic() - t0 >= budget_s
+
+    def record(state: TaskState, points, results, searcher_name: str) -> None:
+        nonlocal done_trials
+        recs = [TuningRecord(state.task.key, device, tools, dict(p), r.run_secs, r.error, searcher_name, now_iso(), session)
+                for p, r in zip(points, results)]
+        database.add(recs)  # one transaction per batch
+        done_trials += len(points)
+        state.trials += len(points)
+        improved = False
+        for p, r in zip(points, results):
+            if not r.ok:
+                state.failed += 1
+                continue
+            us = r.cost * 1e6
+            if point_key(p) == point_key(state.space.default):
+                state.default_us = us
+            if state.best_us is None or us < state.best_us * (1 - IMPROVEMENT):
+                improved = True
+            if state.best_us is None or us < state.best_us:
+                state.best_us, state.best_knobs = us, dict(p)
+        state.since_improvement = 0 if improved else state.since_improvement + len(points)
+        state.history_best.append(state.best_us if state.best_us is not None else math.inf)
+        if early_stop and state.since_improvement >= early_stop:
+            state.done = "converged"
+
+    def report_progress() -> None:
+        if progress is not None:
+            progress(Progress(tuple(states), done_trials, trials, time.monotonic() - t0, budget_s, last))
+
+    try:
+        for state in states:
+            node, call = lowered.example(state.task.key)
+            inputs, expected = reference_io(state.task, node, lowered.graph, call.args)
+            measurer.set_reference(state.task, inputs, expected)
+        report_progress()
+        # Every task's default schedule first, batched across tasks: the baseline of each task's speedup and the
+        # latencies that weigh the tasks against each other.
+        defaults = [s for s in states if s.default_us is None and point_key(s.space.default) not in s.searcher.visited]
+        while defaults and not out_of_budget():
+            n = batch_size if remaining() is None else min(batch_size, remaining())  # type: ignore[type-var]
+            chunk, defaults = defaults[:n], defaults[n:]
+            for s in chunk:
+                s.searcher.visited.add(point_key(s.space.default))
+            results = measurer.measure_many([(s.task, dict(s.space.default)) for s in chunk])
+            for s, r in zip(chunk, results):
+                last = s.task.name
+                record(s, [dict(s.space.default)], [r], "default")
+                s.searcher.observe([dict(s.space.default)], [r.cost])
+            report_progress()
+        while True:
+            if out_of_budget():
+                stopped = "budget"
+                break
+            active = [s for s in states if not s.done]
+            if not active:
+                stopped = "converged"
+                break
+            state = max(active, key=lambda s: s.priority())
+            n = batch_size if remaining() is None else min(batch_size, remaining())  # type: ignore[type-var]
+            points = state.searcher.propose(n)
+            if not points:
+                state.done = "exhausted"
+                continue
+            last = state.task.name
+            results = measurer.measure(state.task, points)
+            record(state, points, results, state.searcher.name)
+            costs = [r.cost for r in results]
+            state.searcher.observe(points, costs)
+            if state.cost_model is not None:
+                state.cost_model.update(state.space, points, costs)
+            report_progress()
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    finally:
+        measurer.close()
+        if own_db:
+            database.close()
+
+    reports = tuple(
+        TaskReport(s.task.name, s.task.family, s.task.key, s.calls, s.trials, s.previous + s.trials, s.failed,
+                   s.default_us, s.best_us, (s.task.flops / (s.best_us * 1e3)) if s.best_us else None,
+                   s.done or ("interrupted" if stopped == "interrupted" else "budget"))
+        for s in states
+    )
+    path = str(database.path)
+    return TuneReport(reports, done_trials, time.monotonic() - t0, stopped, path, device)
