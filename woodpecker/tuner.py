@@ -195,6 +195,7 @@ def tune(
     searcher_options: Mapping[str, Any] | None = None,
     measure_options: Any = None,
     measurer: Any = None,
+    only: Sequence[str] | None = None,
 ) -> TuneReport:
     """Tune every kernel of a model for a target, keeping every measurement in the records database.
 
@@ -205,6 +206,7 @@ def tune(
         early_stop: a task stops after this many trials without a 1 % improvement (None or 0: never).
         measurer: where candidates are measured (default: local worker processes); anything with the Measurer
             methods set_reference / measure / measure_many / close (woodpecker.testing.fakes.FakeMeasurer).
+        only: tune only the tasks with these workload keys, names or families (default: every task).
     """
     from woodpecker import config
     from woodpecker.hw.host import detect, target_dict
@@ -234,7 +236,9 @@ def tune(
     rl_policy = str(config.get().cache_dir / "rl" / f"policy-{profile.target_class}.npz")
 
     states: list[TaskState] = []
-    for task in lowered.tasks.values():
+    selected = [t for t in lowered.tasks.values()
+                if only is None or t.key in only or t.name in only or t.family in only]
+    for task in selected:
         database.commit_workload(task.key, task.family, task.name, task.flops, task.source)
         space = space_for_task(task, profile.target_class, lanes)
         records = database.records(task.key, device, tools)

@@ -433,7 +433,11 @@ def _matmul(ctx, node, attrs):
 def _flatten(ctx, node, attrs):
     x = ctx.input(node, 0)
     t = ctx.b.type_of(x)
-    axis = _axis(int(attrs.get("axis", 1)), t.rank + 1) if t.rank else 0
+    # axis is in [-r, r]: a negative one counts from the back of the rank-r input (-1 is r - 1, not r)
+    axis = int(attrs.get("axis", 1))
+    if not -t.rank <= axis <= t.rank:
+        raise ValueError(f"axis {axis} is out of range for rank {t.rank}")
+    axis = axis + t.rank if axis < 0 else axis
     return [_reshape(ctx, x, (int(np.prod(t.shape[:axis])), int(np.prod(t.shape[axis:]))))]
 
 
@@ -520,7 +524,9 @@ def _normalize_slice(start: int, end: int, step: int, dim: int) -> tuple[int, in
     if step > 0:
         start, end = min(max(start, 0), dim), min(max(end, 0), dim)
     else:
-        start, end = min(max(start, -1), dim - 1), min(max(end, -1), dim - 1)
+        # ONNX clamps a backward start to [0, dim - 1] (a start before the first element still takes element 0)
+        # and the end to [-1, dim - 1] (-1: up to and including element 0)
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
     return start, end
 
 
@@ -693,5 +699,11 @@ def _reduce(ctx, node, attrs):
         axes = list(range(perm.index(axes[0]), perm.index(axes[0]) + len(axes)))
     view = (int(np.prod(t.shape[: axes[0]])), int(np.prod([t.shape[a] for a in axes])),
             int(np.prod(t.shape[axes[-1] + 1 :])))
-    y = _emit(ctx, node, "reduce", [_reshape(ctx, x, view)], {"kind": _REDUCE[node.op_type]})
+    kind = _REDUCE[node.op_type]
+    if kind == "mean" and not t.dtype.startswith("float"):
+        # The reduce_mean template divides in float; an integer mean is the sum divided (truncating) by the count.
+        total = _emit(ctx, node, "reduce", [_reshape(ctx, x, view)], {"kind": "sum"})
+        y = ctx.b.emit1("div", [total, ctx.b.constant(np.array(view[1], dtype=t.dtype), "count")], name=node.name or "mean")
+    else:
+        y = _emit(ctx, node, "reduce", [_reshape(ctx, x, view)], {"kind": kind})
     return [_reshape(ctx, y, out_shape)]

@@ -123,7 +123,7 @@ UNARY: dict[str, Callable[[np.ndarray, Attrs], np.ndarray]] = {
     "floor": lambda x, a: np.floor(x),
     "ceil": lambda x, a: np.ceil(x),
     "erf": lambda x, a: _erf(x),
-    "softplus": lambda x, a: np.log1p(np.exp(x)),
+    "softplus": lambda x, a: np.logaddexp(0, x),  # log(1 + exp(x)) without overflow for large x
     "clip": _clip,
     "leaky_relu": lambda x, a: np.where(x >= 0, x, x * a.get("alpha", 0.01)),
     "elu": lambda x, a: np.where(x > 0, x, a.get("alpha", 1.0) * (np.exp(x) - 1.0)),

@@ -180,6 +180,8 @@ class ProgramBuilder:
                 return kernel, self.param_values + [output], shape
         else:
             shape, axes = t.shape, axis_names(t.rank)
+            if not shape:  # a scalar result is computed as a one-element vector: a DSL statement needs an index
+                shape, axes = (1,), ("i",)
         idx: Index = [ast.Var(a) for a in axes]
         graph_idx = reindex(idx, shape, t.shape)
         out_axes = tuple(ast.Axis(a, ast.IntLit(d)) for a, d in zip(axes, shape))
@@ -229,10 +231,9 @@ def elementwise_expr(node: Node, args: list[ast.Expr], inputs: Sequence[_Lazy]) 
     if op == "cast":
         return ast.Call(ast.DTYPE_NAMES[a["to"]], (x,))
     if op in _BIN_OP:
-        sym = _BIN_OP[op]
         if op == "div" and not inputs[0].dtype.startswith("float"):
-            sym = "//"
-        return ast.BinOp(sym, x, args[1])
+            return _trunc_div(x, args[1])
+        return ast.BinOp(_BIN_OP[op], x, args[1])
     if op in ("maximum", "minimum"):
         return ast.Call("max" if op == "maximum" else "min", (x, args[1]))
     if op in _CMP_OP:
@@ -240,6 +241,15 @@ def elementwise_expr(node: Node, args: list[ast.Expr], inputs: Sequence[_Lazy]) 
     if op == "where":
         return ast.IfElse(x, args[1], args[2])
     raise UnsupportedOpError(f"elementwise op {op} has no DSL form")
+
+
+def _trunc_div(a: ast.Expr, b: ast.Expr) -> ast.Expr:
+    """ONNX integer Div truncates towards zero (-7 / 2 = -3); the DSL's `//` floors (-4). The two differ by one
+    exactly when the division is inexact and the floored quotient is negative."""
+    q = ast.BinOp("//", a, b)
+    inexact = ast.Compare(("!=",), (ast.BinOp("%", a, b), ast.IntLit(0)))
+    negative = ast.Compare(("<",), (q, ast.IntLit(0)))
+    return ast.IfElse(ast.BoolOp("and", (inexact, negative)), ast.BinOp("+", q, ast.IntLit(1)), q)
 
 
 # ----------------------------------------------------------------------------------------------------------------

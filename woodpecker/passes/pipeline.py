@@ -12,6 +12,7 @@ from woodpecker.passes.fuse import fuse_elementwise, fuse_epilogues
 from woodpecker.passes.layout import to_blocked_layout
 from woodpecker.passes.pack_dense import pack_dense
 from woodpecker.passes.simplify import simplify_graph
+from woodpecker.passes.sink_views import sink_views
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
         g = pack_dense(g)
     g = eliminate_dead_code(simplify_graph(g))
     if options.fuse:
+        g = eliminate_dead_code(simplify_graph(sink_views(g)))
         g = fuse_epilogues(g)
         g = fuse_elementwise(g)
     g = eliminate_dead_code(g)

@@ -15,13 +15,13 @@ def simplify_graph(graph: Graph) -> Graph:
             rw.replace(node.outputs[0], src)
             continue
         if node.op == "reshape":
+            producer = rw.producer.get(src)
+            if producer is not None and producer.op == "reshape":
+                src = producer.inputs[0]  # reshape(reshape(x)) == reshape(x): read the original directly
             if tuple(rw.b.type_of(src).shape) == tuple(node.attrs["shape"]) and node.outputs[0] not in outputs:
                 rw.replace(node.outputs[0], src)
                 continue
-            producer = rw.producer.get(src)
-            if producer is not None and producer.op == "reshape":
-                # reshape(reshape(x)) == reshape(x): read the original directly
-                rw.copy(node.with_(inputs=(producer.inputs[0],)))
-                continue
+            rw.copy(node.with_(inputs=(src,)))
+            continue
         rw.copy(node)
     return rw.finish()

@@ -260,6 +260,10 @@ def _vectorize_spatial_innermost(sch, block) -> None:
     loops = sch.get_loops(block)
     if not loops:
         return
+    # A statement computed under the parallel row loop with no loop of its own (one element per row) would
+    # otherwise vectorize that shared row loop: wrong results for everything else under it.
+    if sch.get(loops[-1]).kind != 0:  # 0 = serial; the row loop is parallel
+        return
     iter_types = [iv.iter_type for iv in sch.get(block).iter_vars]
     if iter_types and iter_types[-1] != 0:  # 0 = data parallel; reductions cannot be vectorized
         return

@@ -1,0 +1,93 @@
+"""End-to-end latency of the zoo models: woodpecker (untuned, and tuned with --db) against onnxruntime, same run.
+
+    python benchmarks/e2e.py [--models resnet50,mobilenet_v2] [--db records.db] [--rounds 10] [--json out.json]
+
+Method (see benchmarks/common.py): each model is compiled by woodpecker with its default schedules (and, with
+--db, with the best tuning records), and loaded in an onnxruntime session (all graph optimizations, MLAS); both
+use the same number of threads (TVM_NUM_THREADS, default: all cores). The contenders run interleaved, in rounds,
+on the same inputs; the figure is the median latency of single runs; the ratio is onnxruntime / woodpecker
+(above 1: woodpecker is faster). Outputs are checked against onnxruntime before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from common import geomean, interleaved, machine, ort_session, threads  # noqa: E402
+
+DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert", "squeezenet", "shufflenet_v2"]
+
+
+def inputs_for(name: str, cm) -> dict[str, np.ndarray]:
+    if name == "bert":
+        seq = cm.inputs[0].shape[1]
+        rng = np.random.default_rng(0)
+        return {"input_ids": rng.integers(0, 8192, (1, seq)).astype(np.int64),
+                "attention_mask": np.ones((1, seq), np.int64)}
+    return cm.random_inputs()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    ap.add_argument("--db", default=None, help="records database: also time the tuned compile")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--per-round", type=int, default=10)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    import woodpecker
+    from woodpecker import models
+
+    n_threads = threads()
+    print(f"machine: {machine()}; threads per contender: {n_threads}")
+    rows = []
+    for name in args.models.split(","):
+        proto = models.build(name)
+        t0 = time.perf_counter()
+        untuned = woodpecker.compile(proto)
+        compile_s = time.perf_counter() - t0
+        tuned = woodpecker.compile(proto, db=args.db) if args.db else None
+        feed = inputs_for(name, untuned)
+        sess = ort_session(proto.SerializeToString(), n_threads)
+        ref = sess.run(None, feed)[0]
+        for label, cm in (("untuned", untuned), ("tuned", tuned)):
+            if cm is None:
+                continue
+            out = list(cm.run(feed).values())[0]
+            err = float(np.max(np.abs(out - ref)) / max(float(np.max(np.abs(ref))), 1e-6))
+            assert err <= 1e-3, f"{name} {label}: output differs from onnxruntime (relative error {err:.2e})"
+        contenders = {"onnxruntime": lambda s=sess, f=feed: s.run(None, f)}
+        for label, cm in (("woodpecker", untuned), ("woodpecker-tuned", tuned)):
+            if cm is not None:
+                cm.executor.set_inputs(feed)
+                contenders[label] = cm.executor.execute
+        res = interleaved(contenders, rounds=args.rounds, per_round=args.per_round)
+        row = {"model": name, "gflop": untuned.gflop, "compile_s": compile_s, **{k: v["median_ms"] for k, v in res.items()},
+               "spread": {k: [v["p25_ms"], v["p75_ms"]] for k, v in res.items()}}
+        row["ratio_untuned"] = row["onnxruntime"] / row["woodpecker"]
+        if tuned is not None:
+            row["ratio_tuned"] = row["onnxruntime"] / row["woodpecker-tuned"]
+            tuned_kernels = sum(1 for k in tuned.kernels if k.origin == "tuned")
+            row["tuned_kernels"] = f"{tuned_kernels}/{len(tuned.kernels)}"
+        rows.append(row)
+        extra = (f"  tuned {row['woodpecker-tuned']:8.2f} ms  ort/tuned {row['ratio_tuned']:.2f}x "
+                 f"({row['tuned_kernels']} kernels tuned)") if tuned is not None else ""
+        print(f"{name:14s} onnxruntime {row['onnxruntime']:8.2f} ms  woodpecker {row['woodpecker']:8.2f} ms  "
+              f"ort/woodpecker {row['ratio_untuned']:.2f}x{extra}", flush=True)
+    print(f"geometric mean ort/woodpecker (untuned): {geomean([r['ratio_untuned'] for r in rows]):.2f}x")
+    if args.db:
+        print(f"geometric mean ort/woodpecker (tuned):   {geomean([r['ratio_tuned'] for r in rows]):.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "threads": n_threads, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

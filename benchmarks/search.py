@@ -1,0 +1,295 @@
+"""Search quality on a fixed suite of layers: random, GA, GA + cost model, RL and TVM MetaSchedule, same budgets.
+
+    python benchmarks/search.py [--layers r50_3x3_64,...] [--trials 256] [--out benchmarks/results/search]
+    python benchmarks/search.py --report benchmarks/results/search/results.json   # tables and plots only
+
+Suite: the main convolutions of ResNet-50, MobileNetV2's depthwise and pointwise convolutions, BERT-base-like dense
+layers (sequence 128). Each layer is one ONNX node (Conv with bias, MatMul + Add); woodpecker lowers it to one
+kernel (the blocked-layout convolution, or the packed dense layer, with the bias fused) and tunes only that kernel.
+
+Method:
+  * one session per searcher and layer, 256 trials, a fresh records database each, seed 0; the 64-trial figure
+    is the best found within the first 64 trials of the same session (every searcher is ask/tell and does not
+    know its budget, so a prefix of a longer session is a shorter session);
+  * a trial is one measured candidate (build, reference check, timing: 5 repeats of at least 20 ms, median);
+  * MetaSchedule (TVM 0.27, xgb cost model, evolutionary search, 64 candidates per iteration) tunes the same
+    loop nest (woodpecker's unscheduled TIR of the kernel) with max_trials_global equal to the budget; its best
+    schedule is re-measured with woodpecker's runner so that both are timed the same way;
+  * onnxruntime times the single-node model with the same thread count (median of 200 runs after warm-up); its
+    figure includes any layout conversion MLAS does inside the node, ours is the kernel alone (the layout
+    conversions of a whole model are separate kernels, amortized over a chain of convolutions);
+  * "trials to 95%": the first trial at which the session's best is within 5 % of the best any searcher found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from common import geomean, machine, ort_session, threads  # noqa: E402
+
+LAYERS = {
+    # name: (kind, params)
+    "r50_3x3_64_56": ("conv", dict(c=64, k=64, hw=56, r=3, stride=1)),
+    "r50_1x1_256_64_56": ("conv", dict(c=256, k=64, hw=56, r=1, stride=1)),
+    "r50_3x3_128_28": ("conv", dict(c=128, k=128, hw=28, r=3, stride=1)),
+    "r50_1x1_512_1024_28s2": ("conv", dict(c=512, k=1024, hw=28, r=1, stride=2)),
+    "r50_3x3_256_14": ("conv", dict(c=256, k=256, hw=14, r=3, stride=1)),
+    "r50_3x3_512_7": ("conv", dict(c=512, k=512, hw=7, r=3, stride=1)),
+    "mv2_dw_144_56": ("conv", dict(c=144, k=144, hw=56, r=3, stride=1, groups=144)),
+    "mv2_dw_576_14": ("conv", dict(c=576, k=576, hw=14, r=3, stride=1, groups=576)),
+    "mv2_pw_32_192_28": ("conv", dict(c=32, k=192, hw=28, r=1, stride=1)),
+    "bert_dense_768_768": ("dense", dict(m=128, k=768, n=768)),
+    "bert_dense_768_3072": ("dense", dict(m=128, k=768, n=3072)),
+}
+SEARCHERS = ["random", "ga", "ga+cm", "rl"]
+
+
+def layer_model(kind: str, p: dict) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    if kind == "conv":
+        g = p.get("groups", 1)
+        w = rng.normal(0, 0.1, (p["k"], p["c"] // g, p["r"], p["r"])).astype(np.float32)
+        b = rng.normal(0, 0.1, p["k"]).astype(np.float32)
+        pad = p["r"] // 2
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[p["r"]] * 2, strides=[p["stride"]] * 2,
+                                pads=[pad] * 4, group=g)
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, p["c"], p["hw"], p["hw"]])
+        graph = helper.make_graph([node], "layer", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    else:
+        w = rng.normal(0, 0.05, (p["k"], p["n"])).astype(np.float32)
+        b = rng.normal(0, 0.05, p["n"]).astype(np.float32)
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])]
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [p["m"], p["k"]])
+        graph = helper.make_graph(nodes, "layer", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def main_task(model):
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.passes.pipeline import optimize
+
+    lowered = lower_graph(optimize(import_onnx(model)))
+    task = max(lowered.tasks.values(), key=lambda t: t.flops)
+    return lowered, task
+
+
+def ort_latency_us(model: onnx.ModelProto, n: int = 200) -> float:
+    sess = ort_session(model.SerializeToString(), threads())
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    for _ in range(20):
+        sess.run(None, feed)
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e6
+
+
+def curve_from_db(db_path: str) -> list[float]:
+    """Best latency (us) after each trial, in measurement order (inf until the first success)."""
+    conn = sqlite3.connect(db_path)
+    rows = conn.execute("SELECT latency_us FROM records ORDER BY id").fetchall()
+    conn.close()
+    best, out = math.inf, []
+    for (lat,) in rows:
+        if lat is not None:
+            best = min(best, lat)
+        out.append(best)
+    return out
+
+
+def run_woodpecker(model, task, searcher: str, trials: int, workdir: str) -> list[float]:
+    from woodpecker.tuner import tune
+
+    db = os.path.join(workdir, f"{searcher}.db")
+    kind, cost_model = (searcher.split("+")[0], True) if "+" in searcher else (searcher, False)
+    tune(model, searcher=kind, trials=trials, db=db, seed=0, cost_model=cost_model, early_stop=0,
+         only=[task.key], searcher_options={"policy_path": os.path.join(workdir, "rl-policy.npz")})
+    return curve_from_db(db)[:trials]
+
+
+def measure_knobs_us(task, lowered, knobs) -> float:
+    """Time one schedule with woodpecker's runner (used to re-time MetaSchedule's best on equal terms)."""
+    from woodpecker.hw.host import target_dict
+    from woodpecker.measure.measurer import Measurer
+    from woodpecker.measure.reference import reference_io
+
+    node, call = lowered.example(task.key)
+    with Measurer(target_dict()) as m:
+        m.set_reference(task, *reference_io(task, node, lowered.graph, call.args))
+        r = m.measure(task, [knobs])[0]
+    return r.cost * 1e6 if r.ok else math.inf
+
+
+def run_metaschedule(task, lowered, trials: int, workdir: str) -> tuple[list[float], float]:
+    import tvm
+    from tvm import s_tir
+    from tvm.s_tir import meta_schedule as ms
+
+    from woodpecker.hw.host import llvm_target
+    from woodpecker.measure.measurer import Measurer  # noqa: F401  (same thread settings)
+    from woodpecker.schedule.apply import prim_func
+
+    mod = tvm.IRModule({"main": prim_func(task).with_attr("global_symbol", "main")})
+    target = llvm_target()
+    work = os.path.join(workdir, "ms")
+    db = ms.tune_tir(mod=mod, target=target, work_dir=work, max_trials_global=trials,
+                     num_trials_per_iter=min(64, trials), cost_model="xgb", num_tuning_cores=threads(), seed=0)
+    records = db.get_all_tuning_records()
+    best, curve = math.inf, []
+    for r in records:
+        secs = [float(x) for x in r.run_secs] if r.run_secs else []
+        if secs and all(math.isfinite(s) and s < 1e9 for s in secs):
+            best = min(best, statistics.median(secs) * 1e6)
+        curve.append(best)
+    # re-time MetaSchedule's best schedule with woodpecker's runner
+    sch = ms.tir_integration.compile_tir(db, mod, target)
+    retimed = math.inf
+    if sch is not None:
+        ex = tvm.compile(sch.mod, target=target)
+        lib = os.path.join(workdir, "ms_best.so")
+        ex.export_library(lib)
+        retimed = _time_library(task, lowered, lib, "main")
+    return curve[:trials], retimed
+
+
+def _time_library(task, lowered, lib: str, func: str) -> float:
+    from woodpecker.measure.jobs import run_job
+    from woodpecker.measure.pool import WorkerPool
+    from woodpecker.measure.reference import reference_io
+
+    node, call = lowered.example(task.key)
+    inputs, expected = reference_io(task, node, lowered.graph, call.args)
+    io = lib + ".npz"
+    np.savez(io, n_inputs=np.int64(len(inputs)), expected=expected, **{f"in{i}": a for i, a in enumerate(inputs)})
+    with WorkerPool(1, {"TVM_NUM_THREADS": str(threads())}) as pool:
+        res = pool.map(run_job, [(lib, func, io, 5, 20, 1e-3)], 120)[0]
+    if res.error or res.value["error"]:
+        return math.inf
+    return statistics.median(res.value["run_secs"]) * 1e6
+
+
+def report(results: dict, out_dir: pathlib.Path, budgets=(64, 256)) -> str:
+    lines = [f"machine: {results['machine']}; threads: {results['threads']}", ""]
+    searchers = [s for s in SEARCHERS + ["metaschedule"] if any(s in L["curves"] for L in results["layers"].values())]
+    for budget in budgets:
+        head = "| layer | onnxruntime us | default us | " + " | ".join(f"{s}@{budget} us" for s in searchers) + " |"
+        lines += [f"### budget {budget} trials", "", head, "|" + "---|" * (3 + len(searchers))]
+        sp_def = {s: [] for s in searchers}
+        sp_ort = {s: [] for s in searchers}
+        for name, L in results["layers"].items():
+            cells = []
+            for s in searchers:
+                c = L["curves"].get(s)
+                v = c[min(budget, len(c)) - 1] if c else math.nan
+                if s == "metaschedule" and budget == max(budgets) and L.get("ms_retimed_us"):
+                    v = L["ms_retimed_us"]
+                cells.append(f"{v:.1f}")
+                sp_def[s].append(L["default_us"] / v if v else math.nan)
+                sp_ort[s].append(L["ort_us"] / v if v else math.nan)
+            lines.append(f"| {name} | {L['ort_us']:.1f} | {L['default_us']:.1f} | " + " | ".join(cells) + " |")
+        lines.append("| geomean speedup over default | | | " + " | ".join(f"{geomean(sp_def[s]):.2f}x" for s in searchers) + " |")
+        lines.append("| geomean speedup over onnxruntime | | | " + " | ".join(f"{geomean(sp_ort[s]):.2f}x" for s in searchers) + " |")
+        lines.append("")
+    lines += ["### trials to reach 95% of the best found by any searcher (within 256)", "",
+              "| layer | " + " | ".join(searchers) + " |", "|" + "---|" * (1 + len(searchers))]
+    for name, L in results["layers"].items():
+        best = min(min(c) for c in L["curves"].values() if c)
+        cells = []
+        for s in searchers:
+            c = L["curves"].get(s, [])
+            hit = next((i + 1 for i, v in enumerate(c) if v <= best / 0.95), None)
+            cells.append(str(hit) if hit else ">" + str(len(c)))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    _plots(results, out_dir)
+    return text
+
+
+def _plots(results: dict, out_dir: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for name, L in results["layers"].items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for s, c in L["curves"].items():
+            ys = [v if math.isfinite(v) else np.nan for v in c]
+            ax.plot(range(1, len(ys) + 1), ys, label=s)
+        ax.axhline(L["ort_us"], color="gray", linestyle="--", label="onnxruntime")
+        ax.axhline(L["default_us"], color="black", linestyle=":", label="default schedule")
+        ax.set_xlabel("trials")
+        ax.set_ylabel("best latency (us)")
+        ax.set_title(name)
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"convergence_{name}.png", dpi=90)
+        plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", default=",".join(LAYERS))
+    ap.add_argument("--searchers", default=",".join(SEARCHERS + ["metaschedule"]))
+    ap.add_argument("--trials", type=int, default=256)
+    ap.add_argument("--out", default="benchmarks/results/search")
+    ap.add_argument("--report", default=None, help="only print tables and plots from a results.json")
+    args = ap.parse_args()
+    out_dir = pathlib.Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        results = json.loads(pathlib.Path(args.report).read_text())
+        print(report(results, pathlib.Path(args.report).parent))
+        return
+    path = out_dir / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {"layers": {}}
+    results.update({"machine": machine(), "threads": threads(), "trials": args.trials})
+    for name in args.layers.split(","):
+        kind, params = LAYERS[name]
+        model = layer_model(kind, params)
+        lowered, task = main_task(model)
+        L = results["layers"].setdefault(name, {"curves": {}})
+        L["task"], L["flops"] = task.name, task.flops
+        L["ort_us"] = ort_latency_us(model)
+        for s in args.searchers.split(","):
+            with tempfile.TemporaryDirectory() as work:
+                t0 = time.time()
+                if s == "metaschedule":
+                    L["curves"][s], L["ms_retimed_us"] = run_metaschedule(task, lowered, args.trials, work)
+                else:
+                    L["curves"][s] = run_woodpecker(model, task, s, args.trials, work)
+                L.setdefault("wall_s", {})[s] = time.time() - t0
+            if s == "random":
+                L["default_us"] = L["curves"]["random"][0]
+            L.setdefault("default_us", L["curves"][s][0] if s != "metaschedule" else math.nan)
+            print(f"{name} {s}: best {min(L['curves'][s]):.1f} us after {len(L['curves'][s])} trials "
+                  f"({L['wall_s'][s]:.0f} s); onnxruntime {L['ort_us']:.1f} us", flush=True)
+            path.write_text(json.dumps(results, indent=1))  # kept after every session: an interrupted run loses little
+    print(report(results, out_dir))
+
+
+if __name__ == "__main__":
+    main()
