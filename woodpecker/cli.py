@@ -76,11 +76,15 @@ def compile_cmd(
 
     if db is not None and trials is None and not db.exists():
         raise DatabaseError(f"{db}: no such records database (tune first, or drop --db)")
+    out = output or pathlib.Path(pathlib.Path(model.split("?")[0].replace("zoo:", "")).stem + ".wpk")
+    if not out.parent.is_dir():  # say so now, not after a compile that can take minutes
+        from woodpecker.errors import ArtifactError
+
+        raise ArtifactError(f"{out}: cannot write the artifact (no folder {out.parent})")
     t0 = time.perf_counter()
     cm = woodpecker.compile(_model_arg(model), target=target, input_shapes=_parse_shapes(input_shape),
                             db=str(db) if db else None, trials=trials, searcher=searcher)
     elapsed = time.perf_counter() - t0
-    out = output or pathlib.Path(pathlib.Path(model.split("?")[0].replace("zoo:", "")).stem + ".wpk")
     cm.save(out)
     origins = {}
     for k in cm.kernels:
@@ -235,15 +239,29 @@ def run_cmd(
     cm = woodpecker.load(artifact)
     if inputs is not None:
         try:
-            with np.load(inputs, allow_pickle=False) as npz:
+            loaded = np.load(inputs, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise InputError(f"{inputs}: cannot read inputs ({err})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy holds one array without a name
+            raise InputError(f"{inputs}: not an .npz archive of named arrays (write one with numpy.savez)")
+        try:
+            with loaded as npz:
                 feed = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:
             raise InputError(f"{inputs}: cannot read inputs ({err})") from None
     else:
         feed = cm.random_inputs()
     outs = cm.run(feed)
     if output is not None:
-        np.savez(output, **outs)
+        from woodpecker.errors import WoodpeckerError
+        from woodpecker.runtime.artifact import write_npz
+
+        # np.savez(output, **outs) fails on an output named `file` and drops one named `allow_pickle`
+        path = output if output.suffix == ".npz" else output.with_name(output.name + ".npz")
+        try:
+            path.write_bytes(write_npz(outs))
+        except OSError as err:
+            raise WoodpeckerError(f"{path}: cannot write the outputs ({err.strerror or err})") from None
     for name, value in outs.items():
         console.print(f"{name}: {value.dtype}{list(value.shape)}  mean {float(np.mean(value)):.6g}  "
                       f"max |x| {float(np.max(np.abs(value))) if value.size else 0:.6g}")
@@ -300,10 +318,15 @@ def zoo_cmd(
         for key in models.ZOO:
             console.print(key)
         return
-    kwargs = {"image_size": image_size} if image_size else {}
+    kwargs = {"image_size": image_size} if image_size is not None else {}  # --image-size 0 is an error, not ignored
     proto = models.build(name, **kwargs)
     out = output or pathlib.Path(f"{name}.onnx")
-    onnx.save(proto, out)
+    try:
+        onnx.save(proto, out)
+    except OSError as err:
+        from woodpecker.errors import WoodpeckerError
+
+        raise WoodpeckerError(f"{out}: cannot write the model ({err.strerror or err})") from None
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -326,10 +349,10 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as err:  # click's usage errors carry their own message and exit code
-        import click
-
-        if isinstance(err, click.ClickException):
+    except Exception as err:
+        # click's usage errors carry their own message and exit code. Recognized by shape, not by class: recent
+        # typer vendors click as typer._click (`import click` fails there), older typer uses click itself.
+        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             sys.exit(err.exit_code)
         if _state["debug"]:

@@ -117,3 +117,9 @@ def check_fn(fn: ast.FnDef, fns: Mapping[str, ast.FnDef], source: str = "<dsl>")
             raise DSLError(f"fn {fn.name} must be scalar (no tensors, no reductions)", *(e.pos), source)
         if isinstance(e, ast.Call) and e.func not in BUILTINS and e.func not in ast.DTYPES and e.func not in fns:
             raise DSLError(f"unknown function {e.func} in fn {fn.name}", *(e.pos), source)
+        if isinstance(e, ast.Call):
+            # as in kernels: inlining a call with too few arguments would leave a parameter unbound
+            arity = 1 if e.func in ast.DTYPES else BUILTINS[e.func] if e.func in BUILTINS else len(fns[e.func].params)
+            if len(e.args) != arity:
+                raise DSLError(f"{e.func} takes {arity} argument(s), got {len(e.args)} (in fn {fn.name})", *e.pos,
+                               source)

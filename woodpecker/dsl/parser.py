@@ -34,6 +34,19 @@ def _opt(items):
 
 @v_args(meta=True)
 class _ToAst(Transformer):
+    def __init__(self) -> None:
+        super().__init__()
+        # Nodes written in parentheses (id -> node, which also keeps them alive while ids are compared): `-(1)`
+        # stays a negation and `(a and b) and c` stays nested, so that every printed AST parses back to itself.
+        self._parens: dict[int, ast.Expr] = {}
+
+    def paren(self, meta, items):
+        self._parens[id(items[0])] = items[0]
+        return items[0]
+
+    def _parenthesized(self, e) -> bool:
+        return id(e) in self._parens
+
     def start(self, meta, items):
         fns = tuple(i for i in items if isinstance(i, ast.FnDef))
         kernels = tuple(i for i in items if isinstance(i, ast.Kernel))
@@ -61,7 +74,9 @@ class _ToAst(Transformer):
             idx += 1
         output = str(rest[idx])
         body = tuple(rest[idx + 1 :])
-        return ast.Kernel(str(name), tuple(params), output, body, template, attrs, _pos(meta))
+        # The kernel's position is its name, not the start of its attributes: errors about the kernel as a whole
+        # (an output it never defines, a duplicate name) point at the line that says `kernel <name>`.
+        return ast.Kernel(str(name), tuple(params), output, body, template, attrs, _pos(name))
 
     def attribute(self, meta, items):
         return ast.Attribute(str(items[0]), _opt(items[1:]), _pos(meta))
@@ -97,10 +112,10 @@ class _ToAst(Transformer):
         return ast.IfElse(cond, then, otherwise, _pos(meta))
 
     def or_op(self, meta, items):
-        return _flatten_bool("or", items, meta)
+        return _flatten_bool("or", items, meta, self._parens)
 
     def and_op(self, meta, items):
-        return _flatten_bool("and", items, meta)
+        return _flatten_bool("and", items, meta, self._parens)
 
     def not_op(self, meta, items):
         return ast.Not(items[0], _pos(meta))
@@ -116,7 +131,10 @@ class _ToAst(Transformer):
 
     def neg(self, meta, items):
         operand = items[0]
-        # A minus sign on a literal is part of the literal, so that printing a negative constant round-trips.
+        # A minus sign on a literal is part of the literal, so that printing a negative constant round-trips;
+        # a parenthesized literal (`-(1)`, `-(-1)`) stays a negation.
+        if self._parenthesized(operand):
+            return ast.Neg(operand, _pos(meta))
         if isinstance(operand, ast.IntLit):
             return ast.IntLit(-operand.value, _pos(meta))
         if isinstance(operand, ast.FloatLit):
@@ -158,10 +176,11 @@ class _ToAst(Transformer):
         return ast.Reduce(str(name), body, tuple(axes), _pos(name))
 
 
-def _flatten_bool(op: str, items, meta) -> ast.BoolOp:
+def _flatten_bool(op: str, items, meta, parens) -> ast.BoolOp:
     operands = []
     for item in items:
-        if isinstance(item, ast.BoolOp) and item.op == op:
+        # `a and b and c` is one BoolOp; `(a and b) and c` keeps the parenthesized one as an operand
+        if isinstance(item, ast.BoolOp) and item.op == op and id(item) not in parens:
             operands.extend(item.operands)
         else:
             operands.append(item)

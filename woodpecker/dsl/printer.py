@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from woodpecker.dsl import ast
 
 # Binding strength, loosest first; mirrors the grammar's rule nesting.
@@ -28,7 +30,8 @@ def _expr(e: ast.Expr) -> tuple[str, int]:
     if isinstance(e, ast.IntLit):
         return str(e.value), (P_UNARY if e.value < 0 else P_ATOM)
     if isinstance(e, ast.FloatLit):
-        return _float(e.value), (P_UNARY if e.value < 0 else P_ATOM)
+        text = _float(e.value)
+        return text, (P_UNARY if text.startswith("-") else P_ATOM)  # -0.0 prints with its sign, like -1.0
     if isinstance(e, ast.BoolLit):
         return ("true" if e.value else "false"), P_ATOM
     if isinstance(e, ast.Var):
@@ -47,8 +50,8 @@ def _expr(e: ast.Expr) -> tuple[str, int]:
         return f"{expr(e.lhs, prec)} {e.op} {expr(e.rhs, prec + 1)}", prec
     if isinstance(e, ast.Neg):
         operand = expr(e.operand, P_UNARY)
-        # "-(-x)" and "-(-1)" must not print as "--x"
-        if operand.startswith("-"):
+        # "-(-x)" and "-(-1)" must not print as "--x"; "-(1)" must not print as the literal "-1"
+        if operand.startswith("-") or isinstance(e.operand, (ast.IntLit, ast.FloatLit)):
             operand = f"({operand})"
         return f"-{operand}", P_UNARY
     if isinstance(e, ast.Compare):
@@ -80,11 +83,16 @@ def stmt(s: ast.Stmt) -> str:
     return f"{s.name}[{', '.join(axis(a) for a in s.axes)}] = {expr(s.value)}"
 
 
+# Words the grammar's NAME terminal never matches: an attribute value spelled like one must be quoted.
+_RESERVED = {"fn", "kernel", "let", "for", "if", "else", "and", "or", "not", "inf", "true", "false", *ast.DTYPES}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _attribute(a: ast.Attribute) -> str:
     def value(v: str | int) -> str:
         if isinstance(v, int):
             return str(v)
-        return v if v.isidentifier() else f'"{v}"'
+        return v if _NAME.fullmatch(v) and v not in _RESERVED else f'"{v}"'
 
     return f"@{a.name}({', '.join(value(v) for v in a.values)})"
 
@@ -99,7 +107,8 @@ def kernel(k: ast.Kernel) -> str:
         lines.append(one_line)
     else:
         lines.append(head)
-        lines.extend(f"    {p}," for p in params)
+        # The grammar has no trailing comma after the last parameter: print separators only between them.
+        lines.extend(f"    {p}{',' if i < len(params) - 1 else ''}" for i, p in enumerate(params))
         lines.append(f") -> {k.output} {{")
     lines.extend(f"  {stmt(s)}" for s in k.body)
     lines.append("}")

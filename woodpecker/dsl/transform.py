@@ -274,7 +274,7 @@ def _simplify_binop(e: ast.BinOp, ranges: Ranges) -> ast.Expr:
             # (q * c + r) // c == q and (q * c + r) % c == r when 0 <= r < c: blocked-layout index arithmetic
             return split[0] if e.op == "//" else split[1]
         r = int_range(e.lhs, ranges)
-        if e.rhs.value == 1:
+        if e.rhs.value == 1 and r is not None:  # integers only: for a float x, x // 1 is floor(x), x % 1 its fraction
             return e.lhs if e.op == "//" else ast.IntLit(0)
         if r is not None and 0 <= r[0] and r[1] < e.rhs.value:
             return ast.IntLit(0) if e.op == "//" else e.lhs
@@ -300,7 +300,7 @@ def _simplify_compare(e: ast.Compare, ranges: Ranges) -> ast.Expr:
     for i, op in enumerate(e.ops):
         a, b = e.operands[i], e.operands[i + 1]
         ra, rb = int_range(a, ranges), int_range(b, ranges)
-        if isinstance(a, ast.FloatLit) and isinstance(b, ast.FloatLit):
+        if isinstance(a, (ast.IntLit, ast.FloatLit)) and isinstance(b, (ast.IntLit, ast.FloatLit)):  # e.g. 2 < 2.5
             decided: bool | None = _CMP[op](a.value, b.value)
         elif ra is not None and rb is not None:
             decided = _decide(op, ra, rb)

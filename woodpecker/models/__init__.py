@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import onnx
@@ -33,6 +34,17 @@ def build(name: str, **kwargs) -> onnx.ModelProto:
         fn = ZOO[name]
     except KeyError:
         raise ModelLoadError(f"unknown zoo model {name!r}; available: {', '.join(ZOO)}") from None
+    # Options arrive as text from the command line (zoo:resnet18?image_size=64): an unknown one or a value of the
+    # wrong type is the user's error, not a TypeError deep in the builder or a model with a symbolic input size.
+    params = inspect.signature(fn).parameters
+    for key, value in kwargs.items():
+        if key not in params:
+            raise ModelLoadError(f"zoo model {name!r} has no option {key!r}; options: {', '.join(params)}")
+        if isinstance(params[key].default, int):
+            least = 0 if key == "seed" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                what = "a non-negative" if least == 0 else "a positive"
+                raise ModelLoadError(f"zoo model {name!r}: option {key} must be {what} integer, got {value!r}")
     return fn(**kwargs)
 
 

@@ -36,15 +36,24 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def write_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """The .npz format np.savez writes, without passing names as keyword arguments: a constant named `file` or
+    `allow_pickle` (names come from the ONNX model) would clash with savez's own parameters."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.require(value, requirements="C"), allow_pickle=False)
+    return buf.getvalue()
+
+
 def save_artifact(model: CompiledModel, path: str | os.PathLike[str]) -> None:
     path = pathlib.Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         lib_path = os.path.join(tmp, LIBRARY)
         model.export_library(lib_path)
         lib_bytes = pathlib.Path(lib_path).read_bytes()
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.require(v, requirements="C") for k, v in model.constants.items()})
-    weights = buf.getvalue()
+    weights = write_npz(model.constants)
     files: dict[str, bytes] = {LIBRARY: lib_bytes, WEIGHTS: weights}
     for k in model.kernels:
         files[f"dsl/{k.name}.wpl"] = k.source.encode()
@@ -57,12 +66,17 @@ def save_artifact(model: CompiledModel, path: str | os.PathLike[str]) -> None:
         "files": {name: _sha(data) for name, data in files.items()},
     }
     tmp_path = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp_path, "w") as zf:
-        zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True), compress_type=zipfile.ZIP_DEFLATED)
-        for name, data in files.items():
-            method = zipfile.ZIP_STORED if name in (LIBRARY, WEIGHTS) else zipfile.ZIP_DEFLATED
-            zf.writestr(name, data, compress_type=method)
-    os.replace(tmp_path, path)  # a crash while writing never leaves a half-written artifact under the real name
+    try:
+        with zipfile.ZipFile(tmp_path, "w") as zf:
+            zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True),
+                        compress_type=zipfile.ZIP_DEFLATED)
+            for name, data in files.items():
+                method = zipfile.ZIP_STORED if name in (LIBRARY, WEIGHTS) else zipfile.ZIP_DEFLATED
+                zf.writestr(name, data, compress_type=method)
+        os.replace(tmp_path, path)  # a crash while writing never leaves a half-written artifact under the real name
+    except OSError as err:  # a missing folder, a full disk, no permission: the user's to fix, in one line
+        tmp_path.unlink(missing_ok=True)
+        raise ArtifactError(f"{path}: cannot write the artifact ({err.strerror or err})") from None
 
 
 def read_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, bytes]]:
@@ -90,8 +104,11 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, bytes]]
                 f"{label}: artifact version {manifest.get('version')!r} is not supported by this woodpecker "
                 f"(expects {VERSION}); recompile the model"
             )
+        listed = manifest.get("files", {})
+        if not isinstance(listed, dict):  # hand-edited or foreign: report it, do not fail on .items()
+            raise ArtifactError(f"{label}: corrupt manifest (files is not a table)")
         files = {}
-        for name, digest in manifest.get("files", {}).items():
+        for name, digest in listed.items():
             try:
                 data = zf.read(name)
             except (KeyError, zipfile.BadZipFile, OSError):
@@ -106,9 +123,8 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, bytes]]
 
 
 def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
-    import tvm
-
     manifest, files = read_manifest(path)
+    import tvm  # after the checks: importing TVM takes seconds, a damaged artifact is reported at once
     label = str(path)
     lib_hash = manifest["files"][LIBRARY]
     cache = config.get().cache_dir / "libs"

@@ -164,7 +164,10 @@ class Executor:
     # -- running -----------------------------------------------------------------------------------------------
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         expected = {t.name for t in self.program.inputs}
-        unknown = sorted(set(inputs) - expected)
+        if not isinstance(inputs, Mapping):  # a list or tuple of arrays would fail below with a TypeError
+            raise InputError(f"inputs must be a dict name -> array, got {type(inputs).__name__}; "
+                             f"the model's inputs are {sorted(expected)}")
+        unknown = sorted((str(k) for k in set(inputs) - expected))
         if unknown:
             raise InputError(f"unknown input {unknown[0]!r}; the model's inputs are {sorted(expected)}")
         missing = sorted(expected - set(inputs))
