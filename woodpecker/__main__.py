@@ -1,3 +1,3 @@
-from woodpecker.cli import main
+from woodpecker.cli import entry
 
-main()
+entry()

@@ -83,3 +83,17 @@ def prepare_tvm_threads() -> int:
     n = get().num_threads
     os.environ.setdefault("TVM_NUM_THREADS", str(n))
     return int(os.environ["TVM_NUM_THREADS"])
+
+
+def skip_torch_import() -> None:
+    """Make `import torch` fail fast in this process (for processes that never need torch).
+
+    tvm_ffi imports torch eagerly when it is installed (1.5 s of a 4.5 s `import tvm`), only to pre-empt a
+    symbol clash seen on Windows. Measurement workers and the runtime-only commands call this before importing
+    TVM; anything that needs torch (the RL searcher, the PyTorch frontend) must not.
+    """
+    import sys
+
+    if "torch" not in sys.modules and "tvm" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]
+

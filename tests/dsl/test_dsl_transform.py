@@ -209,9 +209,10 @@ def test_instantiate_full_average_pool_windows_have_a_constant_divisor():
     k = instantiate(LIB.template("avg_pool2d"), dict(BINDINGS["avg_pool2d"], R=2, S=2, PT=0, PL=0, PB=0, PR=0))
     assert [s.name for s in k.computes] == ["Sm", "Y"]
     assert printer.expr(k.statement("Y").value) == "Sm[0, c, y, x, b] / 4.0"
-    # partial windows at the border keep the count statement
+    # partial windows at the border keep a closed-form count of the window positions inside the input
     k = instantiate(LIB.template("avg_pool2d"), BINDINGS["avg_pool2d"])
-    assert [s.name for s in k.computes] == ["Xp", "Cnt", "Sm", "Y"]
+    assert [s.name for s in k.computes] == ["Xp", "Sm", "Y"]
+    assert printer.expr(k.statement("Y").value) == "Sm[0, c, y, x, b] / f32((3 - max(0, 1 - y * 2)) * (3 - max(0, 1 - x * 2)))"
 
 
 def test_instantiate_lets_evaluate_to_constants():

@@ -82,6 +82,12 @@ def int_range(e: ast.Expr, ranges: Ranges) -> Range | None:
     if isinstance(e, ast.Neg):
         r = int_range(e.operand, ranges)
         return None if r is None else (-r[1], -r[0])
+    if isinstance(e, ast.Call) and e.func in ("max", "min") and len(e.args) == 2:
+        a, b = int_range(e.args[0], ranges), int_range(e.args[1], ranges)
+        if a is None or b is None:
+            return None
+        pick = max if e.func == "max" else min
+        return (pick(a[0], b[0]), pick(a[1], b[1]))
     if isinstance(e, ast.BinOp):
         a, b = int_range(e.lhs, ranges), int_range(e.rhs, ranges)
         if a is None or b is None:
@@ -197,6 +203,13 @@ def simplify(e: ast.Expr, ranges: Ranges = {}) -> ast.Expr:  # noqa: B006 (read-
         if isinstance(e.operand, ast.Neg):
             return e.operand.operand
         return e
+    if isinstance(e, ast.Call) and e.func in ("max", "min") and len(e.args) == 2:
+        ra, rb = int_range(e.args[0], ranges), int_range(e.args[1], ranges)
+        if ra is not None and rb is not None:
+            if ra[1] <= rb[0]:  # a <= b everywhere
+                return e.args[1] if e.func == "max" else e.args[0]
+            if rb[1] <= ra[0]:
+                return e.args[0] if e.func == "max" else e.args[1]
     if isinstance(e, ast.Call) and e.func in ast.DTYPES and len(e.args) == 1:
         n = _num(e.args[0])
         if n is not None and ast.DTYPES[e.func].startswith("float"):

@@ -10,6 +10,8 @@ from woodpecker.lowering.model import Task
 from woodpecker.schedule import cpu
 from woodpecker.schedule.structure import analyze
 
+_DEBUG = False  # render schedule errors in full (slow); for debugging schedule templates
+
 
 def prim_func(task: Task, lib: Library | None = None):
     lib = lib or default_library()
@@ -32,7 +34,7 @@ def schedule(task: Task, knobs: Mapping[str, int | str] | None = None, target_cl
     mod = tvm.IRModule({task.name: func})
     st = analyze(task.kernel)
     knobs = dict(default_knobs(task, target_class) if knobs is None else knobs)
-    sch = s_tir.Schedule(mod, error_render_level="none")
+    sch = s_tir.Schedule(mod, error_render_level="none" if not _DEBUG else "detail")
     sch.work_on(task.name)
     cpu.apply(sch, task.family, st, knobs)
     return sch.mod
