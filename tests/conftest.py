@@ -11,6 +11,9 @@ import pytest
 # Before woodpecker (and TVM) are imported: an isolated cache and the thread count the runtime uses.
 _CACHE = tempfile.mkdtemp(prefix="woodpecker-test-cache-")
 os.environ["WOODPECKER_CACHE_DIR"] = _CACHE
+# Unit tests compile hundreds of small models; the planner (which times vendor libraries per call) is tested on
+# its own, with vendor=True passed explicitly.
+os.environ.setdefault("WOODPECKER_VENDOR", "0")
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 
 

@@ -16,11 +16,8 @@ from woodpecker.runtime.compiled import CompiledModel, KernelInfo
 from woodpecker.runtime.executor import CallSpec, Program, TensorSpec
 
 
-def import_model(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None,
-                 example_inputs: Any = None) -> Graph:
-    """ONNX file path, onnx.ModelProto, or torch.nn.Module (with example_inputs) -> Graph."""
-    from woodpecker.frontend.onnx import import_onnx
-
+def as_onnx(model: Any, example_inputs: Any = None) -> Any:
+    """A torch.nn.Module becomes an onnx.ModelProto (exported with example_inputs); other models pass through."""
     if not isinstance(model, (str, os.PathLike)) and type(model).__name__ != "ModelProto":
         from woodpecker.frontend.torch import export_torch, is_torch_module
 
@@ -29,8 +26,16 @@ def import_model(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = 
                 from woodpecker.errors import ModelLoadError
 
                 raise ModelLoadError(f"compiling {type(model).__name__} needs example_inputs=(tensor, ...)")
-            model = export_torch(model, example_inputs)
-    return import_onnx(model, input_shapes)
+            return export_torch(model, example_inputs)
+    return model
+
+
+def import_model(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None,
+                 example_inputs: Any = None) -> Graph:
+    """ONNX file path, onnx.ModelProto, or torch.nn.Module (with example_inputs) -> Graph."""
+    from woodpecker.frontend.onnx import import_onnx
+
+    return import_onnx(as_onnx(model, example_inputs), input_shapes)
 
 
 def make_program(lowered) -> tuple[Program, dict[str, np.ndarray]]:
@@ -74,6 +79,7 @@ def compile(  # noqa: A001 (the public name users expect)
     db: Any = None,
     trials: int | None = None,
     searcher: str = "ga",
+    vendor: bool | None = None,
     blocked_layout: bool | None = None,
 ) -> CompiledModel:
     """Compile a model for a target.
@@ -86,6 +92,8 @@ def compile(  # noqa: A001 (the public name users expect)
             toolchain is applied, other kernels use their default schedule.
         trials: tune first, with this many measurements (records go to `db`, or the per-user database).
         searcher: the searcher used when `trials` is given ("ga", "rl", "random").
+        vendor: let the planner time vendor libraries (onnxruntime, PyTorch, numpy BLAS) against each generated
+            kernel, in place, and keep the fastest (default: on, unless WOODPECKER_VENDOR=0).
         blocked_layout: force the NCHW[b]c layout pass on or off (default: on for CPU targets).
 
     Returns:
@@ -101,13 +109,13 @@ def compile(  # noqa: A001 (the public name users expect)
     profile = load_profile(target)
     if profile.kind != "cpu":
         raise TargetError(f"target {profile.id!r} ({profile.kind}) cannot be compiled by this version; use 'host'")
+    model = as_onnx(model, example_inputs)
     if trials is not None:
         from woodpecker.tuner import default_db_path, tune
 
         db = db if db is not None else default_db_path()
-        tune(model, target, searcher=searcher, trials=trials, db=db, input_shapes=input_shapes,
-             example_inputs=example_inputs)
-    graph = import_model(model, input_shapes, example_inputs)
+        tune(model, target, searcher=searcher, trials=trials, db=db, input_shapes=input_shapes)
+    graph = import_model(model, input_shapes)
     options = PassOptions(blocked_layout=True if blocked_layout is None else blocked_layout)
     lowered = lower_graph(optimize(graph, options))
     threads = config.prepare_tvm_threads()
@@ -131,7 +139,14 @@ def compile(  # noqa: A001 (the public name users expect)
         "toolchain": {"woodpecker": __version__, "tvm": tvm.__version__},
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    return CompiledModel(executable.mod, program, constants, kernels, metadata, executable=executable)
+    compiled = CompiledModel(executable.mod, program, constants, kernels, metadata, executable=executable)
+    if config.get().vendor if vendor is None else vendor:
+        from woodpecker.frontend.onnx import load_onnx_model
+        from woodpecker.planner.planner import plan_model
+
+        proto, _ = load_onnx_model(model)
+        compiled = plan_model(compiled, lowered, proto.SerializeToString(), threads=threads)
+    return compiled
 
 
 def _best_records(lowered, db: Any, profile, threads: int) -> dict[str, Mapping[str, int | str]]:

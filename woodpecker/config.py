@@ -39,6 +39,8 @@ class Config:
     num_threads: int
     # Show tracebacks instead of one-line errors.
     debug: bool
+    # Let the planner time vendor libraries against generated kernels when compiling (WOODPECKER_VENDOR=0: off).
+    vendor: bool = True
 
 
 def _from_env() -> Config:
@@ -49,6 +51,7 @@ def _from_env() -> Config:
         cache_dir=pathlib.Path(cache_root),
         num_threads=_env_int("WOODPECKER_NUM_THREADS", os.cpu_count() or 1),
         debug=_env_bool("WOODPECKER_DEBUG", False),
+        vendor=_env_bool("WOODPECKER_VENDOR", True),
     )
 
 

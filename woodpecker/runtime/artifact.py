@@ -4,6 +4,8 @@
   kernels.so         the TVM-exported library (native code: load artifacts only from sources you trust)
   weights.npz        constants, numpy format, loaded with allow_pickle=False
   dsl/<kernel>.wpl   the DSL program of each kernel
+  vendor/regions.json  the operators the planner gave to a vendor library (canonical nodes, rebuilt at load)
+  vendor/model.onnx  the original model, only when the planner chose onnxruntime for the whole model
 
 Loading verifies the format, the version and the sha256 of every file before the library is loaded; the library
 is unpacked into the cache under its own hash, so a tampered file is never executed.
@@ -30,6 +32,8 @@ FORMAT = "woodpecker-artifact"
 VERSION = 1
 LIBRARY = "kernels.so"
 WEIGHTS = "weights.npz"
+VENDOR_REGIONS = "vendor/regions.json"
+VENDOR_MODEL = "vendor/model.onnx"
 
 
 def _sha(data: bytes) -> str:
@@ -57,6 +61,11 @@ def save_artifact(model: CompiledModel, path: str | os.PathLike[str]) -> None:
     files: dict[str, bytes] = {LIBRARY: lib_bytes, WEIGHTS: weights}
     for k in model.kernels:
         files[f"dsl/{k.name}.wpl"] = k.source.encode()
+    if model.vendor_regions:
+        regions = {name: region.to_json() for name, region in model.vendor_regions.items()}
+        files[VENDOR_REGIONS] = json.dumps(regions, sort_keys=True).encode()
+    if model.model_onnx is not None:
+        files[VENDOR_MODEL] = model.model_onnx
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -147,7 +156,14 @@ def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
             source = files.get(k["source_file"], b"").decode()
             kernels.append(KernelInfo(k["key"], k["name"], k["family"], int(k["flops"]), k["knobs"], k["origin"],
                                       source, int(k.get("calls", 1))))
+        from woodpecker.planner.regions import Region
+
+        vendor_regions = {name: Region.from_json(r) for name, r in json.loads(files.get(VENDOR_REGIONS, b"{}")).items()}
+        missing = [c.func for c in program.calls if c.vendor and c.func not in vendor_regions]
+        if missing:
+            raise ArtifactError(f"{label}: vendor call {missing[0]} has no region in {VENDOR_REGIONS}")
     except (KeyError, ValueError, TypeError) as err:
         raise ArtifactError(f"{label}: corrupt artifact content ({err})") from None
     metadata = {k: v for k, v in manifest.items() if k not in ("program", "kernels", "files", "format", "version")}
-    return CompiledModel(library, program, constants, kernels, metadata, library_path=str(lib_path))
+    return CompiledModel(library, program, constants, kernels, metadata, library_path=str(lib_path),
+                         vendor_regions=vendor_regions, model_onnx=files.get(VENDOR_MODEL))

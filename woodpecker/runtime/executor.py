@@ -34,17 +34,26 @@ class TensorSpec:
 
 @dataclasses.dataclass(frozen=True)
 class CallSpec:
-    """One kernel launch: function name and (value, viewed shape) per argument, output last."""
+    """One kernel launch: function name and (value, viewed shape) per argument, output last.
+
+    `vendor` is empty for a generated kernel (a function of the native library); otherwise it names the vendor
+    library the planner chose for this call ("onnxruntime", "torch", "numpy") and `func` names its region.
+    """
 
     func: str
     args: tuple[tuple[str, tuple[int, ...]], ...]
+    vendor: str = ""
 
     def to_json(self) -> dict:
-        return {"func": self.func, "args": [[v, list(s)] for v, s in self.args]}
+        d = {"func": self.func, "args": [[v, list(s)] for v, s in self.args]}
+        if self.vendor:
+            d["vendor"] = self.vendor
+        return d
 
     @staticmethod
     def from_json(d: Mapping) -> CallSpec:
-        return CallSpec(str(d["func"]), tuple((str(v), tuple(int(x) for x in s)) for v, s in d["args"]))
+        return CallSpec(str(d["func"]), tuple((str(v), tuple(int(x) for x in s)) for v, s in d["args"]),
+                        str(d.get("vendor", "")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +99,9 @@ def _aligned_arena(nbytes: int) -> np.ndarray:
 
 
 class Executor:
-    def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray],
+                 vendor_regions: Mapping[str, object] | None = None, threads: int | None = None) -> None:
+        """vendor_regions: region (woodpecker.planner.regions.Region) of each vendor call, by its `func`."""
         import tvm
 
         self.program = program
@@ -127,15 +138,7 @@ class Executor:
         self._const_np = {k: np.require(v, requirements="C") for k, v in constants.items()}
         self._keep: list = []  # keeps every viewed numpy array alive for the DLPack tensors that borrow it
 
-        def view_np(value: str, shape: Sequence[int], dtype: str | None = None) -> np.ndarray:
-            if value in self._const_np:
-                arr = self._const_np[value]
-                return arr.reshape(tuple(shape))
-            root = self.memory.root[value]
-            place = self.memory.placements[root]
-            dt = np.dtype(dtype or program.values[value][1])
-            count = int(np.prod(shape, dtype=np.int64))
-            return self._arena[place.offset : place.offset + count * dt.itemsize].view(dt).reshape(tuple(shape))
+        view_np = self.view
 
         const_tensors: dict[tuple[str, tuple[int, ...]], object] = {}
 
@@ -153,6 +156,9 @@ class Executor:
 
         self._calls = []
         for call in program.calls:
+            if call.vendor:
+                self._calls.append(self._bind_vendor(call, vendor_regions or {}, threads))
+                continue
             func = library[call.func] if not hasattr(library, "get_function") else library.get_function(call.func)
             self._calls.append((func, tuple(bind(v, s) for v, s in call.args)))
         self._inputs = {t.name: (t, view_np(t.name, t.shape)) for t in program.inputs}
@@ -160,6 +166,26 @@ class Executor:
             (spec, view_np(v, spec.shape) if v not in self._const_np else self._const_np[v].reshape(spec.shape))
             for spec, v in zip(program.outputs, program.output_values)
         ]
+
+    def view(self, value: str, shape: Sequence[int], dtype: str | None = None) -> np.ndarray:
+        """A numpy view of a value's storage (the arena, or the constant itself) with the given shape."""
+        if value in self._const_np:
+            return self._const_np[value].reshape(tuple(shape))
+        root = self.memory.root[value]
+        place = self.memory.placements[root]
+        dt = np.dtype(dtype or self.program.values[value][1])
+        count = int(np.prod(shape, dtype=np.int64))
+        return self._arena[place.offset : place.offset + count * dt.itemsize].view(dt).reshape(tuple(shape))
+
+    def _bind_vendor(self, call: CallSpec, regions: Mapping[str, object], threads: int | None):
+        from woodpecker import config
+        from woodpecker.planner.choices import make_vendor
+
+        region = regions[call.func]
+        impl = make_vendor(call.vendor, region, self._const_np, threads or config.get().num_threads)  # type: ignore[arg-type]
+        *ins, (out, out_shape) = call.args
+        run = impl.bind([self.view(v, s) for v, s in ins], self.view(out, out_shape))
+        return (run, ())
 
     # -- running -----------------------------------------------------------------------------------------------
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:

@@ -1,0 +1,139 @@
+"""Planning: every kernel call is timed in place against its vendor implementations; the fastest correct one wins.
+
+    executor <- the model with woodpecker's kernels; run once on seeded inputs (fills every buffer with real data)
+    for each call, in order:
+        choices <- woodpecker's kernel, onnxruntime (the region exported to ONNX, I/O bound onto the arena),
+                   torch (oneDNN/MKL on tensors sharing the arena), numpy (dense/matmul only: BLAS)
+        each choice runs once on the call's real input buffers and is checked against the numpy reference of
+        the region (max |out - ref| / max |ref| <= 1e-3); a wrong or failing choice is dropped, with its reason
+        the survivors are timed interleaved (rounds of one run each, median of all runs)
+        the fastest wins; woodpecker's kernel keeps ties within 3 % (no churn on noise)
+    the planned model is then timed against the all-woodpecker model and onnxruntime running the whole model,
+    interleaved; the fastest of the three is the plan (a whole-model vendor plan is reported as such)
+
+The decisions and every choice's time go into the artifact; loading replays them without timing anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from woodpecker.measure.reference import max_relative_error
+from woodpecker.planner.choices import VENDORS, GeneratedChoice, make_vendor, reference_output
+from woodpecker.planner.export_onnx import NotExportable
+from woodpecker.planner.regions import Region
+from woodpecker.runtime.executor import CallSpec, Program
+
+RTOL = 1e-3
+TIE = 0.03
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoiceResult:
+    name: str
+    median_us: float | None  # None when the choice was not timed
+    error: str | None = None  # why it was dropped
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "median_us": self.median_us, "error": self.error}
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionDecision:
+    index: int
+    node: str
+    kernel: str
+    chosen: str
+    results: tuple[ChoiceResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "node": self.node, "kernel": self.kernel, "chosen": self.chosen,
+                "results": [r.to_json() for r in self.results]}
+
+
+def time_interleaved(runs: Mapping[str, Callable[[], None]], rounds: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of single runs, the contenders alternating run by run."""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            samples[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def decide(results: Sequence[ChoiceResult]) -> str:
+    timed = [r for r in results if r.median_us is not None and r.error is None]
+    best = min(timed, key=lambda r: r.median_us)  # type: ignore[arg-type, return-value]
+    ours = next((r for r in timed if r.name == "woodpecker"), None)
+    if ours is not None and ours.median_us <= best.median_us * (1 + TIE):  # type: ignore[operator]
+        return "woodpecker"
+    return best.name
+
+
+def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np.ndarray], kernel_names: Sequence[str],
+                 vendors: Sequence[str] = VENDORS, threads: int = 1, rounds: int = 20,
+                 make: Callable = make_vendor) -> list[RegionDecision]:
+    """Decide every call. `executor` holds the all-woodpecker program with its inputs set and executed once."""
+    decisions = []
+    for region, kernel, (func, tvm_args) in zip(regions, kernel_names, executor._calls):
+        ins = [executor.view(v, region.types[v].shape) for v in region.inputs]
+        out_t = region.types[region.output]
+        out = executor.view(region.output, out_t.shape)
+        ref = reference_output(region, ins, constants)
+        results: list[ChoiceResult] = []
+        runs: dict[str, Callable[[], None]] = {}
+        outputs: dict[str, np.ndarray] = {}
+        candidates: list[tuple[str, Any]] = [("woodpecker", GeneratedChoice(func, tvm_args))]
+        for kind in vendors:
+            try:
+                candidates.append((kind, make(kind, region, constants, threads)))
+            except NotExportable as err:
+                results.append(ChoiceResult(kind, None, f"not available: {err}"))
+            except Exception as err:  # noqa: BLE001 - a vendor that cannot load the region is simply not a choice
+                results.append(ChoiceResult(kind, None, f"failed to build: {type(err).__name__}: {str(err).splitlines()[0]}"))
+        for name, choice in candidates:
+            target = out if name == "woodpecker" else np.empty(out_t.shape, out_t.dtype)
+            try:
+                run = choice.bind(ins, target)
+                run()
+            except Exception as err:  # noqa: BLE001
+                results.append(ChoiceResult(name, None, f"failed to run: {type(err).__name__}: {str(err).splitlines()[0]}"))
+                continue
+            err = max_relative_error(target, np.asarray(ref).reshape(out_t.shape))
+            if not err <= RTOL:
+                results.append(ChoiceResult(name, None, f"wrong result: max relative error {err:.3g}"))
+                continue
+            runs[name] = run
+            outputs[name] = target
+        if "woodpecker" not in runs and not runs:
+            raise RuntimeError(f"no implementation of {region.node} matches its reference")
+        times = time_interleaved(runs, rounds)
+        results.extend(ChoiceResult(name, t * 1e6) for name, t in times.items())
+        order = {n: i for i, n in enumerate(["woodpecker", *vendors])}
+        results.sort(key=lambda r: order.get(r.name, 99))
+        decisions.append(RegionDecision(region.index, region.node, kernel, decide(results), tuple(results)))
+    return decisions
+
+
+def planned_program(program: Program, regions: Sequence[Region], decisions: Sequence[RegionDecision]) -> tuple[Program, dict[str, Region]]:
+    """The program with the vendor decisions applied, and the region of each vendor call, by call name."""
+    calls = list(program.calls)
+    vendor_regions: dict[str, Region] = {}
+    for region, d in zip(regions, decisions):
+        if d.chosen == "woodpecker":
+            continue
+        name = f"vendor_{region.index}_{d.chosen}"
+        args = tuple((v, region.types[v].shape) for v in region.inputs) + ((region.output, region.types[region.output].shape),)
+        calls[region.index] = CallSpec(name, args, d.chosen)
+        vendor_regions[name] = region
+    return dataclasses.replace(program, calls=tuple(calls)), vendor_regions

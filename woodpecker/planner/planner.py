@@ -1,0 +1,83 @@
+"""plan_model: CompiledModel with woodpecker's kernels -> CompiledModel with the fastest implementation per call.
+
+See woodpecker.planner.plan for the procedure. The model-level comparison guards the whole: a plan whose vendor
+calls cost more in launch overhead than they save, or a model that onnxruntime runs faster as a whole, is not
+shipped; the artifact records every figure either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from woodpecker.planner.choices import VENDORS, ort_session
+from woodpecker.planner.plan import plan_regions, planned_program, time_interleaved
+from woodpecker.planner.regions import regions_of
+from woodpecker.runtime.compiled import CompiledModel
+
+MODEL_ROUNDS = 12
+
+
+def planning_inputs(cm: CompiledModel, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs: normal floats; integers 0 or 1 (valid indices for any embedding table)."""
+    return cm.random_inputs(seed)
+
+
+def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Sequence[str] = VENDORS,
+               threads: int = 1, rounds: int = 20) -> CompiledModel:
+    feed = planning_inputs(cm)
+    ex = cm.executor
+    ex.set_inputs(feed)
+    ex.execute()
+    reference = ex.get_outputs()
+    regions = regions_of(lowered)
+    # all of the graph's constants: a region may read scalars that its generated kernel inlined as literals
+    graph_constants = lowered.graph.constants
+    decisions = plan_regions(ex, regions, graph_constants, [c.func for c in cm.program.calls], vendors, threads,
+                             rounds)
+    program, vendor_regions = planned_program(cm.program, regions, decisions)
+    metadata = dict(cm.metadata)
+
+    def variant(prog, vregions, onnx_bytes=None) -> CompiledModel:
+        constants = dict(cm.constants)
+        for region in vregions.values():
+            constants.update({k: graph_constants[k] for k in region.constant_names})
+        return CompiledModel(cm.library, prog, constants, cm.kernels, metadata, cm._library_path, cm._executable,
+                             vregions, onnx_bytes)
+
+    planned = variant(program, vendor_regions)
+    runs = {"woodpecker": cm.runner(feed)}
+    if vendor_regions:
+        outs = planned.run(feed)
+        for name, ref in reference.items():
+            err = float(np.max(np.abs(outs[name] - ref))) / max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-6)
+            if not err <= 1e-3:  # every call was checked alone; this guards the composition
+                raise RuntimeError(f"planned model output {name} differs from the generated model ({err:.2e})")
+        runs["planned"] = planned.runner(feed)
+    if model_onnx is not None and "onnxruntime" in vendors:
+        session = ort_session(model_onnx, threads)
+        ort_feed = {t.name: np.asarray(feed[t.name]) for t in cm.program.inputs}
+        ort_out = session.run(None, ort_feed)
+        for spec, out in zip(cm.program.outputs, ort_out):
+            ref = reference[spec.name]
+            err = float(np.max(np.abs(out - ref))) / max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-6)
+            if not err <= 1e-3:
+                session = None  # onnxruntime disagrees with the reference: never chosen
+                break
+        if session is not None:
+            runs["onnxruntime"] = lambda: session.run(None, ort_feed)
+    times = time_interleaved(runs, MODEL_ROUNDS, warmup=2)
+    # the generated model wins ties within 3 %; then the per-call plan; the whole-model vendor last
+    best = min(times.values())
+    chosen = next(name for name in ("woodpecker", "planned", "onnxruntime") if name in times and times[name] <= best * 1.03)
+    metadata["plan"] = {
+        "vendors": list(vendors),
+        "calls": [d.to_json() for d in decisions],
+        "model": {"times_ms": {k: v * 1e3 for k, v in times.items()}, "chosen": chosen},
+    }
+    if chosen == "planned":
+        return variant(program, vendor_regions)
+    if chosen == "onnxruntime":
+        return variant(cm.program, {}, model_onnx)
+    return variant(cm.program, {})
