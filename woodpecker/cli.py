@@ -67,6 +67,7 @@ def compile_cmd(
     db: Annotated[Optional[pathlib.Path], typer.Option("--db", help="apply the best tuning records of this database")] = None,
     trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="tune first with this many measurements")] = None,
     searcher: Annotated[str, typer.Option("--searcher", "-s", help="searcher for --trials: ga | rl | random")] = "ga",
+    vendor: Annotated[bool, typer.Option("--vendor/--no-vendor", help="let the planner pick vendor libraries per operator")] = True,
 ) -> None:
     """Compile a model into a runnable artifact."""
     import time
@@ -83,7 +84,7 @@ def compile_cmd(
         raise ArtifactError(f"{out}: cannot write the artifact (no folder {out.parent})")
     t0 = time.perf_counter()
     cm = woodpecker.compile(_model_arg(model), target=target, input_shapes=_parse_shapes(input_shape),
-                            db=str(db) if db else None, trials=trials, searcher=searcher)
+                            db=str(db) if db else None, trials=trials, searcher=searcher, vendor=vendor)
     elapsed = time.perf_counter() - t0
     cm.save(out)
     origins = {}
@@ -94,6 +95,9 @@ def compile_cmd(
         f"{len(cm.kernels)} kernels ({', '.join(f'{n} {o}' for o, n in sorted(origins.items()))}), "
         f"{sum(k.calls for k in cm.kernels)} launches, {cm.gflop:.2f} GFLOP per run -> {out}"
     )
+    summary = _plan_summary(cm)
+    if summary:
+        console.print(summary)
 
 
 def _tune_view(p) -> Table:
@@ -220,6 +224,58 @@ def db_import(path: Annotated[pathlib.Path, typer.Argument(help="records databas
     with RecordsDatabase(path) as db:
         n = db.import_jsonl(source)
     console.print(f"imported {n} new records into {path}")
+
+
+def _plan_summary(cm) -> str:
+    plan = cm.metadata.get("plan")
+    if not plan:
+        return ""
+    counts: dict[str, int] = {}
+    for c in plan["calls"]:
+        counts[c["chosen"]] = counts.get(c["chosen"], 0) + 1
+    times = ", ".join(f"{k} {v:.2f} ms" for k, v in plan["model"]["times_ms"].items())
+    return (f"plan: {', '.join(f'{n} {k}' for k, n in sorted(counts.items()))} (per call); whole model: {times}; "
+            f"running: {plan['model']['chosen']}")
+
+
+@app.command("bench")
+def bench_cmd(
+    model: Annotated[str, typer.Argument(help="ONNX file, or zoo:<name>")],
+    target: Annotated[str, typer.Option("--target", "-t")] = "host",
+    baselines: Annotated[str, typer.Option(help="comma-separated: onnxruntime, torch, tvm-metaschedule")] = "onnxruntime,torch",
+    db: Annotated[Optional[pathlib.Path], typer.Option("--db", help="also bench the model tuned with these records")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="tune woodpecker with this budget first "
+                                                   "(MetaSchedule gets the same)")] = None,
+    rounds: Annotated[int, typer.Option(min=1)] = 10,
+    out: Annotated[pathlib.Path, typer.Option("--out", "-o", help="folder for report.json/.png/.html")] = pathlib.Path("bench-report"),
+    vendor: Annotated[bool, typer.Option("--vendor/--no-vendor")] = True,
+) -> None:
+    """Compare woodpecker with other runtimes on the same machine, in the same run; write JSON, PNG and HTML."""
+    from woodpecker.bench.report import run_bench, write_outputs
+
+    report = run_bench(_model_arg(model), target, [b.strip() for b in baselines.split(",") if b.strip()],
+                       str(db) if db else None, trials, rounds, vendor=vendor,
+                       progress=lambda msg: err_console.print(f"[bench] {msg}", markup=False))
+    table = Table("contender", "median ms", "IQR ms", "vs fastest", "setup s", "note")
+    best = min((c["median_ms"] for c in report["contenders"] if c["median_ms"]), default=None)
+    for c in report["contenders"]:
+        if c["median_ms"]:
+            table.add_row(c["name"], f"{c['median_ms']:.3f}", f"{c['p25_ms']:.3f}-{c['p75_ms']:.3f}",
+                          f"{c['median_ms'] / best:.2f}x", f"{c['setup_s']:.1f}", c["note"] or "")
+        else:
+            table.add_row(c["name"], "-", "-", "-", "-", c["error"] or "")
+    console.print(table)
+    for variant, ops in report["operators"].items():
+        top = sorted(ops, key=lambda o: -o["us"])[:12]
+        t = Table("kernel", "impl", "us", "GFLOP/s", "of peak", "choices (us)", title=f"slowest operators: {variant}")
+        for o in top:
+            t.add_row(o["kernel"], o["implementation"], f"{o['us']:.1f}", f"{o['gflops']:.1f}",
+                      f"{100 * o['gflops'] / report['peak']['gflops']:.0f}%",
+                      ", ".join(f"{k} {v:.0f}" for k, v in o["alternatives_us"].items()))
+        console.print(t)
+    paths = write_outputs(report, out)
+    console.print(f"peak {report['peak']['gflops']:.0f} GFLOP/s (measured); reports: "
+                  f"{', '.join(str(p) for p in paths.values())}")
 
 
 @app.command("run")
@@ -364,10 +420,11 @@ def main() -> None:
 
 def entry() -> None:
     """Console-script entry point. Commands that never need PyTorch make `import torch` fail fast, which takes
-    1.5 s off TVM's import (tvm_ffi imports torch eagerly); `tune` and `compile --trials` keep it (RL)."""
+    1.5 s off TVM's import (tvm_ffi imports torch eagerly)."""
     argv = sys.argv[1:]
-    needs_torch = "tune" in argv or any(a in ("--trials", "-n") for a in argv) and "compile" in argv
-    if not needs_torch:
+    command = next((a for a in argv if not a.startswith("-")), "")
+    # compile and run may use PyTorch kernels chosen by the planner; tune may use the RL searcher; bench baselines
+    if command in ("targets", "lower", "db", "zoo"):
         from woodpecker.config import skip_torch_import
 
         skip_torch_import()

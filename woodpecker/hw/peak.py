@@ -20,6 +20,7 @@ class Peak:
     fma_gflops: float  # register-resident FMA chains
     sgemm_gflops: float  # numpy (OpenBLAS) 2048^3 SGEMM
     threads: int
+    bandwidth_gbs: float = 0.0  # memory bandwidth: a 256 MiB copy (read + write bytes per second)
 
     @property
     def gflops(self) -> float:
@@ -67,9 +68,21 @@ def _sgemm_gflops(n: int = 2048, repeat: int = 5) -> float:
     return 2.0 * n**3 / best / 1e9
 
 
+def _copy_bandwidth_gbs(nbytes: int = 256 << 20, repeat: int = 5) -> float:
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * nbytes / best / 1e9
+
+
 @functools.lru_cache(maxsize=2)
 def measure_peak(threads: int | None = None) -> Peak:
     from woodpecker import config
 
     threads = threads or config.prepare_tvm_threads()
-    return Peak(_fma_kernel_gflops(threads), _sgemm_gflops(), threads)
+    return Peak(_fma_kernel_gflops(threads), _sgemm_gflops(), threads, _copy_bandwidth_gbs())

@@ -82,8 +82,12 @@ def decide(results: Sequence[ChoiceResult]) -> str:
 
 def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np.ndarray], kernel_names: Sequence[str],
                  vendors: Sequence[str] = VENDORS, threads: int = 1, rounds: int = 20,
-                 make: Callable = make_vendor) -> list[RegionDecision]:
-    """Decide every call. `executor` holds the all-woodpecker program with its inputs set and executed once."""
+                 make: Callable = make_vendor, timer: Callable = None) -> list[RegionDecision]:
+    """Decide every call. `executor` holds the all-woodpecker program with its inputs set and executed once.
+
+    `make(kind, region, constants, threads)` builds a vendor choice and `timer(runs, rounds)` times the correct
+    ones (seconds by name); tests replace them to control speed and correctness."""
+    timer = timer or time_interleaved
     decisions = []
     for region, kernel, (func, tvm_args) in zip(regions, kernel_names, executor._calls):
         ins = [executor.view(v, region.types[v].shape) for v in region.inputs]
@@ -117,7 +121,7 @@ def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np
             outputs[name] = target
         if "woodpecker" not in runs and not runs:
             raise RuntimeError(f"no implementation of {region.node} matches its reference")
-        times = time_interleaved(runs, rounds)
+        times = timer(runs, rounds)
         results.extend(ChoiceResult(name, t * 1e6) for name, t in times.items())
         order = {n: i for i, n in enumerate(["woodpecker", *vendors])}
         results.sort(key=lambda r: order.get(r.name, 99))

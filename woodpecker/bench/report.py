@@ -1,0 +1,258 @@
+"""Bench: woodpecker (untuned, and tuned when records are given) against the baselines, with per-operator detail.
+
+Method. Every contender runs the same model on the same seeded inputs with the same number of threads, in the
+same process; outputs are checked against onnxruntime first (max |out - ref| / max |ref| <= 1e-3). Timing is
+interleaved: rounds in which each contender runs `per_round` times in turn, so that drift hits all alike; the
+figure is the median of single-run latencies and the spread the interquartile range. Per-operator times come from
+timing each call of the compiled model in turn (woodpecker.runtime.executor.Executor.profile); achieved GFLOP/s
+are set against the machine's measured peak (woodpecker.hw.peak) for a roofline view.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import html
+import io
+import json
+import pathlib
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from woodpecker.bench import baselines as bl
+
+
+@dataclasses.dataclass
+class Contender:
+    name: str
+    run: Callable[[], Any]
+    setup_s: float
+    note: str = ""
+    error: str | None = None
+    median_ms: float | None = None
+    p25_ms: float | None = None
+    p75_ms: float | None = None
+
+
+def _interleave(contenders: Sequence[Contender], rounds: int, per_round: int, warmup: int = 3) -> None:
+    live = [c for c in contenders if c.error is None]
+    for c in live:
+        for _ in range(warmup):
+            c.run()
+    samples: dict[str, list[float]] = {c.name: [] for c in live}
+    for _ in range(rounds):
+        for c in live:
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                c.run()
+                samples[c.name].append(time.perf_counter() - t0)
+    for c in live:
+        xs = sorted(samples[c.name])
+        q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+        c.median_ms, c.p25_ms, c.p75_ms = statistics.median(xs) * 1e3, q[0] * 1e3, q[2] * 1e3
+
+
+def _rel_err(out: np.ndarray, ref: np.ndarray) -> float:
+    out, ref = np.asarray(out), np.asarray(ref)
+    if out.shape != ref.shape:
+        out = out.reshape(ref.shape)
+    return float(np.max(np.abs(out.astype(np.float64) - ref))) / max(float(np.max(np.abs(ref))), 1e-6)
+
+
+def operators(cm, repeat: int = 20) -> list[dict[str, Any]]:
+    """Per-call latency, chosen implementation and achieved throughput of a compiled model (inputs already set)."""
+    plan = {c["index"]: c for c in (cm.metadata.get("plan") or {}).get("calls", [])}
+    by_name = {k.name: k for k in cm.kernels}
+    prof = cm.executor.profile(repeat)
+    rows = []
+    for i, ((func, secs), call) in enumerate(zip(prof, cm.program.calls)):
+        p = plan.get(i, {})
+        kernel = by_name.get(p.get("kernel", func))
+        flops = kernel.flops if kernel else 0
+        nbytes = 0
+        for v, shape in call.args:
+            dtype = cm.program.values.get(v, (None, "float32"))[1] if v in cm.program.values else \
+                str(cm.constants[v].dtype) if v in cm.constants else "float32"
+            nbytes += int(np.prod(shape)) * np.dtype(dtype).itemsize
+        rows.append({
+            "index": i, "kernel": p.get("kernel", func), "family": kernel.family if kernel else "vendor",
+            "implementation": call.vendor or "woodpecker", "us": secs * 1e6, "flops": flops, "bytes": nbytes,
+            "gflops": flops / secs / 1e9 if secs > 0 else 0.0,
+            "alternatives_us": {r["name"]: r["median_us"] for r in p.get("results", []) if r.get("median_us")},
+        })
+    return rows
+
+
+def run_bench(model: Any, target: str = "host", baselines: Sequence[str] = ("onnxruntime", "torch"), db: str | None = None,
+              trials: int | None = None, rounds: int = 10, per_round: int = 5, vendor: bool = True,
+              progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    import woodpecker
+    from woodpecker import config
+    from woodpecker.api import as_onnx
+    from woodpecker.frontend.onnx import load_onnx_model
+    from woodpecker.hw.host import detect
+    from woodpecker.hw.peak import measure_peak
+
+    threads = config.prepare_tvm_threads()
+    proto, label = load_onnx_model(as_onnx(model))
+    model_bytes = proto.SerializeToString()
+    progress("compiling woodpecker (default schedules)")
+    t0 = time.perf_counter()
+    untuned = woodpecker.compile(proto, target=target, vendor=vendor)
+    contenders_cm = {"woodpecker": (untuned, time.perf_counter() - t0)}
+    if trials:
+        from woodpecker.tuner import default_db_path
+
+        db = db or default_db_path()
+        progress(f"tuning woodpecker ({trials} trials)")
+        t0 = time.perf_counter()
+        woodpecker.tune(proto, target, trials=trials, db=db)
+        contenders_cm["woodpecker-tuned"] = (woodpecker.compile(proto, target=target, db=db, vendor=vendor),
+                                             time.perf_counter() - t0)
+    elif db:
+        t0 = time.perf_counter()
+        contenders_cm["woodpecker-tuned"] = (woodpecker.compile(proto, target=target, db=db, vendor=vendor),
+                                             time.perf_counter() - t0)
+    feed = untuned.random_inputs()
+    reference = None
+    contenders: list[Contender] = []
+    for name in baselines:
+        progress(f"preparing baseline {name}")
+        try:
+            prep = bl.prepare(name, model_bytes, feed, threads, trials or 64)
+            outs = prep.outputs()
+            if name == "onnxruntime":
+                reference = outs
+            contenders.append(Contender(name, prep.run, prep.setup_s, prep.note))
+            contenders[-1].outputs = outs  # type: ignore[attr-defined]
+        except Exception as err:  # noqa: BLE001 - a baseline that cannot run the model is reported, not fatal
+            contenders.append(Contender(name, lambda: None, 0.0, error=f"{type(err).__name__}: {str(err).splitlines()[0]}"))
+    if reference is None:
+        reference = bl.prepare("onnxruntime", model_bytes, feed, threads).outputs()
+    for name, (cm, setup_s) in contenders_cm.items():
+        outs = cm.run(feed)
+        c = Contender(name, cm.runner(feed), setup_s)
+        c.outputs = [outs[t.name] for t in cm.outputs]  # type: ignore[attr-defined]
+        contenders.insert(len([x for x in contenders if x.name.startswith("woodpecker")]), c)
+    for c in contenders:
+        if c.error is None:
+            errs = [_rel_err(o, r) for o, r in zip(c.outputs, reference)]  # type: ignore[attr-defined]
+            if not max(errs) <= 1e-3:
+                c.error = f"outputs differ from onnxruntime (max relative error {max(errs):.2e})"
+    progress("timing (interleaved)")
+    _interleave(contenders, rounds, per_round)
+    progress("per-operator profile")
+    ops_by_variant = {}
+    for name, (cm, _) in contenders_cm.items():
+        cm.runner(feed)
+        ops_by_variant[name] = operators(cm) if not cm.whole_model_vendor else []
+    peak = measure_peak(threads)
+    host = detect()
+    return {
+        "model": proto.graph.name or label, "target": target, "threads": threads,
+        "machine": f"{host.model_name} ({host.mcpu}, {host.cores} CPUs, {'/'.join(host.features)})",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "peak": {"gflops": peak.gflops, "fma_gflops": peak.fma_gflops, "sgemm_gflops": peak.sgemm_gflops,
+                 "bandwidth_gbs": peak.bandwidth_gbs},
+        "gflop_per_run": untuned.gflop,
+        "method": __doc__.split("Method.")[1].strip() if __doc__ else "",
+        "contenders": [{"name": c.name, "median_ms": c.median_ms, "p25_ms": c.p25_ms, "p75_ms": c.p75_ms,
+                        "setup_s": c.setup_s, "note": c.note, "error": c.error} for c in contenders],
+        "plans": {name: (cm.metadata.get("plan") or {}).get("model") for name, (cm, _) in contenders_cm.items()},
+        "operators": ops_by_variant,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# output files
+
+
+def chart_png(report: Mapping[str, Any]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    live = [c for c in report["contenders"] if c["median_ms"]]
+    names = [c["name"] for c in live]
+    med = [c["median_ms"] for c in live]
+    err = [[c["median_ms"] - c["p25_ms"] for c in live], [c["p75_ms"] - c["median_ms"] for c in live]]
+    colors = ["#2b7a3d" if n.startswith("woodpecker") else "#8a8a8a" for n in names]
+    ax1.barh(names, med, xerr=err, color=colors)
+    ax1.set_xlabel("latency (ms), median with interquartile range")
+    ax1.set_title(f"{report['model']} on {report['target']}")
+    ax1.invert_yaxis()
+    ops = next(iter(report["operators"].values()), [])
+    peak, bw = report["peak"]["gflops"], report["peak"]["bandwidth_gbs"] or 1.0
+    xs = [o["flops"] / o["bytes"] for o in ops if o["flops"] and o["bytes"]]
+    ys = [o["gflops"] for o in ops if o["flops"] and o["bytes"]]
+    if xs:
+        grid = np.logspace(np.log10(min(xs) / 2), np.log10(max(xs) * 2), 50)
+        ax2.plot(grid, np.minimum(peak, grid * bw), color="black", linewidth=1, label="roofline (measured)")
+        ax2.scatter(xs, ys, s=12, color="#2b7a3d", label="woodpecker calls")
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.legend(fontsize=7)
+    ax2.set_xlabel("arithmetic intensity (FLOP / byte of the call's tensors)")
+    ax2.set_ylabel("GFLOP/s")
+    ax2.set_title("per-operator roofline")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def html_report(report: Mapping[str, Any], png: bytes) -> str:
+    e = html.escape
+    best = min((c["median_ms"] for c in report["contenders"] if c["median_ms"]), default=None)
+    rows = []
+    for c in report["contenders"]:
+        if c["median_ms"]:
+            cells = f"<td>{c['median_ms']:.3f}</td><td>{c['p25_ms']:.3f} - {c['p75_ms']:.3f}</td><td>{c['median_ms'] / best:.2f}x</td>"
+        else:
+            cells = f"<td colspan=3>{e(c['error'] or '')}</td>"
+        rows.append(f"<tr><td>{e(c['name'])}</td>{cells}<td>{c['setup_s']:.1f}</td><td>{e(c['note'] or '')}</td></tr>")
+    op_tables = []
+    for variant, ops in report["operators"].items():
+        body = "".join(
+            f"<tr><td>{o['index']}</td><td>{e(o['kernel'])}</td><td>{e(o['family'])}</td><td>{e(o['implementation'])}</td>"
+            f"<td>{o['us']:.1f}</td><td>{o['gflops']:.1f}</td><td>{100 * o['gflops'] / report['peak']['gflops']:.0f}%</td>"
+            f"<td>{e(', '.join(f'{k} {v:.1f}' for k, v in o['alternatives_us'].items()))}</td></tr>" for o in ops)
+        op_tables.append(f"<h2>Operators: {e(variant)}</h2><table><tr><th>#</th><th>kernel</th><th>family</th>"
+                         f"<th>implementation</th><th>us</th><th>GFLOP/s</th><th>of peak</th><th>choices timed (us)</th></tr>"
+                         f"{body}</table>")
+    plans = "".join(f"<li>{e(k)}: {e(json.dumps(v))}</li>" for k, v in report["plans"].items() if v)
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>woodpecker bench: {e(report['model'])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child,th:first-child{{text-align:left}}
+th{{background:#eef}} .meta{{color:#555}}</style></head>
+<body><h1>{e(report['model'])} on {e(report['target'])}</h1>
+<p class="meta">{e(report['machine'])}; {report['threads']} threads; {report['gflop_per_run']:.2f} GFLOP per run;
+measured peak {report['peak']['gflops']:.0f} GFLOP/s, copy bandwidth {report['peak']['bandwidth_gbs']:.1f} GB/s; {e(report['date'])}</p>
+<img alt="latency chart and roofline" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+<h2>End to end</h2><table><tr><th>contender</th><th>median ms</th><th>IQR ms</th><th>vs best</th><th>setup s</th><th>note</th></tr>
+{''.join(rows)}</table>
+<p>Plans (whole-model check of the planner): <ul>{plans}</ul></p>
+{''.join(op_tables)}
+<h2>Method</h2><p>{e(report['method'])}</p>
+</body></html>
+"""
+
+
+def write_outputs(report: Mapping[str, Any], out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = chart_png(report)
+    paths = {"json": out / "report.json", "png": out / "report.png", "html": out / "report.html"}
+    paths["json"].write_text(json.dumps(report, indent=1))
+    paths["png"].write_bytes(png)
+    paths["html"].write_text(html_report(report, png))
+    return paths
