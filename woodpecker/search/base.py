@@ -65,6 +65,16 @@ class SearcherBase:
         self.visited.add(key)
         return True
 
+    def default_first(self) -> list[Point]:
+        """The default schedule, when nothing of this task was measured yet: every session's baseline."""
+        default = dict(self.space.default)
+        return [default] if not self.visited and self.take(default) else []
+
+    @property
+    def exhausted_trivially(self) -> bool:
+        """A space without knobs has one point, the default: nothing to search once it is taken."""
+        return not self.space.knobs
+
     def random_fill(self, out: list[Point], n: int, tries: int = 2000) -> list[Point]:
         for _ in range(tries):
             if len(out) >= n:

@@ -84,13 +84,9 @@ class GASearcher(SearcherBase):
         return children[:count]
 
     def propose(self, n: int) -> list[Point]:
-        out: list[Point] = []
-        if not self.space.knobs:
-            if self.take(dict(self.space.default)):
-                out.append(dict(self.space.default))
+        out = self.default_first()
+        if self.exhausted_trivially:
             return out
-        if not self.visited and self.take(dict(self.space.default)):
-            out.append(dict(self.space.default))
         if len(self.population) < 2:
             return self.random_fill(out, n)
         want = n - len(out)

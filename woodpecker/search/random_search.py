@@ -11,7 +11,4 @@ class RandomSearcher(SearcherBase):
     name = "random"
 
     def propose(self, n: int) -> list[Point]:
-        out: list[Point] = []
-        if not self.visited and self.take(dict(self.space.default)):
-            out.append(dict(self.space.default))
-        return self.random_fill(out, n)
+        return self.random_fill(self.default_first(), n)

@@ -137,13 +137,9 @@ class RLSearcher(SearcherBase):
 
     # -- ask/tell ----------------------------------------------------------------------------------------------
     def propose(self, n: int) -> list[Point]:
-        out: list[Point] = []
-        if not self.space.knobs:
-            if self.take(dict(self.space.default)):
-                out.append(dict(self.space.default))
+        out = self.default_first()
+        if self.exhausted_trivially:
             return out
-        if not self.visited and self.take(dict(self.space.default)):
-            out.append(dict(self.space.default))
         model_ready = self.ctx.cost_model is not None and self.ctx.cost_model.ready
         want = n - len(out)
         candidates: list[tuple[Point, dict]] = []
