@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from woodpecker import __version__
-from woodpecker.errors import TargetError
 from woodpecker.ir.graph import Graph
 from woodpecker.runtime.compiled import CompiledModel, KernelInfo
 from woodpecker.runtime.executor import CallSpec, Program, TensorSpec
@@ -100,73 +99,101 @@ def compile(  # noqa: A001 (the public name users expect)
         A CompiledModel: `.run({name: array})`, `.save(path)`, `.dsl()`.
     """
     from woodpecker import config
-    from woodpecker.codegen.build import build_tasks
-    from woodpecker.hw.host import llvm_target
-    from woodpecker.hw.profile import load_profile
     from woodpecker.lowering.model import lower_graph
-    from woodpecker.passes.pipeline import PassOptions, optimize
+    from woodpecker.passes.pipeline import optimize
+    from woodpecker.targets import resolve
 
-    profile = load_profile(target)
-    if profile.kind != "cpu":
-        raise TargetError(f"target {profile.id!r} ({profile.kind}) cannot be compiled by this version; use 'host'")
+    resolved = resolve(target)
     model = as_onnx(model, example_inputs)
     if trials is not None:
         from woodpecker.tuner import default_db_path, tune
 
         db = db if db is not None else default_db_path()
-        tune(model, target, searcher=searcher, trials=trials, db=db, input_shapes=input_shapes)
+        tune(model, resolved.profile.id, searcher=searcher, trials=trials, db=db, input_shapes=input_shapes)
     graph = import_model(model, input_shapes)
-    options = PassOptions(blocked_layout=True if blocked_layout is None else blocked_layout)
-    lowered = lower_graph(optimize(graph, options))
-    threads = config.prepare_tvm_threads()
-    knobs = _best_records(lowered, db, profile, threads)
-    executable, chosen = build_tasks(lowered.tasks, knobs, llvm_target(threads))
+    lowered = lower_graph(optimize(graph, resolved.pass_options(blocked_layout)))
+    knobs = _best_records(lowered, db, resolved)
     program, constants = make_program(lowered)
-    counts = lowered.occurrences()
-    kernels = [
-        KernelInfo(t.key, t.name, t.family, t.flops, dict(chosen[t.key].knobs), chosen[t.key].origin, t.source,
-                   counts.get(t.key, 0))
-        for t in lowered.tasks.values()
-    ]
-    import tvm
+    metadata = _metadata(graph.name, resolved)
+    if resolved.target_class in ("riscv", "mcu"):
+        return _compile_simulated(model, lowered, knobs, program, constants, metadata, resolved)
+    if resolved.target_class == "gpu":
+        return _compile_gpu(lowered, knobs, program, constants, metadata, resolved)
+    from woodpecker.codegen.build import build_tasks
 
-    from woodpecker.hw.host import detect
-
-    metadata = {
-        "model": graph.name,
-        "target": {"profile": profile.id, "profile_hash": profile.content_hash, "mcpu": detect().mcpu,
-                   "threads": threads, "measurement": profile.measurement},
-        "toolchain": {"woodpecker": __version__, "tvm": tvm.__version__},
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    executable, chosen = build_tasks(lowered.tasks, knobs, resolved.tvm_target())
+    kernels = _kernel_infos(lowered, {k: (c.knobs, c.origin) for k, c in chosen.items()})
     compiled = CompiledModel(executable.mod, program, constants, kernels, metadata, executable=executable)
     if config.get().vendor if vendor is None else vendor:
         from woodpecker.frontend.onnx import load_onnx_model
         from woodpecker.planner.planner import plan_model
 
         proto, _ = load_onnx_model(model)
-        compiled = plan_model(compiled, lowered, proto.SerializeToString(), threads=threads)
+        compiled = plan_model(compiled, lowered, proto.SerializeToString(), threads=resolved.threads)
     return compiled
 
 
-def _best_records(lowered, db: Any, profile, threads: int) -> dict[str, Mapping[str, int | str]]:
+def _kernel_infos(lowered, chosen: Mapping[str, tuple[Mapping[str, Any], str]]) -> list[KernelInfo]:
+    counts = lowered.occurrences()
+    return [KernelInfo(t.key, t.name, t.family, t.flops, dict(chosen[t.key][0]), chosen[t.key][1], t.source,
+                       counts.get(t.key, 0)) for t in lowered.tasks.values()]
+
+
+def _metadata(name: str, resolved) -> dict[str, Any]:
+    import tvm
+
+    target: dict[str, Any] = {"profile": resolved.profile.id, "profile_hash": resolved.profile.content_hash,
+                              "class": resolved.target_class,
+                              "measurement": "simulated" if resolved.simulated else "real"}
+    if resolved.is_host:
+        from woodpecker.hw.host import detect
+
+        target.update(mcpu=detect().mcpu, threads=resolved.threads)
+    return {
+        "model": name,
+        "target": target,
+        "toolchain": {"woodpecker": __version__, "tvm": tvm.__version__},
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _compile_simulated(model, lowered, knobs, program, constants, metadata, resolved) -> CompiledModel:
+    """RISC-V / MCU: one object file per kernel for the profile's target; runs under qemu (SimulatedModel)."""
+    from woodpecker import config
+    from woodpecker.frontend.onnx import load_onnx_model
+    from woodpecker.runtime.simulated import SimulatedModel
+    from woodpecker.sim.riscv.model import build_kernel_objects
+
+    out_dir = config.get().cache_dir / "objects" / "build" / f"{resolved.profile.id}-{os.getpid()}-{id(lowered)}"
+    objects = build_kernel_objects(lowered.tasks, resolved.profile, out_dir, knobs)
+    kernels = _kernel_infos(lowered, {k: (o.knobs, o.origin) for k, o in objects.items()})
+    by_name = {o.name: o.path for o in objects.values()}
+    proto, _ = load_onnx_model(model)
+    return SimulatedModel(program, constants, kernels, metadata, by_name, resolved.profile.id, proto.SerializeToString())
+
+
+def _compile_gpu(lowered, knobs, program, constants, metadata, resolved) -> CompiledModel:
+    from woodpecker.runtime.gpu import compile_gpu_model
+
+    return compile_gpu_model(lowered, knobs, program, constants, metadata, resolved)
+
+
+def _best_records(lowered, db: Any, resolved) -> dict[str, Mapping[str, int | str]]:
     """Knobs of the fastest record of each task for this device and toolchain (tasks without records: none)."""
     if db is None:
         return {}
-    from woodpecker.hw.identity import device_for, toolchain
+    from woodpecker.hw.identity import toolchain
     from woodpecker.records.db import RecordsDatabase, open_database
-
-    from woodpecker.schedule.apply import default_knobs
 
     database = open_database(db)
     assert database is not None
     try:
-        device, tools = device_for(profile, threads), toolchain()
+        device, tools = resolved.device(), toolchain()
         out = {}
         for key, task in lowered.tasks.items():
             best = database.best(key, device, tools)
             # a record that is the default schedule is not a tuned schedule: report it as the default
-            if best is not None and dict(best.knobs) != default_knobs(task):
+            if best is not None and dict(best.knobs) != dict(resolved.space(task).default):
                 out[key] = dict(best.knobs)
         return out
     finally:

@@ -321,10 +321,34 @@ def run_cmd(
     for name, value in outs.items():
         console.print(f"{name}: {value.dtype}{list(value.shape)}  mean {float(np.mean(value)):.6g}  "
                       f"max |x| {float(np.max(np.abs(value))) if value.size else 0:.6g}")
+    if cm.backend == "riscv":
+        _report_simulated(cm, feed, outs)
+        return
     if print_time:
         stats = cm.benchmark(feed, repeat=repeat, warmup=min(5, repeat))
         console.print(f"latency over {repeat} runs: median {stats['median_ms']:.3f} ms  "
                       f"(min {stats['min_ms']:.3f}, max {stats['max_ms']:.3f})")
+
+
+def _report_simulated(cm, feed, outs) -> None:
+    """A RISC-V/MCU model ran under qemu: print the cycle model's estimate and compare with the host."""
+    import numpy as np
+
+    run = cm.last_run
+    console.print(f"simulated on {cm.profile_id} (qemu + cycle model): {run.seconds * 1e3:.3f} ms, "
+                  f"{run.cycles:,.0f} cycles, {run.counts.get('insns', 0):,} instructions counted "
+                  f"({run.sim_secs:.1f} s of simulation)")
+    if cm.reference_onnx is None:
+        return
+    from woodpecker.planner.choices import ort_session
+
+    ref = ort_session(cm.reference_onnx, 1).run(None, {t.name: np.asarray(feed[t.name]) for t in cm.inputs})
+    worst = 0.0
+    for spec, expected in zip(cm.outputs, ref):
+        scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-6)
+        worst = max(worst, float(np.max(np.abs(outs[spec.name] - expected))) / scale)
+    verdict = "match" if worst <= 1e-3 else "DIFFER"
+    console.print(f"host (onnxruntime) and simulated outputs {verdict}: max relative error {worst:.2e}")
 
 
 @app.command("lower")

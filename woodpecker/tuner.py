@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from woodpecker.errors import BudgetError, TargetError
+from woodpecker.errors import BudgetError
 from woodpecker.lowering.model import LoweredModel, Task
 from woodpecker.records.db import RecordsDatabase, now_iso, open_database
 from woodpecker.records.schema import Device, TuningRecord
 from woodpecker.search.base import SearchContext, create
-from woodpecker.space.space import SearchSpace, point_key, space_for_task
+from woodpecker.space.space import SearchSpace, point_key
 
 IMPROVEMENT = 0.01  # a new best must be 1 % faster to count as progress for early stopping
 
@@ -163,17 +163,16 @@ def default_db_path() -> str:
     return str(config.get().cache_dir / "records.db")
 
 
-def prepare(model: Any, target: str, input_shapes=None, example_inputs=None) -> tuple[Any, LoweredModel]:
+def prepare(model: Any, target: str, input_shapes=None, example_inputs=None):
+    """(Target, LoweredModel): the model lowered the way `compile` lowers it for that target."""
     from woodpecker.api import import_model
-    from woodpecker.hw.profile import load_profile
     from woodpecker.lowering.model import lower_graph
-    from woodpecker.passes.pipeline import PassOptions, optimize
+    from woodpecker.passes.pipeline import optimize
+    from woodpecker.targets import resolve
 
-    profile = load_profile(target)
-    if profile.kind != "cpu":
-        raise TargetError(f"target {profile.id!r} ({profile.kind}) cannot be tuned by this version; use 'host'")
+    resolved = resolve(target)
     graph = import_model(model, input_shapes, example_inputs)
-    return profile, lower_graph(optimize(graph, PassOptions()))
+    return resolved, lower_graph(optimize(graph, resolved.pass_options()))
 
 
 def tune(
@@ -209,9 +208,7 @@ def tune(
         only: tune only the tasks with these workload keys, names or families (default: every task).
     """
     from woodpecker import config
-    from woodpecker.hw.host import detect, target_dict
-    from woodpecker.hw.identity import device_for, toolchain
-    from woodpecker.measure.measurer import MeasureOptions, Measurer
+    from woodpecker.hw.identity import toolchain
     from woodpecker.measure.reference import reference_io
     from woodpecker.search.cost_model import CostModel
 
@@ -224,14 +221,15 @@ def tune(
     if batch_size < 1:
         raise BudgetError(f"batch size must be at least 1, got {batch_size}")
 
-    profile, lowered = prepare(model, target, input_shapes, example_inputs)
-    threads = config.prepare_tvm_threads()
-    device = device_for(profile, threads)
+    resolved, lowered = prepare(model, target, input_shapes, example_inputs)
+    profile = resolved.profile
+    threads = resolved.threads
+    device = resolved.device()
     tools = toolchain()
     own_db = not isinstance(db, RecordsDatabase)
     database = open_database(db if db is not None else default_db_path())
     assert database is not None
-    lanes = max(1, detect().vector_bits // 32)
+    lanes = resolved.lanes
     calls = lowered.occurrences()
     rl_policy = str(config.get().cache_dir / "rl" / f"policy-{profile.target_class}.npz")
 
@@ -240,7 +238,7 @@ def tune(
                 if only is None or t.key in only or t.name in only or t.family in only]
     for task in selected:
         database.commit_workload(task.key, task.family, task.name, task.flops, task.source)
-        space = space_for_task(task, profile.target_class, lanes)
+        space = resolved.space(task)
         records = database.records(task.key, device, tools)
         history = [(dict(r.knobs), r.latency_us / 1e6) for r in records if r.ok]
         visited = {point_key(r.knobs) for r in records}
@@ -250,7 +248,7 @@ def tune(
         opts = dict(searcher_options or {})
         opts.setdefault("policy_path", rl_policy)
         ctx = SearchContext(space, _task_seed(seed, task.key), visited, history,
-                            task_features(task, threads, lanes, profile.simulated), model_, opts)
+                            task_features(task, threads, lanes, device.simulated), model_, opts)
         state = TaskState(task, calls.get(task.key, 1), space, create(searcher, ctx), model_, previous=len(records))
         default_key = point_key(space.default)
         for r in records:
@@ -262,8 +260,7 @@ def tune(
 
     session = hashlib.sha256(f"{now_iso()}:{seed}:{id(states)}".encode()).hexdigest()[:12]
     if measurer is None:
-        measurer = Measurer(target_dict(threads), profile.target_class, build_workers,
-                            measure_options or MeasureOptions(), tools)
+        measurer = resolved.measurer(build_workers, measure_options, tools)
     t0 = time.monotonic()
     done_trials = 0
     stopped = "converged"

@@ -2,6 +2,8 @@
 
   manifest.json      format name and version, toolchain, target, inputs/outputs, program, kernels, file hashes
   kernels.so         the TVM-exported library (native code: load artifacts only from sources you trust)
+  riscv/*.o, riscv/model.c, model.h, weights.S/.bin   instead, for a RISC-V/MCU target: the kernel objects and
+                     the C entry point a firmware project links (backend "riscv" in the manifest)
   weights.npz        constants, numpy format, loaded with allow_pickle=False
   dsl/<kernel>.wpl   the DSL program of each kernel
   vendor/regions.json  the operators the planner gave to a vendor library (canonical nodes, rebuilt at load)
@@ -18,7 +20,6 @@ import io
 import json
 import os
 import pathlib
-import tempfile
 import zipfile
 
 import numpy as np
@@ -33,6 +34,7 @@ VERSION = 1
 LIBRARY = "kernels.so"
 WEIGHTS = "weights.npz"
 VENDOR_REGIONS = "vendor/regions.json"
+BACKENDS = ("host", "riscv")
 VENDOR_MODEL = "vendor/model.onnx"
 
 
@@ -53,12 +55,8 @@ def write_npz(arrays: dict[str, np.ndarray]) -> bytes:
 
 def save_artifact(model: CompiledModel, path: str | os.PathLike[str]) -> None:
     path = pathlib.Path(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        lib_path = os.path.join(tmp, LIBRARY)
-        model.export_library(lib_path)
-        lib_bytes = pathlib.Path(lib_path).read_bytes()
-    weights = write_npz(model.constants)
-    files: dict[str, bytes] = {LIBRARY: lib_bytes, WEIGHTS: weights}
+    files: dict[str, bytes] = dict(model.payload_files())
+    files[WEIGHTS] = write_npz(model.constants)
     for k in model.kernels:
         files[f"dsl/{k.name}.wpl"] = k.source.encode()
     if model.vendor_regions:
@@ -69,6 +67,7 @@ def save_artifact(model: CompiledModel, path: str | os.PathLike[str]) -> None:
     manifest = {
         "format": FORMAT,
         "version": VERSION,
+        "backend": model.backend,
         **model.metadata,
         "program": model.program.to_json(),
         "kernels": [k.to_json() for k in model.kernels],
@@ -125,28 +124,40 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, bytes]]
             if _sha(data) != digest:
                 raise ArtifactError(f"{label}: {name} does not match its hash in the manifest (corrupt or modified)")
             files[name] = data
-        for required in (LIBRARY, WEIGHTS):
+        backend = manifest.get("backend", "host")
+        if backend not in BACKENDS:
+            raise ArtifactError(f"{label}: unknown kernel backend {backend!r} (expected one of {BACKENDS})")
+        for required in (WEIGHTS,) + ((LIBRARY,) if backend == "host" else ()):
             if required not in files:
                 raise ArtifactError(f"{label}: {required} is missing")
     return manifest, files
 
 
-def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
-    manifest, files = read_manifest(path)
-    import tvm  # after the checks: importing TVM takes seconds, a damaged artifact is reported at once
-    label = str(path)
-    lib_hash = manifest["files"][LIBRARY]
-    cache = config.get().cache_dir / "libs"
+def _load_simulated(manifest: dict, files: dict[str, bytes], label: str) -> CompiledModel:
+    from woodpecker.runtime.simulated import SimulatedModel
+
+    cache = config.get().cache_dir / "objects"
     cache.mkdir(parents=True, exist_ok=True)
-    lib_path = cache / f"{lib_hash}.so"
-    if not lib_path.exists() or _sha(lib_path.read_bytes()) != lib_hash:
-        tmp = cache / f"{lib_hash}.{os.getpid()}.tmp"
-        tmp.write_bytes(files[LIBRARY])
-        os.replace(tmp, lib_path)
-    try:
-        library = tvm.runtime.load_module(str(lib_path))
-    except Exception as err:
-        raise ArtifactError(f"{label}: the kernel library cannot be loaded on this machine ({str(err).splitlines()[0]})") from None
+    objects = {}
+    for name, data in files.items():
+        if name.startswith("riscv/") and name.endswith(".o"):
+            obj = cache / f"{_sha(data)}.o"  # content-addressed: the bytes were just verified against the manifest
+            if not obj.exists():
+                tmp = cache / f"{_sha(data)}.{os.getpid()}.tmp"
+                tmp.write_bytes(data)
+                os.replace(tmp, obj)
+            objects[name[len("riscv/"):-2]] = obj
+    program, constants, kernels, _ = _contents(manifest, files, label)
+    missing = [c.func for c in program.calls if c.func not in objects]
+    if missing:
+        raise ArtifactError(f"{label}: kernel object riscv/{missing[0]}.o is missing")
+    metadata = {k: v for k, v in manifest.items() if k not in ("program", "kernels", "files", "format", "version")}
+    return SimulatedModel(program, constants, kernels, metadata, objects, str(manifest["target"]["profile"]),
+                          files.get("reference/model.onnx"))
+
+
+def _contents(manifest: dict, files: dict[str, bytes], label: str):
+    """Program, constants, kernel infos and vendor regions of a verified artifact."""
     try:
         with np.load(io.BytesIO(files[WEIGHTS]), allow_pickle=False) as npz:
             constants = {k: npz[k] for k in npz.files}
@@ -164,6 +175,28 @@ def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
             raise ArtifactError(f"{label}: vendor call {missing[0]} has no region in {VENDOR_REGIONS}")
     except (KeyError, ValueError, TypeError) as err:
         raise ArtifactError(f"{label}: corrupt artifact content ({err})") from None
+    return program, constants, kernels, vendor_regions
+
+
+def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
+    manifest, files = read_manifest(path)
+    label = str(path)
+    if manifest.get("backend", "host") == "riscv":
+        return _load_simulated(manifest, files, label)
+    import tvm  # after the checks: importing TVM takes seconds, a damaged artifact is reported at once
+    lib_hash = manifest["files"][LIBRARY]
+    cache = config.get().cache_dir / "libs"
+    cache.mkdir(parents=True, exist_ok=True)
+    lib_path = cache / f"{lib_hash}.so"
+    if not lib_path.exists() or _sha(lib_path.read_bytes()) != lib_hash:
+        tmp = cache / f"{lib_hash}.{os.getpid()}.tmp"
+        tmp.write_bytes(files[LIBRARY])
+        os.replace(tmp, lib_path)
+    try:
+        library = tvm.runtime.load_module(str(lib_path))
+    except Exception as err:
+        raise ArtifactError(f"{label}: the kernel library cannot be loaded on this machine ({str(err).splitlines()[0]})") from None
+    program, constants, kernels, vendor_regions = _contents(manifest, files, label)
     metadata = {k: v for k, v in manifest.items() if k not in ("program", "kernels", "files", "format", "version")}
     return CompiledModel(library, program, constants, kernels, metadata, library_path=str(lib_path),
                          vendor_regions=vendor_regions, model_onnx=files.get(VENDOR_MODEL))

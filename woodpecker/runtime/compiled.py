@@ -153,6 +153,21 @@ class CompiledModel:
 
         save_artifact(self, path)
 
+    @property
+    def backend(self) -> str:
+        """How the artifact's kernels run: "host" (a native library for this kind of machine)."""
+        return "host"
+
+    def payload_files(self) -> dict[str, bytes]:
+        """The artifact files that hold the kernels: the exported native library."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "kernels.so")
+            self.export_library(path)
+            with open(path, "rb") as f:
+                return {"kernels.so": f.read()}
+
     def export_library(self, path: str) -> None:
         if self._executable is not None:
             self._executable.export_library(path)
