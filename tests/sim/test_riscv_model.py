@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from woodpecker.errors import InputError
-from woodpecker.sim.riscv.model import build_kernel_objects, plan_program_memory, run_model, write_model_sources
+from woodpecker.runtime.executor import plan_program_memory
+from woodpecker.sim.riscv.model import build_kernel_objects, run_model, write_model_sources
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,38 @@ class Program:
         )
 
 
+def plan_program_memory(program: Program, constants: Mapping[str, np.ndarray]):
+    """The arena layout of a program (shared by this executor and the RISC-V firmware generator).
+
+    A value lives from the call that writes it to its last reader. Inputs live to the end, so that execute()
+    can run again on the same inputs (benchmarks); outputs live until they are copied out."""
+    n = len(program.calls)
+    defs: dict[str, int] = {}
+    last: dict[str, int] = {}
+    runtime_values = {v for v in program.values if v not in constants}
+    for t in program.inputs:
+        defs[t.name] = -1
+    for i, call in enumerate(program.calls):
+        *ins, (out, _) = call.args
+        for v, _ in ins:
+            last[v] = i
+        defs.setdefault(out, i)
+    for (src, dst), step in zip(program.views, program.view_steps):
+        defs.setdefault(dst, step)
+        last[src] = max(last.get(src, -1), step)
+    for v in program.output_values:
+        last[v] = n
+    for t in program.inputs:
+        last[t.name] = n
+    sizes = {}
+    for v in runtime_values:
+        shape, dtype = program.values[v]
+        sizes[v] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        defs.setdefault(v, -1)
+        last.setdefault(v, defs[v])
+    return plan_memory(sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values])
+
+
 def _aligned_arena(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
     shift = (-raw.ctypes.data) % ALIGN
@@ -107,32 +139,7 @@ class Executor:
         self.program = program
         self._lib = library
         dev = tvm.cpu(0)
-        # -- liveness over calls: a value is defined by the call that writes it, used until its last reader ---------
-        n = len(program.calls)
-        defs: dict[str, int] = {}
-        last: dict[str, int] = {}
-        runtime_values = {v for v in program.values if v not in constants}
-        for t in program.inputs:
-            defs[t.name] = -1
-        for i, call in enumerate(program.calls):
-            *ins, (out, _) = call.args
-            for v, _ in ins:
-                last[v] = i
-            defs.setdefault(out, i)
-        for (src, dst), step in zip(program.views, program.view_steps):
-            defs.setdefault(dst, step)
-            last[src] = max(last.get(src, -1), step)
-        for v in program.output_values:
-            last[v] = n  # alive until copied out
-        for t in program.inputs:
-            last[t.name] = n  # inputs stay intact, so that execute() can run again (benchmarks) on the same inputs
-        sizes = {}
-        for v in runtime_values:
-            shape, dtype = program.values[v]
-            sizes[v] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-            defs.setdefault(v, -1)
-            last.setdefault(v, defs[v])
-        self.memory = plan_memory(sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values])
+        self.memory = plan_program_memory(program, constants)
         self._arena = _aligned_arena(max(self.memory.arena_bytes, ALIGN))
         # constants live in their own TVM tensors, created (aligned) once
         self._const_np = {k: np.require(v, requirements="C") for k, v in constants.items()}

@@ -3,7 +3,7 @@
 `write_model_sources` turns a compiled model's Program into C a firmware project can link:
 
     model.h     the entry point and the size of every input and output
-    model.c     a static arena laid out exactly as woodpecker.runtime.memory.plan_memory lays out the host
+    model.c     a static arena laid out exactly as woodpecker.runtime.executor.plan_program_memory lays out the host
                 executor's, one static DLTensor per (value, shape) a kernel sees, and
                 `int woodpecker_model_run(const void *const *inputs, void *const *outputs)`, which copies the
                 inputs in, calls every kernel's packed function in order, and copies the outputs out
@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from woodpecker.errors import InputError, TargetError
-from woodpecker.runtime.executor import Program
-from woodpecker.runtime.memory import ALIGN, MemoryPlan, plan_memory
+from woodpecker.runtime.executor import Program, plan_program_memory
+from woodpecker.runtime.memory import ALIGN
 from woodpecker.sim.riscv import image
 from woodpecker.sim.riscv.cycle_model import CycleModel
 from woodpecker.sim.riscv.kernel import build_kernel_object, resolve_profile
@@ -69,38 +69,6 @@ class KernelObject:
     path: pathlib.Path
     knobs: Mapping[str, int | str]
     origin: str  # "tuned" | "default" | "unscheduled"
-
-
-# -- memory plan ------------------------------------------------------------------------------------------------
-
-def plan_program_memory(program: Program, constants: Mapping[str, np.ndarray]) -> MemoryPlan:
-    """The arena layout of the host executor (woodpecker.runtime.executor.Executor), computed the same way:
-    a value lives from the call that writes it to its last reader; inputs and outputs live to the end."""
-    n = len(program.calls)
-    defs: dict[str, int] = {}
-    last: dict[str, int] = {}
-    runtime_values = {v for v in program.values if v not in constants}
-    for t in program.inputs:
-        defs[t.name] = -1
-    for i, call in enumerate(program.calls):
-        *ins, (out, _) = call.args
-        for v, _ in ins:
-            last[v] = i
-        defs.setdefault(out, i)
-    for (src, dst), step in zip(program.views, program.view_steps):
-        defs.setdefault(dst, step)
-        last[src] = max(last.get(src, -1), step)
-    for v in program.output_values:
-        last[v] = n
-    for t in program.inputs:
-        last[t.name] = n
-    sizes = {}
-    for v in runtime_values:
-        shape, dtype = program.values[v]
-        sizes[v] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        defs.setdefault(v, -1)
-        last.setdefault(v, defs[v])
-    return plan_memory(sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values])
 
 
 # -- C generation -----------------------------------------------------------------------------------------------
