@@ -145,6 +145,11 @@ def tune_cmd(
     cost_model: Annotated[bool, typer.Option("--cost-model/--no-cost-model", help="rank candidates with a learned model")] = False,
     early_stop: Annotated[int, typer.Option(help="stop a kernel after N trials without 1% gain (0: never)")] = 64,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="build and time on Ray: ray://HOST:PORT, HOST:PORT "
+                                                   "or local-ray")] = None,
+    rpc_tracker: Annotated[Optional[str], typer.Option("--rpc-tracker", help="time on a device of this TVM RPC "
+                                                       "tracker: HOST:PORT")] = None,
+    rpc_key: Annotated[Optional[str], typer.Option("--rpc-key", help="device key of --rpc-tracker")] = None,
 ) -> None:
     """Tune the kernels of a model; every measurement is kept in the records database. Rerun to resume."""
     from rich.live import Live
@@ -171,7 +176,8 @@ def tune_cmd(
     try:
         report = tune(_model_arg(model), target, searcher=searcher, trials=trials, budget_s=budget_s,
                       db=str(db) if db else None, seed=seed, batch_size=batch, cost_model=cost_model,
-                      early_stop=early_stop, input_shapes=_parse_shapes(input_shape), progress=progress)
+                      early_stop=early_stop, input_shapes=_parse_shapes(input_shape), progress=progress,
+                      cluster=cluster, rpc_tracker=rpc_tracker, rpc_key=rpc_key)
     finally:
         if live is not None:
             live.stop()
@@ -294,16 +300,18 @@ def run_cmd(
 
     cm = woodpecker.load(artifact)
     if inputs is not None:
+        import zipfile
+
         try:
             loaded = np.load(inputs, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # an .npz is a zip: it can be a broken one
             raise InputError(f"{inputs}: cannot read inputs ({err})") from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy holds one array without a name
             raise InputError(f"{inputs}: not an .npz archive of named arrays (write one with numpy.savez)")
         try:
             with loaded as npz:
                 feed = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise InputError(f"{inputs}: cannot read inputs ({err})") from None
     else:
         feed = cm.random_inputs()

@@ -41,6 +41,8 @@ class Config:
     debug: bool
     # Let the planner time vendor libraries against generated kernels when compiling (WOODPECKER_VENDOR=0: off).
     vendor: bool = True
+    # Hardware profiles are read from this folder instead of the built-in hw_profiles/ (WOODPECKER_PROFILES_DIR).
+    profiles_dir: pathlib.Path | None = None
 
 
 def _from_env() -> Config:
@@ -52,6 +54,7 @@ def _from_env() -> Config:
         num_threads=_env_int("WOODPECKER_NUM_THREADS", os.cpu_count() or 1),
         debug=_env_bool("WOODPECKER_DEBUG", False),
         vendor=_env_bool("WOODPECKER_VENDOR", True),
+        profiles_dir=pathlib.Path(os.environ["WOODPECKER_PROFILES_DIR"]) if os.environ.get("WOODPECKER_PROFILES_DIR") else None,
     )
 
 

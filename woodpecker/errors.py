@@ -60,3 +60,7 @@ class BudgetError(WoodpeckerError):
 
 class BuildError(WoodpeckerError):
     """TVM failed to build a kernel (a bug in a schedule or in lowering; reported with the kernel name)."""
+
+
+class ClusterError(WoodpeckerError):
+    """A Ray cluster or TVM RPC tracker that cannot be reached, or that has no usable node or device."""

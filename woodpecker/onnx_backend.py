@@ -3,6 +3,12 @@
     import woodpecker.onnx_backend as backend
     rep = backend.prepare(model_proto)          # compiles for the host CPU
     outputs = rep.run([x, y])                   # positional inputs, as the suite passes them
+
+woodpecker compiles ahead of time, so Reshape's shape, Slice's starts, the Reduce ops' axes and the like must be
+constants. The suite passes many of them as graph inputs. A model that does not compile as given, and has such
+shape-like inputs (int32/int64 vectors, or scalars: Pad's constant_value, Range's bounds), is compiled at its first
+run instead, with those inputs bound as constants (a run with other values compiles again). Everything else about
+it is compiled and run as usual.
 """
 
 from __future__ import annotations
@@ -12,13 +18,57 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnx.backend.base import Backend, BackendRep
+
+_INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+_SCALAR_TYPES = (*_INDEX_TYPES, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+
+
+def _shape_like_inputs(model: onnx.ModelProto) -> list[str]:
+    initializers = {i.name for i in model.graph.initializer}
+    out = []
+    for vi in model.graph.input:
+        tt = vi.type.tensor_type
+        if vi.name in initializers or not tt.HasField("shape"):
+            continue
+        rank = len(tt.shape.dim)
+        if (rank == 1 and tt.elem_type in _INDEX_TYPES) or (rank == 0 and tt.elem_type in _SCALAR_TYPES):
+            out.append(vi.name)
+    return out
+
+
+def _bind(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """The model with these graph inputs turned into initializers."""
+    bound = onnx.ModelProto()
+    bound.CopyFrom(model)
+    kept = [vi for vi in bound.graph.input if vi.name not in values]
+    del bound.graph.input[:]
+    bound.graph.input.extend(kept)
+    for name, value in values.items():
+        bound.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    return bound
 
 
 class WoodpeckerRep(BackendRep):
-    def __init__(self, compiled) -> None:
+    def __init__(self, compiled, model: onnx.ModelProto | None = None, deferred: Sequence[str] = ()) -> None:
         self.compiled = compiled
-        self.input_names = [t.name for t in compiled.inputs]
+        self.model = model
+        self.deferred = list(deferred)  # graph inputs bound as constants at run time (see the module docstring)
+        self.input_names = [vi.name for vi in model.graph.input if vi.name not in {i.name for i in model.graph.initializer}] \
+            if model is not None else [t.name for t in compiled.inputs]
+        self._specialized: dict[bytes, Any] = {}
+
+    def _compiled_for(self, feed: dict[str, np.ndarray]):
+        if not self.deferred:
+            return self.compiled, feed
+        import woodpecker
+
+        values = {name: np.asarray(feed[name]) for name in self.deferred}
+        key = b"".join(v.dtype.str.encode() + str(v.shape).encode() + v.tobytes() for v in values.values())
+        if key not in self._specialized:
+            self._specialized[key] = woodpecker.compile(_bind(self.model, values), target="host")  # type: ignore[arg-type]
+        return self._specialized[key], {k: v for k, v in feed.items() if k not in values}
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         if isinstance(inputs, dict):
@@ -27,8 +77,9 @@ class WoodpeckerRep(BackendRep):
             if isinstance(inputs, np.ndarray):
                 inputs = [inputs]
             feed = dict(zip(self.input_names, inputs))
-        outs = self.compiled.run(feed)
-        return tuple(outs[t.name] for t in self.compiled.outputs)
+        compiled, feed = self._compiled_for(feed)
+        outs = compiled.run(feed)
+        return tuple(outs[t.name] for t in compiled.outputs)
 
 
 class WoodpeckerBackend(Backend):
@@ -43,9 +94,16 @@ class WoodpeckerBackend(Backend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> WoodpeckerRep:
         import woodpecker
+        from woodpecker.errors import UnsupportedOpError
 
         super().prepare(model, device, **kwargs)  # checks the model
-        return WoodpeckerRep(woodpecker.compile(model, target="host"))
+        try:
+            return WoodpeckerRep(woodpecker.compile(model, target="host"))
+        except UnsupportedOpError:
+            deferred = _shape_like_inputs(model)
+            if not deferred:
+                raise
+            return WoodpeckerRep(None, model, deferred)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Sequence[np.ndarray], device: str = "CPU", **kwargs: Any):

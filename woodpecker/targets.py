@@ -81,7 +81,8 @@ class Target:
             return space_for(task, self.profile)
         from woodpecker.space.space import space_for_task
 
-        return space_for_task(task, self.target_class, self.lanes)
+        limits = self.profile.target if self.target_class == "gpu" else None
+        return space_for_task(task, self.target_class, self.lanes, limits)
 
     @functools.cached_property
     def simulated(self) -> bool:
@@ -113,10 +114,10 @@ class Target:
         if not self.simulated:
             from woodpecker.measure.cuda import CudaMeasurer
 
-            return CudaMeasurer(self.profile, build_workers, options, toolchain=toolchain)
+            return CudaMeasurer(self.profile.target, build_workers, options)
         from woodpecker.sim.gpu.measurer import GpuSimMeasurer
 
-        return GpuSimMeasurer(self.profile, build_workers, options, toolchain=toolchain)
+        return GpuSimMeasurer(self.profile, build_workers, options)
 
 
 def resolve(target: str | Target, threads: int | None = None) -> Target:

@@ -195,6 +195,9 @@ def tune(
     measure_options: Any = None,
     measurer: Any = None,
     only: Sequence[str] | None = None,
+    cluster: str | None = None,
+    rpc_tracker: str | None = None,
+    rpc_key: str | None = None,
 ) -> TuneReport:
     """Tune every kernel of a model for a target, keeping every measurement in the records database.
 
@@ -206,6 +209,8 @@ def tune(
         measurer: where candidates are measured (default: local worker processes); anything with the Measurer
             methods set_reference / measure / measure_many / close (woodpecker.testing.fakes.FakeMeasurer).
         only: tune only the tasks with these workload keys, names or families (default: every task).
+        cluster: build and time on a Ray cluster: "ray://HOST:PORT", "HOST:PORT", or "local-ray" (woodpecker[cluster]).
+        rpc_tracker, rpc_key: time on a device leased from the TVM RPC tracker "HOST:PORT" under this key.
     """
     from woodpecker import config
     from woodpecker.hw.identity import toolchain
@@ -220,6 +225,10 @@ def tune(
         raise BudgetError(f"the time budget must be a positive number of seconds, got {budget_s!r}")
     if batch_size < 1:
         raise BudgetError(f"batch size must be at least 1, got {batch_size}")
+    if cluster or rpc_tracker or rpc_key:
+        from woodpecker.measure.remote import check_remote
+
+        check_remote(cluster, rpc_tracker, rpc_key)  # before the model is lowered: a typo costs no time
 
     resolved, lowered = prepare(model, target, input_shapes, example_inputs)
     profile = resolved.profile
@@ -259,6 +268,11 @@ def tune(
         states.append(state)
 
     session = hashlib.sha256(f"{now_iso()}:{seed}:{id(states)}".encode()).hexdigest()[:12]
+    if measurer is None and (cluster or rpc_tracker):
+        from woodpecker.measure.remote import remote_measurer
+
+        measurer = remote_measurer(cluster, rpc_tracker, rpc_key, resolved.tvm_target(), resolved.target_class,
+                                   threads, build_workers, measure_options, tools)
     if measurer is None:
         measurer = resolved.measurer(build_workers, measure_options, tools)
     t0 = time.monotonic()

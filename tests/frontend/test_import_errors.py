@@ -78,10 +78,24 @@ def test_runtime_value_where_a_constant_is_needed():
 def test_opset_out_of_range():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
-    model = _graph_model([helper.make_node("Relu", ["x"], ["y"])], [x], [y], opsets=(("", 6),))
+    model = _graph_model([helper.make_node("Relu", ["x"], ["y"])], [x], [y], opsets=(("", 99),))
     with pytest.raises(UnsupportedOpError) as err:
         woodpecker.compile(model)
-    assert "opset 6" in _one_line(err)
+    assert "opset 99" in _one_line(err)
+
+
+def test_operator_version_too_old():
+    """Opset 5 means Relu-1 (with consumed_inputs): refused by name and version; Relu-6 (opset 6) imports."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    model = _graph_model([helper.make_node("Relu", ["x"], ["y"], name="r")], [x], [y], opsets=(("", 5),))
+    with pytest.raises(UnsupportedOpError) as err:
+        woodpecker.compile(model)
+    message = _one_line(err)
+    assert "Relu node 'r'" in message and "version 1" in message and "opset 5" in message
+    model = _graph_model([helper.make_node("Relu", ["x"], ["y"], name="r")], [x], [y], opsets=(("", 6),))
+    data = rand((2,))
+    np.testing.assert_array_equal(woodpecker.compile(model).run({"x": data})["y"], np.maximum(data, 0))
 
 
 def test_unsupported_input_dtype():

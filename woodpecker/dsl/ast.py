@@ -14,8 +14,8 @@ from typing import Union
 
 Pos = tuple[int, int]  # (line, column), 1-based; (0, 0) for generated nodes
 
-DTYPES = {"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64", "i8": "int8", "u8": "uint8",
-          "bool": "bool"}
+DTYPES = {"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64", "i16": "int16", "i8": "int8",
+          "u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "bool": "bool"}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 REDUCERS = ("sum", "max", "min")
 

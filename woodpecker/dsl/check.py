@@ -14,6 +14,10 @@ from woodpecker.errors import DSLError
 BUILTINS: dict[str, int] = {
     "exp": 1, "log": 1, "sqrt": 1, "rsqrt": 1, "tanh": 1, "sigmoid": 1, "erf": 1, "abs": 1, "floor": 1,
     "ceil": 1, "max": 2, "min": 2, "pow": 2,
+    # trigonometry; round (to nearest, ties to even), trunc (towards zero); fmod (C fmod: the sign of x);
+    # isnan/isinf (bool)
+    "sin": 1, "cos": 1, "tan": 1, "asin": 1, "acos": 1, "atan": 1, "sinh": 1, "cosh": 1, "asinh": 1, "acosh": 1,
+    "atanh": 1, "round": 1, "trunc": 1, "fmod": 2, "isnan": 1, "isinf": 1,
 }
 
 

@@ -60,6 +60,12 @@ class _Emitter:
             v = float(v)
         elif dtype == "bool":
             v = bool(v)
+        elif v in (float("inf"), float("-inf")):
+            # `-inf` is the identity of max (the padding of a max pool): in an integer type, the type's extreme
+            import numpy as np
+
+            info = np.iinfo(dtype)
+            v = int(info.max if v > 0 else info.min)
         else:
             v = int(v)
         return self.tirx.const(v, dtype)
@@ -174,17 +180,30 @@ class _Emitter:
         if e.func in ("max", "min", "pow"):
             a, b = self.pair(*args)
             return {"max": tirx.max, "min": tirx.min, "pow": tirx.power}[e.func](a, b)
+        if e.func == "fmod":
+            a, b = self.pair(*args)
+            return _libm(dtype_of(a), "fmod", a, b)
         x = self.value(args[0])
         if e.func == "abs" and dtype_of(x).startswith("int"):
             return tirx.abs(x)  # |x| of an integer stays an integer (ONNX Abs on int64)
         if not dtype_of(x).startswith("float"):
             x = x.astype("float32")
+        if e.func in ("sinh", "cosh"):  # TVM's LLVM backend has no lowering for these intrinsics
+            return _libm(dtype_of(x), e.func, x)
+        if e.func in ("isnan", "isinf"):
+            return _float_class(x, e.func)
         if dtype_of(x) == "float32" and e.func in ("exp", "erf", "tanh", "sigmoid"):
             # libm's expf/erff are scalar calls (erf-GELU ran at 12 ns per element); these polynomial forms
             # vectorize and are accurate to a few float32 ulps.
             return {"exp": fast_exp, "erf": fast_erf, "tanh": fast_tanh, "sigmoid": fast_sigmoid}[e.func](x)
         fn = {"exp": tirx.exp, "log": tirx.log, "sqrt": tirx.sqrt, "rsqrt": tirx.rsqrt, "tanh": tirx.tanh,
-              "sigmoid": tirx.sigmoid, "erf": tirx.erf, "abs": tirx.abs, "floor": tirx.floor, "ceil": tirx.ceil}
+              "sigmoid": tirx.sigmoid, "erf": tirx.erf, "abs": tirx.abs, "floor": tirx.floor, "ceil": tirx.ceil,
+              "sin": tirx.sin, "cos": tirx.cos, "tan": tirx.tan, "asin": tirx.asin, "acos": tirx.acos,
+              "atan": tirx.atan, "sinh": tirx.sinh, "cosh": tirx.cosh, "asinh": tirx.asinh, "acosh": tirx.acosh,
+              "atanh": tirx.atanh, "trunc": tirx.trunc,
+              # nearbyint rounds in the default mode, to nearest with ties to even (ONNX Round); tirx.round
+              # rounds ties away from zero
+              "round": tirx.nearbyint}
         return fn[e.func](x)
 
     def reduce(self, e: ast.Reduce, env: dict, stmt_name: str):
@@ -195,9 +214,30 @@ class _Emitter:
         body = self.value(self.emit(e.body, inner))
         if e.reducer == "sum":
             return te.sum(body, axis=axes)
+        # TVM's max/min start from the lowest/highest *finite* value, so a max over elements that are all -inf
+        # gives -3.4e38. A reducer with identity -inf would be exact, but TVM matches reducers by their identity:
+        # rfactor and GPU cross-thread reductions refuse it ("No matched reducer").
         if e.reducer == "max":
             return te.max(body, axis=axes)
         return te.min(body, axis=axes)
+
+
+def _libm(dtype: str, name: str, *args):
+    """A call of the C math library (`fmodf` for float32, `fmod` for float64)."""
+    from tvm import tirx
+
+    return tirx.call_pure_extern(dtype, name + ("f" if dtype == "float32" else ""), *args)
+
+
+def _float_class(x, what: str):
+    """isnan/isinf by the bits of x: LLVM's fast-math flags let `x != x` and `x == inf` fold to constants."""
+    from tvm import tirx
+
+    bits = 64 if dtype_of(x) == "float64" else 32
+    itype = f"int{bits}"
+    magnitude = tirx.reinterpret(itype, x) & tirx.const((1 << (bits - 1)) - 1, itype)
+    inf = tirx.const(0x7FF0000000000000 if bits == 64 else 0x7F800000, itype)
+    return magnitude > inf if what == "isnan" else magnitude == inf
 
 
 def _poly(x, coefficients):

@@ -23,19 +23,39 @@ from woodpecker.ir.graph import Graph, TensorType
 
 log = logging.getLogger("woodpecker.frontend")
 
-MIN_OPSET, MAX_OPSET = 7, 22
+MIN_OPSET, MAX_OPSET = 1, 28
+# Operator versions are checked node by node (`_check_op_version`). An operator version older than the one in force
+# at opset 6 is refused: the v1 forms carry `consumed_inputs` and legacy semantics the handlers do not implement.
+# Opset 6 forms are read (legacy `broadcast`/`axis` attributes of the binary ops, BatchNormalization's `spatial`).
+OLDEST_OPSET = 6
+# The handlers follow the operator versions up to opset 22, and these later ones: they only add element types that
+# woodpecker does not take (float4e2m1, float8e8m0, int2/uint2, float6; float16/bfloat16 for Range-27) or
+# attributes that only apply to them (Cast's round_mode), or are operators new since (Swish-24), or whose change the
+# handler reads (Mod-28 defines fmod=0 on floats, SpaceToDepth-28 adds `mode`). A newer version of any other
+# operator is refused until its handler has been checked against it.
+REVIEWED_VERSIONS: dict[str, tuple[int, ...]] = {
+    "Cast": (23, 24, 25, 28), "CastLike": (23, 24, 25), "Range": (27,), "Swish": (24,), "Celu": (28,), "Mod": (28,),
+    "DepthToSpace": (28,), "SpaceToDepth": (28,), "ReduceLogSum": (28,), "ReduceLogSumExp": (28,),
+    **{op: (23, 24, 25) for op in ("Constant", "ConstantOfShape", "Flatten", "Identity", "Pad", "Reshape", "Shape",
+                                   "Size", "Squeeze", "Transpose", "Unsqueeze")},
+}
+NEWEST_REVIEWED_OPSET = 22
 
 ONNX_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32",
     onnx.TensorProto.DOUBLE: "float64",
     onnx.TensorProto.INT64: "int64",
     onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT16: "int16",
     onnx.TensorProto.INT8: "int8",
     onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.UINT16: "uint16",
+    onnx.TensorProto.UINT32: "uint32",
+    onnx.TensorProto.UINT64: "uint64",
     onnx.TensorProto.BOOL: "bool",
 }
-# Run-time (non-constant) tensors must be one of these; others may appear only in folded constants.
-RUNTIME_DTYPES = ("float32", "int64", "int32", "bool")
+# Run-time (non-constant) tensors must be one of these (every numpy type TVM computes in natively: not float16).
+RUNTIME_DTYPES = ("float32", "float64", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool")
 
 
 def load_onnx_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -133,8 +153,8 @@ def _resolve_input_type(
         raise ShapeError(f"{label}: input {vi.name!r} has no shape; pass input_shapes={{{vi.name!r}: [...]}}")
     dims = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value") and d.dim_value > 0:
-            dims.append(int(d.dim_value))
+        if d.HasField("dim_value") and d.dim_value >= 0:
+            dims.append(int(d.dim_value))  # 0 included: an empty tensor is a valid input
         else:
             # A symbolic (batch) dimension: compile for 1, which is what inference serving of one request needs.
             log.warning("%s: input %r dimension %r is symbolic; using 1", label, vi.name, d.dim_param or "?")
@@ -174,8 +194,6 @@ def import_onnx(
         declared = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
         exact &= list(ttype.shape) == declared
         ctx.values[vi.name] = builder.add_input(vi.name, ttype)
-    if not builder.inputs:
-        raise ModelLoadError(f"{label}: the model has no run-time inputs")
     for init in graph.initializer:
         try:
             array = numpy_helper.to_array(init)
@@ -192,6 +210,7 @@ def import_onnx(
         handler = HANDLERS.get(node.op_type)
         if handler is None:
             raise UnsupportedOpError(f"unsupported operator {node.op_type} (node {node.name!r}, opset {opset})")
+        _check_op_version(node, opset)
         try:
             results = handler(ctx, node, attributes(node))
         except WoodpeckerError:
@@ -225,6 +244,21 @@ def import_onnx(
     if exact:
         _cross_check_shapes(proto, ctx, result, label)
     return result
+
+
+def _check_op_version(node: onnx.NodeProto, opset: int) -> None:
+    """Refuse a node whose operator version (the one in force at the model's opset) the handler does not read."""
+    try:
+        since = onnx.defs.get_schema(node.op_type, opset, "").since_version
+    except onnx.defs.SchemaError:
+        return  # not an operator of this opset at all: ONNX's checker and the handler report it
+    where = f"{node.op_type} node {node.name!r} (opset {opset})"
+    if since < OLDEST_OPSET and onnx.defs.get_schema(node.op_type, OLDEST_OPSET, "").since_version != since:
+        raise UnsupportedOpError(f"{where}: operator version {since} predates opset {OLDEST_OPSET}, the oldest "
+                                 "woodpecker reads; convert the model with onnx.version_converter")
+    if since > NEWEST_REVIEWED_OPSET and since not in REVIEWED_VERSIONS.get(node.op_type, ()):
+        raise UnsupportedOpError(f"{where}: operator version {since} is newer than woodpecker reads "
+                                 f"(up to opset {NEWEST_REVIEWED_OPSET})")
 
 
 def _materialize(builder: GraphBuilder, value: str) -> str:

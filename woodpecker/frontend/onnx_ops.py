@@ -64,6 +64,8 @@ _UNARY = {
     "Erf": "erf",
     "Softplus": "softplus",
     "HardSwish": "hard_swish",
+    "Round": "round",
+    **{op: op.lower() for op in ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh")},
 }
 
 
@@ -74,6 +76,12 @@ def _unary(ctx, node, attrs):
 
 @handles("Identity", "Dropout")
 def _identity(ctx, node, attrs):
+    if node.op_type == "Dropout" and ctx.opset >= 12 and ctx.has_input(node, 2):
+        # Dropout is the identity at inference. A training_mode input that is true, or only known at run time,
+        # asks for random dropping: refuse it rather than silently compute the identity.
+        training = ctx.const(node, 2, "training_mode")
+        if bool(np.asarray(training).reshape(-1)[0]):
+            raise ctx.fail(node, "training_mode=true (random dropout) is not supported in an inference compiler")
     if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
         mask = np.ones(ctx.type_of(node, 0).shape, dtype=bool)
         return [ctx.input(node, 0), ctx.b.constant(mask, node.output[1])]
@@ -103,13 +111,26 @@ def _gelu(ctx, node, attrs):
 
 @handles("Clip")
 def _clip(ctx, node, attrs):
+    x = ctx.input(node, 0)
     if ctx.opset < 11:
         lo, hi = attrs.get("min"), attrs.get("max")
+    elif any(ctx.has_input(node, i) and not ctx.b.is_constant(ctx.input(node, i)) for i in (1, 2)):
+        # Bounds known only at run time: min(max(x, lo), hi) as two elementwise ops on the scalar bounds (when
+        # lo > hi this gives hi, as ONNX specifies).
+        for i, op in ((1, "maximum"), (2, "minimum")):
+            if ctx.has_input(node, i):
+                x = ctx.b.emit1(op, [x, ctx.input(node, i)], name=node.name or "clip")
+        return [x]
     else:
         lo_v, hi_v = ctx.const(node, 1, "min"), ctx.const(node, 2, "max")
-        lo = None if lo_v is None else float(lo_v)
-        hi = None if hi_v is None else float(hi_v)
-    return [_emit(ctx, node, "clip", [ctx.input(node, 0)], {"min": lo, "max": hi})]
+        lo = None if lo_v is None else _clip_bound(lo_v, ctx.b.type_of(x).dtype)
+        hi = None if hi_v is None else _clip_bound(hi_v, ctx.b.type_of(x).dtype)
+    return [_emit(ctx, node, "clip", [x], {"min": lo, "max": hi})]
+
+
+def _clip_bound(value: np.ndarray, dtype: str) -> float | int:
+    v = np.asarray(value).reshape(-1)[0]
+    return float(v) if dtype.startswith("float") else int(v)
 
 
 @handles("Cast")
@@ -320,8 +341,6 @@ def _lrn(ctx, node, attrs):
 
 @handles("LayerNormalization")
 def _layer_norm(ctx, node, attrs):
-    if any(o for o in node.output[1:]):
-        raise ctx.fail(node, "the Mean/InvStdDev outputs are not supported")
     x = ctx.input(node, 0)
     t = ctx.b.type_of(x)
     axis = _axis(int(attrs.get("axis", -1)), t.rank)
@@ -331,9 +350,22 @@ def _layer_norm(ctx, node, attrs):
         bias = _reshape(ctx, ctx.input(node, 2), (d,))
     else:
         bias = ctx.b.constant(np.zeros(d, np.float32), "zero_bias")
-    y = _emit(ctx, node, "layer_norm", [_reshape(ctx, x, (outer, d)), scale, bias],
-              {"epsilon": float(attrs.get("epsilon", 1e-5))})
-    return [_reshape(ctx, y, t.shape)]
+    eps = float(attrs.get("epsilon", 1e-5))
+    y = _emit(ctx, node, "layer_norm", [_reshape(ctx, x, (outer, d)), scale, bias], {"epsilon": eps})
+    results: list[str | None] = [_reshape(ctx, y, t.shape)]
+    if any(node.output[1:]):
+        # The optional Mean and InvStdDev outputs (shape [..., 1, ...] from `axis` on), computed apart: the
+        # layer_norm kernel keeps its statistics to itself. Only what the graph asks for is emitted.
+        stat_shape = tuple(t.shape[:axis]) + (1,) * (t.rank - axis)
+        mean = _emit(ctx, node, "reduce", [_reshape(ctx, x, (outer, d, 1))], {"kind": "mean"})
+        results.append(_reshape(ctx, mean, stat_shape))
+        if len(node.output) > 2 and node.output[2]:
+            diff = ctx.b.emit1("sub", [_reshape(ctx, x, (outer, d)), mean], name=node.name or "layer_norm")
+            var = _emit(ctx, node, "reduce", [_reshape(ctx, ctx.b.emit1("mul", [diff, diff]), (outer, d, 1))],
+                        {"kind": "mean"})
+            std = ctx.b.emit1("sqrt", [ctx.b.emit1("add", [var, ctx.b.constant(np.float32(eps), "epsilon")])])
+            results.append(_reshape(ctx, ctx.b.emit1("reciprocal", [std]), stat_shape))
+    return results
 
 
 @handles("Softmax", "LogSoftmax")
@@ -586,7 +618,7 @@ def _pad(ctx, node, attrs):
     x = ctx.input(node, 0)
     t = ctx.b.type_of(x)
     mode = attrs.get("mode", "constant")
-    if mode not in ("constant", "reflect", "edge"):
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         raise ctx.fail(node, f"mode={mode!r} is not supported")
     if ctx.opset < 11:
         pads, value = list(attrs["pads"]), float(attrs.get("value", 0.0))
@@ -679,13 +711,44 @@ _REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "Reduce
 @handles(*_REDUCE)
 def _reduce(ctx, node, attrs):
     x = ctx.input(node, 0)
-    t = ctx.b.type_of(x)
     first_input_opset = 13 if node.op_type == "ReduceSum" else 18
     axes = _axes_arg(ctx, node, attrs, first_input_opset)
+    if not axes and attrs.get("noop_with_empty_axes", 0):
+        return [x]
+    return [_reduce_value(ctx, node, x, _REDUCE[node.op_type], axes, int(attrs.get("keepdims", 1)))]
+
+
+@handles("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
+def _reduce_composite(ctx, node, attrs):
+    """Norms and log-sums as a sum reduction with elementwise ops before and after (fused into its kernels)."""
+    x = ctx.input(node, 0)
+    axes = _axes_arg(ctx, node, attrs, 18)
+    if not axes and attrs.get("noop_with_empty_axes", 0):
+        return [x]
     keepdims = int(attrs.get("keepdims", 1))
+    op = node.op_type
+    if op == "ReduceL1":
+        return [_reduce_value(ctx, node, ctx.b.emit1("abs", [x]), "sum", axes, keepdims)]
+    if op == "ReduceL2":
+        return [ctx.b.emit1("sqrt", [_reduce_value(ctx, node, x, "sum_square", axes, keepdims)])]
+    if op == "ReduceLogSum":
+        return [ctx.b.emit1("log", [_reduce_value(ctx, node, x, "sum", axes, keepdims)])]
+    # log(sum(exp(x - m))) + m with m the max: exp(x) alone overflows float32 above x = 88
+    m = _reduce_value(ctx, node, x, "max", axes, 1)
+    shifted = ctx.b.emit1("exp", [ctx.b.emit1("sub", [x, m])])
+    total = ctx.b.emit1("log", [_reduce_value(ctx, node, shifted, "sum", axes, 1)])
+    out = ctx.b.emit1("add", [total, m])
+    if not keepdims:
+        t = ctx.b.type_of(x)
+        kept = set(range(t.rank)) - ({_axis(a, t.rank) for a in axes} if axes else set(range(t.rank)))
+        out = _reshape(ctx, out, [d for i, d in enumerate(t.shape) if i in kept])
+    return [out]
+
+
+def _reduce_value(ctx, node, x: str, kind: str, axes: list[int] | None, keepdims: int) -> str:
+    """x reduced over `axes` (None or []: all) with the reduce op's `kind`, ONNX's keepdims semantics."""
+    t = ctx.b.type_of(x)
     if not axes:
-        if attrs.get("noop_with_empty_axes", 0):
-            return [x]
         axes = list(range(t.rank))
     axes = sorted({_axis(a, t.rank) for a in axes})
     out_shape = [1 if i in axes else d for i, d in enumerate(t.shape)] if keepdims else \
@@ -699,11 +762,245 @@ def _reduce(ctx, node, attrs):
         axes = list(range(perm.index(axes[0]), perm.index(axes[0]) + len(axes)))
     view = (int(np.prod(t.shape[: axes[0]])), int(np.prod([t.shape[a] for a in axes])),
             int(np.prod(t.shape[axes[-1] + 1 :])))
-    kind = _REDUCE[node.op_type]
+    if view[1] == 0:
+        # An empty reduction is the reducer's identity (ONNX: 0 for sums, -inf for max, inf for min); a kernel
+        # reducing over no element would leave its output unwritten.
+        return ctx.b.constant(np.full(out_shape, _empty_reduction(kind, t.dtype), dtype=t.dtype), node.output[0])
+    if t.dtype == "bool":
+        # max/min of booleans are any/all: reduce them as uint8 (TVM has no bool reduction identities)
+        y = _emit(ctx, node, "reduce", [_reshape(ctx, ctx.b.emit1("cast", [x], {"to": "uint8"}), view)], {"kind": kind})
+        return _reshape(ctx, ctx.b.emit1("cast", [y], {"to": "bool"}), out_shape)
     if kind == "mean" and not t.dtype.startswith("float"):
         # The reduce_mean template divides in float; an integer mean is the sum divided (truncating) by the count.
         total = _emit(ctx, node, "reduce", [_reshape(ctx, x, view)], {"kind": "sum"})
         y = ctx.b.emit1("div", [total, ctx.b.constant(np.array(view[1], dtype=t.dtype), "count")], name=node.name or "mean")
     else:
         y = _emit(ctx, node, "reduce", [_reshape(ctx, x, view)], {"kind": kind})
-    return [_reshape(ctx, y, out_shape)]
+    return _reshape(ctx, y, out_shape)
+
+
+def _empty_reduction(kind: str, dtype: str):
+    if kind in ("sum", "sum_square"):
+        return 0
+    if kind == "mean":
+        return np.nan if dtype.startswith("float") else 0
+    floating = dtype.startswith("float")
+    if kind == "max":
+        return -np.inf if floating else (False if dtype == "bool" else np.iinfo(dtype).min)
+    return np.inf if floating else (True if dtype == "bool" else np.iinfo(dtype).max)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# composite operators: decomposed into canonical ops, which fusion puts back into one kernel
+
+
+def _scalar(ctx: ImportContext, like: str, value: float | int | bool, hint: str = "c") -> str:
+    """A scalar constant in the dtype of value `like`."""
+    return ctx.b.constant(np.array(value, dtype=ctx.b.type_of(like).dtype), hint)
+
+
+@handles("PRelu")
+def _prelu(ctx, node, attrs):
+    x, slope = ctx.input(node, 0), ctx.input(node, 1)
+    xt, st = ctx.b.type_of(x), ctx.b.type_of(slope)
+    if ctx.opset < 7 and st.rank == 1 and xt.rank > 2 and st.shape[0] == xt.shape[1] > 1:
+        # PRelu-6 applies a [C] slope per channel (Caffe2's semantics); from PRelu-7 on it broadcasts numpy-style
+        slope = _reshape(ctx, slope, (st.shape[0],) + (1,) * (xt.rank - 2))
+    negative = ctx.b.emit1("less", [x, _scalar(ctx, x, 0)])
+    return [_emit(ctx, node, "where", [negative, ctx.b.emit1("mul", [x, slope]), x])]
+
+
+@handles("Selu")
+def _selu(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    alpha, gamma = float(attrs.get("alpha", 1.67326319217681884765625)), float(attrs.get("gamma", 1.05070102214813232421875))
+    pos = ctx.b.emit1("mul", [x, _scalar(ctx, x, gamma)])
+    neg = ctx.b.emit1("mul", [ctx.b.emit1("sub", [ctx.b.emit1("exp", [x]), _scalar(ctx, x, 1.0)]), _scalar(ctx, x, alpha * gamma)])
+    return [_emit(ctx, node, "where", [ctx.b.emit1("greater", [x, _scalar(ctx, x, 0.0)]), pos, neg])]
+
+
+@handles("Celu")
+def _celu(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    alpha = float(attrs.get("alpha", 1.0))
+    e = ctx.b.emit1("sub", [ctx.b.emit1("exp", [ctx.b.emit1("div", [x, _scalar(ctx, x, alpha)])]), _scalar(ctx, x, 1.0)])
+    neg = ctx.b.emit1("minimum", [ctx.b.emit1("mul", [e, _scalar(ctx, x, alpha)]), _scalar(ctx, x, 0.0)])
+    return [_emit(ctx, node, "add", [ctx.b.emit1("maximum", [x, _scalar(ctx, x, 0.0)]), neg])]
+
+
+@handles("Softsign")
+def _softsign(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    return [_emit(ctx, node, "div", [x, ctx.b.emit1("add", [ctx.b.emit1("abs", [x]), _scalar(ctx, x, 1.0)])])]
+
+
+@handles("ThresholdedRelu")
+def _thresholded_relu(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    above = ctx.b.emit1("greater", [x, _scalar(ctx, x, float(attrs.get("alpha", 1.0)))])
+    return [_emit(ctx, node, "where", [above, x, _scalar(ctx, x, 0)])]
+
+
+@handles("Shrink")
+def _shrink(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    lambd, bias = float(attrs.get("lambd", 0.5)), float(attrs.get("bias", 0.0))
+    is_float = ctx.b.type_of(x).dtype.startswith("float")
+    lo = ctx.b.emit1("less", [x, _scalar(ctx, x, -lambd if is_float else int(-lambd))])
+    hi = ctx.b.emit1("greater", [x, _scalar(ctx, x, lambd if is_float else int(lambd))])
+    b = _scalar(ctx, x, bias if is_float else int(bias))
+    inner = ctx.b.emit1("where", [hi, ctx.b.emit1("sub", [x, b]), _scalar(ctx, x, 0)])
+    return [_emit(ctx, node, "where", [lo, ctx.b.emit1("add", [x, b]), inner])]
+
+
+@handles("Sign")
+def _sign(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    zero, one, minus = _scalar(ctx, x, 0), _scalar(ctx, x, 1), _scalar(ctx, x, -1 if ctx.b.type_of(x).dtype[0] != "u" else 0)
+    inner = ctx.b.emit1("where", [ctx.b.emit1("less", [x, zero]), minus, zero])
+    y = ctx.b.emit1("where", [ctx.b.emit1("greater", [x, zero]), one, inner])
+    if ctx.b.type_of(x).dtype.startswith("float"):  # sign(NaN) is NaN
+        y = ctx.b.emit1("where", [ctx.b.emit1("equal", [x, x]), y, x])
+    return [y]
+
+
+@handles("Mish")
+def _mish(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    return [_emit(ctx, node, "mul", [x, ctx.b.emit1("tanh", [ctx.b.emit1("softplus", [x])])])]
+
+
+@handles("Swish")
+def _swish(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    alpha = float(attrs.get("alpha", 1.0))
+    scaled = x if alpha == 1.0 else ctx.b.emit1("mul", [x, _scalar(ctx, x, alpha)])
+    return [_emit(ctx, node, "mul", [x, ctx.b.emit1("sigmoid", [scaled])])]
+
+
+@handles("IsNaN")
+def _isnan(ctx, node, attrs):
+    return [_emit(ctx, node, "isnan", [ctx.input(node, 0)])]
+
+
+@handles("IsInf")
+def _isinf(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    pos, neg = attrs.get("detect_positive", 1), attrs.get("detect_negative", 1)
+    if not (pos or neg):
+        return [ctx.b.constant(np.zeros(ctx.b.type_of(x).shape, dtype=bool), node.output[0])]
+    inf = _emit(ctx, node, "isinf", [x])
+    if pos and neg:
+        return [inf]
+    signed = ctx.b.emit1("greater" if pos else "less", [x, _scalar(ctx, x, 0.0)])
+    return [ctx.b.emit1("where", [inf, signed, ctx.b.constant(np.array(False), "false")])]
+
+
+@handles("And", "Or", "Xor")
+def _logical(ctx, node, attrs):
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    if node.op_type == "And":
+        return [_emit(ctx, node, "where", [a, b, ctx.b.constant(np.array(False), "false")])]
+    if node.op_type == "Or":
+        return [_emit(ctx, node, "where", [a, ctx.b.constant(np.array(True), "true"), b])]
+    return [_emit(ctx, node, "equal", [ctx.b.emit1("equal", [a, b]), ctx.b.constant(np.array(False), "false")])]
+
+
+@handles("LessOrEqual", "GreaterOrEqual")
+def _compare_or_equal(ctx, node, attrs):
+    # a <= b as (a < b) or (a == b), not as not(a > b): a NaN compares false either way
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    strict = ctx.b.emit1("less" if node.op_type == "LessOrEqual" else "greater", [a, b])
+    return [_emit(ctx, node, "where", [strict, ctx.b.constant(np.array(True), "true"), ctx.b.emit1("equal", [a, b])])]
+
+
+@handles("Mod")
+def _mod(ctx, node, attrs):
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    return [_emit(ctx, node, "mod", [a, b], {"fmod": int(attrs.get("fmod", 0))})]
+
+
+@handles("CastLike")
+def _cast_like(ctx, node, attrs):
+    x, to = ctx.input(node, 0), ctx.b.type_of(ctx.input(node, 1)).dtype
+    if ctx.b.type_of(x).dtype == to:
+        return [x]
+    return [_emit(ctx, node, "cast", [x], {"to": to})]
+
+
+@handles("Tile")
+def _tile(ctx, node, attrs):
+    """x tiled r times along each axis: viewed as [1, s0, 1, s1, ...], expanded to [r0, s0, r1, s1, ...]."""
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    repeats = [int(r) for r in ctx.const(node, 1, "repeats").reshape(-1)]
+    if len(repeats) != t.rank or any(r < 0 for r in repeats):
+        raise ctx.fail(node, f"repeats {repeats} do not fit an input of rank {t.rank}")
+    if all(r == 1 for r in repeats):
+        return [x]
+    spread = _reshape(ctx, x, [d for s in t.shape for d in (1, s)])
+    grown = _emit(ctx, node, "expand", [spread], {"shape": tuple(d for r, s in zip(repeats, t.shape) for d in (r, s))})
+    return [_reshape(ctx, grown, [r * s for r, s in zip(repeats, t.shape)])]
+
+
+@handles("DepthToSpace", "SpaceToDepth")
+def _depth_space(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    if t.rank != 4:
+        raise ctx.fail(node, f"expects a 4-D input, got rank {t.rank}")
+    n, c, h, w = t.shape
+    b = int(attrs["blocksize"])
+    if node.op_type == "SpaceToDepth":
+        if h % b or w % b:
+            raise ctx.fail(node, f"blocksize {b} does not divide {h}x{w}")
+        # the inverse of DepthToSpace in the same mode (SpaceToDepth-28 added `mode`; before, DCR)
+        perm = (0, 3, 5, 1, 2, 4) if attrs.get("mode", "DCR") == "DCR" else (0, 1, 3, 5, 2, 4)
+        y = ctx.b.emit1("transpose", [_reshape(ctx, x, (n, c, h // b, b, w // b, b))], {"perm": perm})
+        return [_reshape(ctx, y, (n, c * b * b, h // b, w // b))]
+    if c % (b * b):
+        raise ctx.fail(node, f"blocksize {b} squared does not divide {c} channels")
+    if attrs.get("mode", "DCR") == "DCR":
+        y = ctx.b.emit1("transpose", [_reshape(ctx, x, (n, b, b, c // (b * b), h, w))], {"perm": (0, 3, 4, 1, 5, 2)})
+    else:  # CRD
+        y = ctx.b.emit1("transpose", [_reshape(ctx, x, (n, c // (b * b), b, b, h, w))], {"perm": (0, 1, 4, 2, 5, 3)})
+    return [_reshape(ctx, y, (n, c // (b * b), h * b, w * b))]
+
+
+@handles("InstanceNormalization")
+def _instance_norm(ctx, node, attrs):
+    """Each (sample, channel) normalized over its spatial positions: a layer norm of [N * C, spatial] rows, then the
+    per-channel scale and bias."""
+    x, scale, bias = (ctx.input(node, i) for i in range(3))
+    t = ctx.b.type_of(x)
+    n, c = t.shape[:2]
+    d = int(np.prod(t.shape[2:]))
+    ones = ctx.b.constant(np.ones(d, t.dtype), "ones")
+    zeros = ctx.b.constant(np.zeros(d, t.dtype), "zeros")
+    y = _emit(ctx, node, "layer_norm", [_reshape(ctx, x, (n * c, d)), ones, zeros],
+              {"epsilon": float(attrs.get("epsilon", 1e-5))})
+    per_channel = (c,) + (1,) * (t.rank - 2)
+    y = ctx.b.emit1("mul", [_reshape(ctx, y, t.shape), _reshape(ctx, scale, per_channel)])
+    return [ctx.b.emit1("add", [y, _reshape(ctx, bias, per_channel)], name=node.name or "instance_norm")]
+
+
+@handles("EyeLike")
+def _eye_like(ctx, node, attrs):
+    t = ctx.type_of(node, 0)
+    if t.rank != 2:
+        raise ctx.fail(node, f"expects a 2-D input, got rank {t.rank}")
+    dtype = ONNX_DTYPES.get(attrs["dtype"]) if "dtype" in attrs else t.dtype
+    if dtype is None:
+        raise ctx.fail(node, f"dtype {onnx.TensorProto.DataType.Name(attrs['dtype'])} is not supported")
+    return [ctx.b.constant(np.eye(t.shape[0], t.shape[1], int(attrs.get("k", 0)), dtype=dtype), node.output[0])]
+
+
+@handles("Trilu")
+def _trilu(ctx, node, attrs):
+    x = ctx.input(node, 0)
+    t = ctx.b.type_of(x)
+    k_value = ctx.const(node, 1, "k")
+    k = 0 if k_value is None else int(np.asarray(k_value).reshape(-1)[0])
+    rows, cols = t.shape[-2:]
+    keep = np.triu(np.ones((rows, cols), bool), k) if attrs.get("upper", 1) else np.tril(np.ones((rows, cols), bool), k)
+    return [_emit(ctx, node, "where", [ctx.b.constant(keep, "mask"), x, _scalar(ctx, x, 0)])]

@@ -1,7 +1,8 @@
 """HardwareProfile: a device described by a reviewed data file in hw_profiles/, resolved by id or alias.
 
 `--target p100` resolves through the aliases of every profile; an unknown name is a one-line error listing the
-known ones. A malformed profile file is reported with its file name and the field at fault.
+known ones. A malformed profile file is reported with its file name and the field at fault. The folder is the
+built-in hw_profiles/, or WOODPECKER_PROFILES_DIR (config.profiles_dir) when set.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ class HardwareProfile:
 
 
 def _parse(path: pathlib.Path) -> HardwareProfile:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise TargetError(f"hardware profile {path.name} cannot be read ({err.strerror or err})") from None
     try:
         data = tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
@@ -75,6 +79,8 @@ def _parse(path: pathlib.Path) -> HardwareProfile:
 
 @functools.lru_cache(maxsize=4)
 def _load_all(directory: str) -> dict[str, HardwareProfile]:
+    if not pathlib.Path(directory).is_dir():
+        raise TargetError(f"hardware profile folder {directory}: no such folder")
     profiles = {}
     for path in sorted(pathlib.Path(directory).glob("*.toml")):
         p = _parse(path)
@@ -84,12 +90,18 @@ def _load_all(directory: str) -> dict[str, HardwareProfile]:
     return profiles
 
 
+def profiles_dir() -> pathlib.Path:
+    from woodpecker import config
+
+    return config.get().profiles_dir or data_dir("hw_profiles")
+
+
 def list_profiles(directory: pathlib.Path | None = None) -> list[HardwareProfile]:
-    return list(_load_all(str(directory or data_dir("hw_profiles"))).values())
+    return list(_load_all(str(directory or profiles_dir())).values())
 
 
 def load_profile(name: str, directory: pathlib.Path | None = None) -> HardwareProfile:
-    profiles = _load_all(str(directory or data_dir("hw_profiles")))
+    profiles = _load_all(str(directory or profiles_dir()))
     key = name.strip().lower()
     for p in profiles.values():
         if key == p.id.lower() or key in (a.lower() for a in p.aliases):

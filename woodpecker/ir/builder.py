@@ -55,10 +55,9 @@ class GraphBuilder:
         self.inputs.append(name)
         return name
 
-    def constant(self, value: np.ndarray, hint: str = "const") -> str:
-        value = np.asarray(value)
-        if value.dtype == np.float64:
-            value = value.astype(np.float32)  # the model's float type; float64 constants come from folding helpers
+    def constant(self, value: np.ndarray, hint: str = "const", dtype: str | None = None) -> str:
+        # A constant keeps its dtype (float64 initializers of a float64 model stay float64); `dtype` converts.
+        value = np.asarray(value) if dtype is None else np.asarray(value).astype(dtype, copy=False)
         name = self.fresh(hint)
         value = np.require(value, requirements="C").copy()  # (ascontiguousarray would make a scalar 1-D)
         value.setflags(write=False)
@@ -88,7 +87,9 @@ class GraphBuilder:
         if self.fold and inputs and all(v in self.constants for v in inputs):
             values = ops.evaluate(op, [self.constants[v] for v in inputs], attrs)
             hints = output_names or [name or op] * len(values)
-            return [self.constant(v, h) for v, h in zip(values, hints)]
+            # the folded value has the inferred type: a numpy reference that widens (float32 x float64 -> float64)
+            # must not change the dtype the rest of the graph was typed with
+            return [self.constant(v, h, t.dtype) for v, h, t in zip(values, hints, out_types)]
         node_name = self.fresh(name or op)
         outs = [self.fresh(n) for n in (output_names or [node_name + "_out"] * len(out_types))]
         for value, ttype in zip(outs, out_types):

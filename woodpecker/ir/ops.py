@@ -130,6 +130,18 @@ UNARY: dict[str, Callable[[np.ndarray, Attrs], np.ndarray]] = {
     "hard_sigmoid": lambda x, a: np.clip(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0, 1),
     "hard_swish": lambda x, a: x * np.clip(x / 6.0 + 0.5, 0, 1),
     "gelu": _gelu,
+    "sin": lambda x, a: np.sin(x),
+    "cos": lambda x, a: np.cos(x),
+    "tan": lambda x, a: np.tan(x),
+    "asin": lambda x, a: np.arcsin(x),
+    "acos": lambda x, a: np.arccos(x),
+    "atan": lambda x, a: np.arctan(x),
+    "sinh": lambda x, a: np.sinh(x),
+    "cosh": lambda x, a: np.cosh(x),
+    "asinh": lambda x, a: np.arcsinh(x),
+    "acosh": lambda x, a: np.arccosh(x),
+    "atanh": lambda x, a: np.arctanh(x),
+    "round": lambda x, a: np.round(x),  # ties to even, as ONNX Round
 }
 
 for _name, _fn in UNARY.items():
@@ -168,11 +180,21 @@ def _compare_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     return [TensorType(shape, "bool", _layout_of(inputs, shape))]
 
 
+def trunc_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ONNX integer Div: the quotient truncated towards zero, exact for all int64 (no detour through float64);
+    0 where the divisor is 0 (undefined in ONNX; the generated kernels give 0 rather than trap)."""
+    safe = np.where(b == 0, 1, b).astype(b.dtype)
+    q = np.floor_divide(a, safe)
+    q = np.where((np.remainder(a, safe) != 0) & (q < 0), q + 1, q)
+    return np.where(b == 0, 0, q)
+
+
 def _binary_eval(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> EvalFn:
     def run(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
-        out = fn(xs[0], xs[1])
         if xs[0].dtype.kind in "iu" and fn is np.divide:
-            out = np.trunc(out)  # ONNX integer Div truncates
+            out = trunc_divide(xs[0], xs[1].astype(xs[0].dtype))
+        else:
+            out = fn(xs[0], xs[1])
         return [np.asarray(out).astype(xs[0].dtype, copy=False)]
 
     return run
@@ -180,6 +202,30 @@ def _binary_eval(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> EvalFn:
 
 for _name, _fn in BINARY.items():
     register(_name, "elementwise", _binary_infer, _binary_eval(_fn))
+
+
+def _mod_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
+    """ONNX Mod: fmod=0 takes the divisor's sign (Python's %), fmod=1 the dividend's (C fmod). An integer
+    remainder by 0 is 0 here and in the generated kernels (undefined in ONNX; natively it traps)."""
+    x, y = xs[0], xs[1].astype(xs[0].dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if x.dtype.kind in "iu":
+            safe = np.where(y == 0, 1, y).astype(y.dtype)
+            out = np.where(y == 0, 0, np.fmod(x, safe) if a.get("fmod", 0) else np.mod(x, safe))
+        else:
+            out = np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y)
+    return [np.asarray(out).astype(x.dtype, copy=False)]
+
+
+register("mod", "elementwise", _binary_infer, _mod_eval)
+
+
+def _class_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
+    return [TensorType(inputs[0].shape, "bool", inputs[0].layout)]
+
+
+register("isnan", "elementwise", _class_infer, lambda xs, a: [np.isnan(xs[0])])
+register("isinf", "elementwise", _class_infer, lambda xs, a: [np.isinf(xs[0])])
 for _name, _fn in COMPARE.items():
     register(_name, "elementwise", _compare_infer, lambda xs, a, f=_fn: [np.asarray(f(xs[0], xs[1]))])
 
@@ -191,7 +237,7 @@ def _where_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 register("where", "elementwise", _where_infer, lambda xs, a: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)])
 
-ELEMENTWISE_OPS = frozenset(list(UNARY) + list(BINARY) + list(COMPARE) + ["cast", "where"])
+ELEMENTWISE_OPS = frozenset(list(UNARY) + list(BINARY) + list(COMPARE) + ["cast", "where", "mod", "isnan", "isinf"])
 
 # ----------------------------------------------------------------------------------------------------------------
 # views and injective ops
@@ -264,7 +310,7 @@ def _pad_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     mode = a.get("mode", "constant")
     if mode == "constant":
         return [np.pad(xs[0], width, mode="constant", constant_values=a.get("value", 0.0))]
-    return [np.pad(xs[0], width, mode={"reflect": "reflect", "edge": "edge"}[mode])]
+    return [np.pad(xs[0], width, mode={"reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode])]
 
 
 register("pad", "injective", _pad_infer, _pad_eval)

@@ -202,7 +202,8 @@ def broadcast_index(idx: Index, out_shape: Sequence[int], in_shape: Sequence[int
 
 _UNARY_FN = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "log": "log", "sqrt": "sqrt",
              "reciprocal": "reciprocal", "abs": "abs", "floor": "floor", "ceil": "ceil", "erf": "erf",
-             "softplus": "softplus", "hard_swish": "hard_swish"}
+             "softplus": "softplus", "hard_swish": "hard_swish", "round": "round", "isnan": "isnan", "isinf": "isinf",
+             **{f: f for f in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")}}
 _BIN_OP = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
 _CMP_OP = {"equal": "==", "less": "<", "greater": ">"}
 
@@ -233,9 +234,18 @@ def elementwise_expr(node: Node, args: list[ast.Expr], inputs: Sequence[_Lazy]) 
     if op in _BIN_OP:
         if op == "div" and not inputs[0].dtype.startswith("float"):
             return _trunc_div(x, args[1])
+        if op == "pow" and not inputs[0].dtype.startswith("float"):
+            # ONNX Pow keeps the base's type; native pow is floating-point only: compute in f64 (exact for integer
+            # results below 2**53) and truncate back, as a C cast does
+            return ast.Call(ast.DTYPE_NAMES[inputs[0].dtype],
+                            (ast.BinOp("**", ast.Call("f64", (x,)), ast.Call("f64", (args[1],))),))
         return ast.BinOp(_BIN_OP[op], x, args[1])
     if op in ("maximum", "minimum"):
         return ast.Call("max" if op == "maximum" else "min", (x, args[1]))
+    if op == "mod":
+        if inputs[0].dtype.startswith("float"):
+            return ast.Call("fmod", (x, args[1])) if a.get("fmod", 0) else _floor_mod_float(x, args[1])
+        return _int_mod(x, args[1], bool(a.get("fmod", 0)))
     if op in _CMP_OP:
         return ast.Compare((_CMP_OP[op],), (x, args[1]))
     if op == "where":
@@ -245,11 +255,40 @@ def elementwise_expr(node: Node, args: list[ast.Expr], inputs: Sequence[_Lazy]) 
 
 def _trunc_div(a: ast.Expr, b: ast.Expr) -> ast.Expr:
     """ONNX integer Div truncates towards zero (-7 / 2 = -3); the DSL's `//` floors (-4). The two differ by one
-    exactly when the division is inexact and the floored quotient is negative."""
+    exactly when the division is inexact and the floored quotient is negative.
+
+    A zero divisor is undefined in ONNX, but a native integer division by zero traps (SIGFPE) and takes the whole
+    process down: divide by 1 instead and give 0, as numpy does."""
+    zero = ast.Compare(("==",), (b, ast.IntLit(0)))
+    b = ast.IfElse(zero, ast.IntLit(1), b)
     q = ast.BinOp("//", a, b)
     inexact = ast.Compare(("!=",), (ast.BinOp("%", a, b), ast.IntLit(0)))
     negative = ast.Compare(("<",), (q, ast.IntLit(0)))
-    return ast.IfElse(ast.BoolOp("and", (inexact, negative)), ast.BinOp("+", q, ast.IntLit(1)), q)
+    return ast.IfElse(zero, ast.IntLit(0),
+                      ast.IfElse(ast.BoolOp("and", (inexact, negative)), ast.BinOp("+", q, ast.IntLit(1)), q))
+
+
+def _int_mod(a: ast.Expr, b: ast.Expr, truncated: bool) -> ast.Expr:
+    """Integer remainder: the divisor's sign (`%` floors), or with `truncated` the dividend's (C's %). A zero
+    divisor gives 0 rather than trap (see _trunc_div)."""
+    zero = ast.Compare(("==",), (b, ast.IntLit(0)))
+    safe = ast.IfElse(zero, ast.IntLit(1), b)
+    r = ast.BinOp("%", a, safe)
+    if truncated:  # a floored remainder that is nonzero and of the other sign than a is off by b
+        wrong_sign = ast.BoolOp("and", (ast.Compare(("!=",), (r, ast.IntLit(0))),
+                                        ast.Compare(("!=",), (ast.Compare(("<",), (r, ast.IntLit(0))),
+                                                              ast.Compare(("<",), (a, ast.IntLit(0)))))))
+        r = ast.IfElse(wrong_sign, ast.BinOp("-", r, safe), r)
+    return ast.IfElse(zero, ast.IntLit(0), r)
+
+
+def _floor_mod_float(a: ast.Expr, b: ast.Expr) -> ast.Expr:
+    """Python's % on floats: fmod, shifted by b when the signs differ."""
+    r = ast.Call("fmod", (a, b))
+    shift = ast.BoolOp("and", (ast.Compare(("!=",), (r, ast.FloatLit(0.0))),
+                               ast.Compare(("!=",), (ast.Compare(("<",), (r, ast.FloatLit(0.0))),
+                                                     ast.Compare(("<",), (b, ast.FloatLit(0.0)))))))
+    return ast.IfElse(shift, ast.BinOp("+", r, b), r)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -338,6 +377,8 @@ def _pad_map(a: Mapping, x: _Lazy) -> Callable[[Index], ast.Expr]:
                 conds.append(ast.Compare(("<=", "<"), (ast.IntLit(0), j, ast.IntLit(n))))
             elif mode == "edge":
                 j = ast.Call("min", (ast.Call("max", (j, ast.IntLit(0))), ast.IntLit(n - 1)))
+            elif mode == "wrap":  # periodic: the padding repeats the tensor (`%` floors, so j < 0 wraps too)
+                j = ast.BinOp("%", j, ast.IntLit(n))
             else:  # reflect about the first and last element
                 j = ast.IfElse(ast.Compare(("<",), (j, ast.IntLit(0))), ast.Neg(j), j)
                 j = ast.IfElse(ast.Compare((">",), (j, ast.IntLit(n - 1))),

@@ -22,7 +22,7 @@ import numpy as np
 from woodpecker import config
 from woodpecker.lowering.model import Task
 from woodpecker.measure.jobs import build_job, run_job
-from woodpecker.measure.pool import WorkerPool
+from woodpecker.measure.pool import CallResult, WorkerPool
 from woodpecker.space.space import canonical_json
 
 
@@ -82,6 +82,14 @@ class Measurer:
         ident = json.dumps([task.key, canonical_json(knobs), self.target, self.toolchain], sort_keys=True)
         return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
 
+    def build_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[CallResult]:
+        """Compile candidates in the build workers (the on-disk cache first); value: {"path", "build_secs"}."""
+        return self.builders.map(
+            build_job,
+            [(task, dict(p), self.target, self.library_path(task, p), self.target_class) for task, p in items],
+            self.options.build_timeout_s,
+        )
+
     def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
         return self.measure_many([(task, p) for p in points])
 
@@ -91,11 +99,7 @@ class Measurer:
             if task.key not in self._io:
                 raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
         o = self.options
-        builds = self.builders.map(
-            build_job,
-            [(task, dict(p), self.target, self.library_path(task, p), self.target_class) for task, p in items],
-            o.build_timeout_s,
-        )
+        builds = self.build_many(items)
         results: list[MeasureResult | None] = [None] * len(items)
         to_run = []
         for i, b in enumerate(builds):

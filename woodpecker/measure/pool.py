@@ -26,6 +26,13 @@ class CallResult:
     seconds: float = 0.0
 
 
+def describe_error(err: BaseException) -> str:
+    """One line: exception type, the first line of its message, and where it was raised."""
+    last = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
+    where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}{where}"
+
+
 def _worker_main(conn: Connection, skip_torch: bool = True) -> None:
     # Workers ignore Ctrl-C: the parent decides when to stop and terminates them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -43,10 +50,7 @@ def _worker_main(conn: Connection, skip_torch: bool = True) -> None:
             value = fn(*args)
             reply = CallResult(value, None, time.perf_counter() - t0)
         except BaseException as err:  # noqa: BLE001 - every failure of a candidate is data
-            last = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
-            where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
-            reply = CallResult(None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}{where}",
-                               time.perf_counter() - t0)
+            reply = CallResult(None, describe_error(err), time.perf_counter() - t0)
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):

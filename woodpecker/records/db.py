@@ -9,12 +9,13 @@ format between machines (`export_jsonl` / `import_jsonl`).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import pathlib
 import sqlite3
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from woodpecker.errors import DatabaseError
 from woodpecker.records.schema import Device, TuningRecord
@@ -53,6 +54,25 @@ CREATE INDEX IF NOT EXISTS records_lookup ON records (workload_key, device_key, 
 """
 
 
+_F = TypeVar("_F")
+
+
+def _guarded(method: _F) -> _F:
+    """SQLite reports a damaged file (a valid header, corrupt pages) only when a query touches the damage, long
+    after the database was opened: turn that into the one-line DatabaseError naming the file."""
+
+    @functools.wraps(method)  # type: ignore[arg-type]
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)  # type: ignore[operator]
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+                raise DatabaseError(f"{self.path}: the records database is locked by another process") from None
+            raise DatabaseError(f"{self.path}: the records database is corrupt ({err})") from None
+
+    return run  # type: ignore[return-value]
+
+
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -76,12 +96,20 @@ class RecordsDatabase:
         except sqlite3.DatabaseError as err:
             raise DatabaseError(f"{label}: not a woodpecker records database ({err})") from None
         if tables and "meta" not in tables:
+            self.conn.close()
             raise DatabaseError(f"{label}: an SQLite file, but not a woodpecker records database")
         if "meta" in tables:
-            meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+            try:
+                meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+            except sqlite3.DatabaseError as err:
+                raise DatabaseError(f"{label}: the records database is corrupt ({err})") from None
             if meta.get("application") != APPLICATION:
                 raise DatabaseError(f"{label}: not a woodpecker records database (application {meta.get('application')!r})")
-            version = int(meta.get("schema_version", -1))
+            try:
+                version = int(meta.get("schema_version", -1))
+            except ValueError:
+                raise DatabaseError(f"{label}: corrupt records database (schema version "
+                                    f"{meta.get('schema_version')!r} is not a number)") from None
             if version != SCHEMA_VERSION:
                 raise DatabaseError(
                     f"{label}: records schema version {version} is not supported (this woodpecker reads version "
@@ -120,10 +148,12 @@ class RecordsDatabase:
         self.close()
 
     # -- writing -------------------------------------------------------------------------------------------------
+    @_guarded
     def commit_workload(self, key: str, family: str, name: str, flops: int, source: str) -> None:
         with self._transaction() as c:
             c.execute("INSERT OR IGNORE INTO workloads VALUES (?, ?, ?, ?, ?)", (key, family, name, int(flops), source))
 
+    @_guarded
     def add(self, records: Iterable[TuningRecord]) -> int:
         """Store a batch in one transaction; a record already present (same workload, device, toolchain, knobs)
         is kept as it is. Returns the number of new records."""
@@ -150,12 +180,15 @@ class RecordsDatabase:
     # -- reading -------------------------------------------------------------------------------------------------
     _COLUMNS = "workload_key, device, toolchain, knobs, run_secs, error, searcher, created_at, session"
 
-    @staticmethod
-    def _row(row) -> TuningRecord:
+    def _row(self, row) -> TuningRecord:
         workload_key, device, toolchain, knobs, run_secs, error, searcher, created_at, session = row
-        return TuningRecord(workload_key, Device(**json.loads(device)), json.loads(toolchain), json.loads(knobs),
-                            tuple(json.loads(run_secs)), error, searcher, created_at, session)
+        try:
+            return TuningRecord(workload_key, Device(**json.loads(device)), json.loads(toolchain), json.loads(knobs),
+                                tuple(json.loads(run_secs)), error, searcher, created_at, session)
+        except (ValueError, TypeError) as err:  # a row edited by hand or written by something else
+            raise DatabaseError(f"{self.path}: a record of workload {workload_key} cannot be read ({err})") from None
 
+    @_guarded
     def top_k(self, workload_key: str, device: Device, toolchain: Mapping[str, str], k: int = 1) -> list[TuningRecord]:
         rows = self.conn.execute(
             f"SELECT {self._COLUMNS} FROM records WHERE workload_key=? AND device_key=? AND toolchain_key=?"
@@ -168,6 +201,7 @@ class RecordsDatabase:
         top = self.top_k(workload_key, device, toolchain, 1)
         return top[0] if top else None
 
+    @_guarded
     def records(self, workload_key: str | None = None, device: Device | None = None,
                 toolchain: Mapping[str, str] | None = None) -> list[TuningRecord]:
         where, args = [], []
@@ -183,6 +217,7 @@ class RecordsDatabase:
         sql = f"SELECT {self._COLUMNS} FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         return [self._row(r) for r in self.conn.execute(sql, args).fetchall()]
 
+    @_guarded
     def measured_keys(self, workload_key: str, device: Device, toolchain: Mapping[str, str]) -> set[str]:
         """knobs keys already measured (successfully or not): never measured again."""
         rows = self.conn.execute(
@@ -191,9 +226,11 @@ class RecordsDatabase:
         ).fetchall()
         return {r[0] for r in rows}
 
+    @_guarded
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
+    @_guarded
     def stats(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
             "SELECT r.workload_key, COALESCE(w.name, ''), COALESCE(w.family, ''), r.device_key, COUNT(*),"
@@ -207,6 +244,7 @@ class RecordsDatabase:
         ]
 
     # -- exchange ------------------------------------------------------------------------------------------------
+    @_guarded
     def export_jsonl(self, path: str | os.PathLike[str]) -> int:
         records = self.records()
         workloads = self.conn.execute("SELECT key, family, name, flops, source FROM workloads").fetchall()

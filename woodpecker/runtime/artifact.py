@@ -4,6 +4,8 @@
   kernels.so         the TVM-exported library (native code: load artifacts only from sources you trust)
   riscv/*.o, riscv/model.c, model.h, weights.S/.bin   instead, for a RISC-V/MCU target: the kernel objects and
                      the C entry point a firmware project links (backend "riscv" in the manifest)
+  cuda/kernels.cu    for a GPU target (backend "cuda"), the CUDA source that kernels.so also embeds; TVM compiles
+                     it for the attached GPU when the library is loaded
   weights.npz        constants, numpy format, loaded with allow_pickle=False
   dsl/<kernel>.wpl   the DSL program of each kernel
   vendor/regions.json  the operators the planner gave to a vendor library (canonical nodes, rebuilt at load)
@@ -34,7 +36,7 @@ VERSION = 1
 LIBRARY = "kernels.so"
 WEIGHTS = "weights.npz"
 VENDOR_REGIONS = "vendor/regions.json"
-BACKENDS = ("host", "riscv")
+BACKENDS = ("host", "riscv", "cuda")
 VENDOR_MODEL = "vendor/model.onnx"
 
 
@@ -127,7 +129,7 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, bytes]]
         backend = manifest.get("backend", "host")
         if backend not in BACKENDS:
             raise ArtifactError(f"{label}: unknown kernel backend {backend!r} (expected one of {BACKENDS})")
-        for required in (WEIGHTS,) + ((LIBRARY,) if backend == "host" else ()):
+        for required in (WEIGHTS,) + ((LIBRARY,) if backend in ("host", "cuda") else ()):
             if required not in files:
                 raise ArtifactError(f"{label}: {required} is missing")
     return manifest, files
@@ -183,15 +185,11 @@ def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
     label = str(path)
     if manifest.get("backend", "host") == "riscv":
         return _load_simulated(manifest, files, label)
+    lib_path = _unpack_library(manifest, files)
+    if manifest.get("backend") == "cuda":
+        return _load_gpu(manifest, files, label, lib_path)
     import tvm  # after the checks: importing TVM takes seconds, a damaged artifact is reported at once
-    lib_hash = manifest["files"][LIBRARY]
-    cache = config.get().cache_dir / "libs"
-    cache.mkdir(parents=True, exist_ok=True)
-    lib_path = cache / f"{lib_hash}.so"
-    if not lib_path.exists() or _sha(lib_path.read_bytes()) != lib_hash:
-        tmp = cache / f"{lib_hash}.{os.getpid()}.tmp"
-        tmp.write_bytes(files[LIBRARY])
-        os.replace(tmp, lib_path)
+
     try:
         library = tvm.runtime.load_module(str(lib_path))
     except Exception as err:
@@ -200,3 +198,27 @@ def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
     metadata = {k: v for k, v in manifest.items() if k not in ("program", "kernels", "files", "format", "version")}
     return CompiledModel(library, program, constants, kernels, metadata, library_path=str(lib_path),
                          vendor_regions=vendor_regions, model_onnx=files.get(VENDOR_MODEL))
+
+
+def _unpack_library(manifest: dict, files: dict[str, bytes]) -> pathlib.Path:
+    """The verified library, unpacked into the cache under its own hash (a tampered copy there is replaced)."""
+    lib_hash = manifest["files"][LIBRARY]
+    cache = config.get().cache_dir / "libs"
+    cache.mkdir(parents=True, exist_ok=True)
+    lib_path = cache / f"{lib_hash}.so"
+    if not lib_path.exists() or _sha(lib_path.read_bytes()) != lib_hash:
+        tmp = cache / f"{lib_hash}.{os.getpid()}.tmp"
+        tmp.write_bytes(files[LIBRARY])
+        os.replace(tmp, lib_path)
+    return lib_path
+
+
+def _load_gpu(manifest: dict, files: dict[str, bytes], label: str, lib_path: pathlib.Path) -> CompiledModel:
+    """A GPU model: the library is loaded (its CUDA source compiled) on the first run, where a GPU is attached."""
+    from woodpecker.runtime.gpu import CUDA_SOURCE, GpuModel
+
+    if CUDA_SOURCE not in files:
+        raise ArtifactError(f"{label}: {CUDA_SOURCE} is missing")
+    program, constants, kernels, _ = _contents(manifest, files, label)
+    metadata = {k: v for k, v in manifest.items() if k not in ("program", "kernels", "files", "format", "version")}
+    return GpuModel(program, constants, kernels, metadata, str(lib_path), files[CUDA_SOURCE].decode())

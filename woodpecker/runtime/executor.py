@@ -124,6 +124,34 @@ def plan_program_memory(program: Program, constants: Mapping[str, np.ndarray]):
     return plan_memory(sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values])
 
 
+def validate_inputs(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inputs as arrays of the program's shapes and dtypes; InputError names the first wrong one.
+
+    A dtype of the same kind is converted (float64 -> float32); anything else is an error."""
+    expected = {t.name for t in program.inputs}
+    if not isinstance(inputs, Mapping):  # a list or tuple of arrays would fail below with a TypeError
+        raise InputError(f"inputs must be a dict name -> array, got {type(inputs).__name__}; "
+                         f"the model's inputs are {sorted(expected)}")
+    unknown = sorted((str(k) for k in set(inputs) - expected))
+    if unknown:
+        raise InputError(f"unknown input {unknown[0]!r}; the model's inputs are {sorted(expected)}")
+    missing = sorted(expected - set(inputs))
+    if missing:
+        raise InputError(f"missing input {missing[0]!r}; the model's inputs are {sorted(expected)}")
+    out = {}
+    for spec in program.inputs:
+        value = np.asarray(inputs[spec.name])
+        if tuple(value.shape) != spec.shape:
+            raise InputError(f"input {spec.name!r} has shape {list(value.shape)}, expected {list(spec.shape)}")
+        if value.dtype != np.dtype(spec.dtype):
+            if np.can_cast(value.dtype, spec.dtype, casting="same_kind") and value.dtype.kind == np.dtype(spec.dtype).kind:
+                value = value.astype(spec.dtype)
+            else:
+                raise InputError(f"input {spec.name!r} has dtype {value.dtype}, expected {spec.dtype}")
+        out[spec.name] = np.ascontiguousarray(value)
+    return out
+
+
 def _aligned_arena(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
     shift = (-raw.ctypes.data) % ALIGN
@@ -196,26 +224,8 @@ class Executor:
 
     # -- running -----------------------------------------------------------------------------------------------
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
-        expected = {t.name for t in self.program.inputs}
-        if not isinstance(inputs, Mapping):  # a list or tuple of arrays would fail below with a TypeError
-            raise InputError(f"inputs must be a dict name -> array, got {type(inputs).__name__}; "
-                             f"the model's inputs are {sorted(expected)}")
-        unknown = sorted((str(k) for k in set(inputs) - expected))
-        if unknown:
-            raise InputError(f"unknown input {unknown[0]!r}; the model's inputs are {sorted(expected)}")
-        missing = sorted(expected - set(inputs))
-        if missing:
-            raise InputError(f"missing input {missing[0]!r}; the model's inputs are {sorted(expected)}")
-        for name, (spec, slot) in self._inputs.items():
-            value = np.asarray(inputs[name])
-            if tuple(value.shape) != spec.shape:
-                raise InputError(f"input {name!r} has shape {list(value.shape)}, expected {list(spec.shape)}")
-            if value.dtype != np.dtype(spec.dtype):
-                if np.can_cast(value.dtype, spec.dtype, casting="same_kind") and value.dtype.kind == np.dtype(spec.dtype).kind:
-                    value = value.astype(spec.dtype)
-                else:
-                    raise InputError(f"input {name!r} has dtype {value.dtype}, expected {spec.dtype}")
-            np.copyto(slot, value)
+        for name, value in validate_inputs(self.program, inputs).items():
+            np.copyto(self._inputs[name][1], value)
 
     def execute(self) -> None:
         for func, args in self._calls:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from woodpecker.dsl.library import Library, default_library
 from woodpecker.dsl.lower_te import to_prim_func
 from woodpecker.lowering.model import Task
-from woodpecker.schedule import cpu
+from woodpecker.schedule import cpu, gpu
 from woodpecker.schedule.structure import analyze
 
 _DEBUG = False  # render schedule errors in full (slow); for debugging schedule templates
@@ -19,6 +19,8 @@ def prim_func(task: Task, lib: Library | None = None):
 
 
 def default_knobs(task: Task, target_class: str = "cpu") -> dict[str, int | str]:
+    if target_class == "gpu":
+        return gpu.default_knobs(task.family, analyze(task.kernel), task.kernel)
     return cpu.default_knobs(task.family, analyze(task.kernel))
 
 
@@ -36,5 +38,8 @@ def schedule(task: Task, knobs: Mapping[str, int | str] | None = None, target_cl
     knobs = dict(default_knobs(task, target_class) if knobs is None else knobs)
     sch = s_tir.Schedule(mod, error_render_level="none" if not _DEBUG else "detail")
     sch.work_on(task.name)
-    cpu.apply(sch, task.family, st, knobs)
+    if target_class == "gpu":
+        gpu.apply(sch, task.family, st, knobs)
+    else:
+        cpu.apply(sch, task.family, st, knobs)
     return sch.mod

@@ -193,7 +193,10 @@ def tiled_reduction(sch, st: KernelStructure, knobs: Knobs) -> None:
         pb = sch.get_sblock(name)
         if knobs.get("pad_at", "parallel") == "parallel" and par is not None:
             sch.compute_at(pb, par)
-        _vectorize_innermost(sch, pb)
+        # only a loop of the producer's own: after compute_at its innermost loop can be the shared parallel loop
+        # (a producer without loops of its own, e.g. a batched matmul with m = n = k = 1), and vectorizing that
+        # would vectorize the anchor's blocks too
+        _vectorize_innermost(sch, pb, shared=sch.get_loops(blk))
 
     last_axis = st.spatial[-1]
     if inner and int(knobs.get(f"tile_{last_axis.name}", 1)) > 1:
@@ -219,9 +222,10 @@ def tiled_reduction(sch, st: KernelStructure, knobs: Knobs) -> None:
         _vectorize_innermost(sch, writeback)
 
 
-def _vectorize_innermost(sch, block) -> None:
+def _vectorize_innermost(sch, block, shared=()) -> None:
+    """Vectorize the block's innermost loop, unless it is one of `shared` (loops that hold other blocks too)."""
     loops = sch.get_loops(block)
-    if not loops:
+    if not loops or any(sch.get(loops[-1]).same_as(sch.get(s)) for s in shared):
         return
     try:
         sch.vectorize(loops[-1])

@@ -185,8 +185,16 @@ def _resolve_values(spec: Mapping[str, Any], axes: Mapping[str, int], reduction:
     return out
 
 
-def space_for_task(task, target_class: str = "cpu", lanes: int = 8) -> SearchSpace:
-    """The search space of a task: its family's knob file resolved against its loop structure."""
+def space_for_task(task, target_class: str = "cpu", lanes: int = 8,
+                   limits: Mapping[str, int] | None = None) -> SearchSpace:
+    """The search space of a task: its family's knob file resolved against its loop structure.
+
+    For target_class "gpu", `limits` are the device limits constraints may name (TVM's CUDA target names:
+    max_threads_per_block, max_shared_memory_per_block, registers_per_block, thread_warp_size; a profile's
+    [target] table can be passed as is); without them, the limits every supported GPU meets. The GPU templates
+    also contribute derived constraints (the shared memory of the staged operand tiles, from the kernel's
+    accesses).
+    """
     from woodpecker.schedule.apply import default_knobs
     from woodpecker.schedule.structure import analyze
 
@@ -195,6 +203,12 @@ def space_for_task(task, target_class: str = "cpu", lanes: int = 8) -> SearchSpa
     axes = {a.name: a.extent for a in st.spatial + st.reduction}
     env = {f"ext_{k}": v for k, v in axes.items()}
     env["lanes"] = lanes
+    derived: tuple[Constraint, ...] = ()
+    if target_class == "gpu":
+        from woodpecker.schedule import gpu
+
+        env.update(gpu.space_env(st, task.kernel, limits))
+        derived = tuple(Constraint(e, why) for e, why in gpu.space_constraints(task.family, st, task.kernel))
     spec = load_space_file(task.family, target_class)
     if spec is None:
         return SearchSpace(task.family, (), (), default, env)
@@ -210,7 +224,8 @@ def space_for_task(task, target_class: str = "cpu", lanes: int = 8) -> SearchSpa
             default = {**default, raw["name"]: values[0]}
         knobs.append(Knob(raw["name"], tuple(values), raw.get("doc", "")))
     names = {k.name for k in knobs}
-    constraints = tuple(c for c in spec.constraints if _names_known(c.expr, names | set(env) | set(default)))
+    known = names | set(env) | set(default)
+    constraints = tuple(c for c in spec.constraints + derived if _names_known(c.expr, known))
     space = SearchSpace(task.family, tuple(knobs), constraints, dict(default), env)
     return space
 

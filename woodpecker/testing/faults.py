@@ -38,7 +38,13 @@ def aborts(x: int) -> int:
 def out_of_memory(x: int) -> int:
     import resource
 
-    # cap this worker's address space, then ask for more than the cap: MemoryError, as a huge workspace would
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-    blocks = [bytearray(256 << 20) for _ in range(16)]
+    # cap this worker's address space, then ask for more than the cap: MemoryError, as a huge workspace would.
+    # The cap is lifted again afterwards: a worker survives a MemoryError and goes on to measure other candidates,
+    # which must not inherit a limit that a real candidate never sets.
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, hard))
+    try:
+        blocks = [bytearray(256 << 20) for _ in range(16)]
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     return len(blocks)

@@ -1,0 +1,301 @@
+"""CudaMeasurer: candidates (task, knob points) -> MeasureResults timed on the attached NVIDIA GPU.
+
+Builds run in parallel worker processes: schedule for the GPU, compile with TVM (which stores CUDA source),
+export the library, and compile the source to a device binary with nvcc (TVM_CUDA_COMPILE_MODE=nvcc) or, when
+cuda-bindings is installed, NVRTC. Binaries are cached by source hash, so the runner, which TVM asks to
+compile the source again when it loads the library, finds them ready. Runs happen one at a time in a single
+runner process: the output is checked against the reference before anything is timed, then `time_evaluator`
+times the kernel (its first call is a discarded warm-up; repeats of at least `min_repeat_ms`). The
+architecture is the attached device's (sm_XY from its compute capability), whatever the profile says.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from woodpecker import config
+from woodpecker.errors import TargetError
+from woodpecker.lowering.model import Task
+from woodpecker.measure.measurer import MeasureOptions, MeasureResult
+from woodpecker.measure.pool import WorkerPool
+from woodpecker.space.space import canonical_json
+
+_MODULES: dict[str, Any] = {}  # loaded libraries, per runner process
+_CALLBACK: dict[str, str] = {}  # the compile callback installed in this process: binary dir, compiler, arch
+
+
+def cuda_compiler() -> str | None:
+    """ "nvrtc" when cuda-bindings is installed, else "nvcc" when it is on the PATH, else None."""
+    if importlib.util.find_spec("cuda") is not None and importlib.util.find_spec("cuda.bindings") is not None:
+        return "nvrtc"
+    return "nvcc" if shutil.which("nvcc") else None
+
+
+@functools.cache
+def gpu_available() -> bool:
+    """Whether TVM sees an NVIDIA GPU here (cheap without one: no device node and no driver, no TVM call)."""
+    if not (os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+        return False
+    import tvm
+
+    try:
+        return bool(tvm.cuda(0).exist)
+    except Exception:  # a TVM build without the CUDA runtime
+        return False
+
+
+def probe_job() -> dict:
+    """Runner: the attached GPU (raises when there is none)."""
+    import tvm
+
+    dev = tvm.cuda(0)
+    if not dev.exist:
+        raise RuntimeError("tvm.cuda(0).exist is False")
+    version = str(dev.compute_version)
+    return {
+        "name": str(dev.device_name),
+        "compute_version": version,
+        "arch": "sm_" + version.replace(".", ""),
+        "sm_count": int(dev.multi_processor_count),
+    }
+
+
+def _binary(code: str, arch: str, compiler: str) -> bytes:
+    import tvm
+    from tvm.support import nvcc
+
+    fmt = "fatbin" if compiler == "nvcc" else "cubin"
+    # compile_cuda reads the compute version from the current target even when given `arch`
+    with tvm.target.Target({"kind": "cuda", "arch": arch}):
+        return bytes(nvcc.compile_cuda(code, target_format=fmt, arch=arch, compiler=compiler))
+
+
+def _binary_path(binary_dir: str, code: str) -> str:
+    return os.path.join(binary_dir, hashlib.sha256(code.encode()).hexdigest()[:32] + ".bin")
+
+
+def cuda_build_job(
+    task: Task,
+    knobs: Mapping[str, Any],
+    target: Mapping[str, Any],
+    out_path: str,
+    binary_dir: str,
+    compiler: str,
+) -> dict:
+    """Builder: schedule, compile, export the library and pre-compile its CUDA source into the binary cache.
+    """
+    t0 = time.perf_counter()
+    if os.path.exists(out_path):
+        return {"path": out_path, "build_secs": 0.0, "cached": True}
+    import tvm
+
+    from woodpecker.schedule.apply import schedule
+
+    ex = tvm.compile(schedule(task, knobs, "gpu"), target=tvm.target.Target(dict(target)))
+    cuda = [m for m in ex.mod.imports if m.kind == "cuda"]
+    if not cuda:
+        raise RuntimeError("the schedule produced no CUDA kernel (unbound loops compile to host code only)")
+    code = cuda[0].inspect_source()
+    path = _binary_path(binary_dir, code)
+    if not os.path.exists(path):
+        data = _binary(code, str(target["arch"]), compiler)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    tmp = f"{out_path}.{os.getpid()}.tmp.so"
+    ex.export_library(tmp)
+    os.replace(tmp, out_path)
+    return {"path": out_path, "build_secs": time.perf_counter() - t0, "cached": False}
+
+
+def _install_callback(binary_dir: str, compiler: str, arch: str) -> None:
+    """TVM compiles a loaded library's CUDA source through this callback: serve it from the builders' cache.
+    """
+    if _CALLBACK == {"dir": binary_dir, "compiler": compiler, "arch": arch}:
+        return
+    import tvm_ffi
+
+    os.environ["TVM_CUDA_COMPILE_MODE"] = compiler
+
+    @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
+    def _compile(code, *_):
+        path = _binary_path(binary_dir, code)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                return bytearray(f.read())
+        return bytearray(_binary(code, arch, compiler))
+
+    _CALLBACK.clear()
+    _CALLBACK.update({"dir": binary_dir, "compiler": compiler, "arch": arch})
+
+
+def cuda_run_job(
+    lib_path: str,
+    func: str,
+    io_path: str,
+    repeat: int,
+    min_repeat_ms: int,
+    rtol: float,
+    binary_dir: str,
+    compiler: str,
+    arch: str,
+) -> dict:
+    """Runner: load, check the output against the reference, then time (a wrong result is never timed)."""
+    import tvm
+
+    from woodpecker.measure.reference import max_relative_error
+
+    _install_callback(binary_dir, compiler, arch)
+    dev = tvm.cuda(0)
+    mod = _MODULES.get(lib_path)
+    if mod is None:
+        mod = tvm.runtime.load_module(lib_path)
+        _MODULES.clear()  # one candidate at a time: device memory stays flat over a long session
+        _MODULES[lib_path] = mod
+    with np.load(io_path, allow_pickle=False) as npz:
+        inputs = [npz[f"in{i}"] for i in range(int(npz["n_inputs"]))]
+        expected = npz["expected"]
+    args = [tvm.runtime.tensor(a, dev) for a in inputs]
+    out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
+    f = mod[func]
+    f(*args, out)
+    dev.sync()
+    err = max_relative_error(out.numpy(), expected)
+    if not err <= rtol:
+        return {"run_secs": [], "error": f"wrong result: max relative error {err:.3g} > {rtol:g}"}
+    timer = mod.time_evaluator(func, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
+    res = timer(*args, out)
+    return {"run_secs": [float(x) for x in res.results], "error": None}
+
+
+class CudaMeasurer:
+    """The Measurer interface (set_reference / measure / measure_many / close) on a real NVIDIA GPU.
+
+    Args:
+        target: TVM target dict (a GPU profile's [target]); its arch is replaced by the attached device's.
+            Default: {"kind": "cuda", "host": {"kind": "llvm"}}.
+        build_workers: build processes (default: one per core). options: repeats, minimum repeat time,
+        timeouts, reference tolerance. compiler: "nvcc" or "nvrtc" (default: NVRTC when cuda-bindings is
+        installed, else nvcc).
+
+    Raises TargetError when no NVIDIA GPU is visible or no CUDA compiler is available.
+    """
+
+    def __init__(
+        self,
+        target: Mapping[str, Any] | None = None,
+        build_workers: int | None = None,
+        options: MeasureOptions = MeasureOptions(),
+        compiler: str | None = None,
+    ) -> None:
+        self.compiler = compiler or cuda_compiler()
+        if self.compiler is None:
+            raise TargetError("no CUDA compiler: install cuda-bindings (NVRTC) or put nvcc on the PATH")
+        env = {"WOODPECKER_CACHE_DIR": str(config.get().cache_dir), "TVM_CUDA_COMPILE_MODE": self.compiler}
+        self.runner = WorkerPool(1, env)
+        probe = self.runner.map(probe_job, [()], 120.0)[0]
+        if probe.error is not None:
+            self.runner.close()
+            raise TargetError(
+                f"no NVIDIA GPU is visible to TVM ({probe.error}); CudaMeasurer needs one, "
+                "GpuSimMeasurer estimates a GPU profile without it"
+            )
+        self.device: dict = probe.value
+        self.measurement = f"real:cuda:{self.device['name']}"  # how records measured here are labelled
+        self.target = {
+            **dict(target or {"kind": "cuda", "host": {"kind": "llvm"}}),
+            "arch": self.device["arch"],
+        }
+        self.options = options
+        self.builders = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
+        self.build_dir = config.get().cache_dir / "builds-cuda"
+        self.binary_dir = str(self.build_dir / "binaries")
+        os.makedirs(self.binary_dir, exist_ok=True)
+        self._io_dir = tempfile.TemporaryDirectory(prefix="woodpecker-cuda-io-")
+        self._io: dict[str, str] = {}
+
+    def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
+        path = os.path.join(self._io_dir.name, f"{task.key}.npz")
+        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
+        np.savez(path, n_inputs=np.int64(len(inputs)), expected=expected, **arrays)
+        self._io[task.key] = path
+
+    def has_reference(self, task: Task) -> bool:
+        return task.key in self._io
+
+    def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
+        ident = json.dumps([task.key, canonical_json(knobs), self.target, self.compiler], sort_keys=True)
+        return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
+
+    def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
+        return self.measure_many([(task, p) for p in points])
+
+    def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
+        """Candidates of any tasks: all built in parallel first, then run one by one."""
+        for task, _ in items:
+            if task.key not in self._io:
+                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        o = self.options
+        builds = self.builders.map(
+            cuda_build_job,
+            [
+                (task, dict(p), self.target, self.library_path(task, p), self.binary_dir, self.compiler)
+                for task, p in items
+            ],
+            o.build_timeout_s,
+        )
+        results: list[MeasureResult | None] = [None] * len(items)
+        to_run = []
+        for i, b in enumerate(builds):
+            if b.error is not None:
+                results[i] = MeasureResult((), f"build failed: {b.error}", b.seconds)
+            else:
+                to_run.append(i)
+        runs = self.runner.map(
+            cuda_run_job,
+            [
+                (
+                    builds[i].value["path"],
+                    items[i][0].name,
+                    self._io[items[i][0].key],
+                    o.repeat,
+                    o.min_repeat_ms,
+                    o.rtol,
+                    self.binary_dir,
+                    self.compiler,
+                    self.target["arch"],
+                )
+                for i in to_run
+            ],
+            o.run_timeout_s,
+        )
+        for i, r in zip(to_run, runs):
+            build_secs = builds[i].value.get("build_secs", 0.0)
+            if r.error is not None:
+                results[i] = MeasureResult((), f"run failed: {r.error}", build_secs)
+            else:
+                results[i] = MeasureResult(tuple(r.value["run_secs"]), r.value["error"], build_secs)
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.builders.close()
+        self.runner.close()
+        self._io_dir.cleanup()
+
+    def __enter__(self) -> CudaMeasurer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

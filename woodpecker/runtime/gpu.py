@@ -1,0 +1,200 @@
+"""GpuModel: a model compiled for a GPU profile: one TVM library whose host part launches CUDA kernels.
+
+In TVM 0.27 `tvm.compile` for a `cuda` target stores the kernels' CUDA *source* in the library; it is compiled
+to a device binary when the library is loaded on a machine with a GPU (by NVRTC when cuda-bindings is installed,
+else by nvcc: `TVM_CUDA_COMPILE_MODE=nvcc`). So compiling for a GPU needs no GPU and no CUDA toolkit, and the
+artifact (backend "cuda") holds:
+
+    kernels.so        the host module (argument checks, launch geometry) with the CUDA source embedded
+    cuda/kernels.cu   the same CUDA source, for reading and for checking it with nvcc offline
+
+Running needs an NVIDIA GPU: each value of the program has its own device allocation (a reshape is a view of
+its source's), inputs are copied in and outputs copied out.
+Without a GPU, `woodpecker.load` still opens the artifact (inspection, `dsl()`), and `run` says why it cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from woodpecker.errors import BuildError, TargetError
+from woodpecker.runtime.compiled import CompiledModel, KernelInfo
+from woodpecker.runtime.executor import Program, plan_program_memory, validate_inputs
+
+CUDA_SOURCE = "cuda/kernels.cu"
+
+
+class DeviceExecutor:
+    """Runs a Program's kernels on a TVM device (any: CUDA here, the CPU in tests)."""
+
+    def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray], device) -> None:
+        import tvm
+
+        if any(c.vendor for c in program.calls):
+            raise TargetError("vendor library calls are not supported on a GPU target")
+        self.program = program
+        self.device = device
+        self.memory = plan_program_memory(program, constants)
+        # One allocation per root value, not one arena: TVM's kernels require byte_offset 0 on every argument,
+        # and a view at an offset into an arena has one. Views (reshapes) of a value share its root's allocation.
+        sizes: dict[str, int] = {}
+        for value, root in self.memory.root.items():
+            shape, dtype = program.values[value]
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            sizes[root] = max(sizes.get(root, 0), nbytes)
+        self._storage = {root: tvm.runtime.empty((max(n, 1),), "uint8", device) for root, n in sizes.items()}
+        self._constants = {k: np.require(v, requirements="C") for k, v in constants.items()}
+        const_tensors: dict[tuple[str, tuple[int, ...]], Any] = {}
+
+        def bind(value: str, shape: Sequence[int]):
+            shape = tuple(int(s) for s in shape)
+            if value in self._constants:
+                key = (value, shape)
+                if key not in const_tensors:
+                    const_tensors[key] = tvm.runtime.tensor(self._constants[value].reshape(shape), device)
+                return const_tensors[key]
+            return self.view(value, shape)
+
+        self._calls = [(library.get_function(c.func) if hasattr(library, "get_function") else library[c.func], tuple(bind(v, s) for v, s in c.args)) for c in program.calls]
+        self._inputs = {t.name: (t, self.view(t.name, t.shape)) for t in program.inputs}
+        self._outputs = [(spec, v) for spec, v in zip(program.outputs, program.output_values)]
+
+    def view(self, value: str, shape: Sequence[int]):
+        """A device tensor over the value's storage, with the given shape."""
+        storage = self._storage[self.memory.root[value]]
+        return storage._create_view(tuple(int(s) for s in shape), self.program.values[value][1])
+
+    def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        for name, value in validate_inputs(self.program, inputs).items():
+            self._inputs[name][1].copyfrom(value)
+
+    def execute(self) -> None:
+        for func, args in self._calls:
+            func(*args)
+
+    def sync(self) -> None:
+        self.device.sync()
+
+    def get_outputs(self) -> dict[str, np.ndarray]:
+        out = {}
+        for spec, value in self._outputs:
+            if value in self._constants:
+                out[spec.name] = np.array(self._constants[value].reshape(spec.shape), copy=True)
+            else:
+                out[spec.name] = self.view(value, spec.shape).numpy()
+        return out
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.set_inputs(inputs)
+        self.execute()
+        self.sync()
+        return self.get_outputs()
+
+
+class GpuModel(CompiledModel):
+    """A model for a GPU profile. The library is loaded (and its CUDA source compiled) on the first run."""
+
+    def __init__(self, program: Program, constants: Mapping[str, np.ndarray], kernels: list[KernelInfo],
+                 metadata: Mapping[str, Any], library_path: str, cuda_source: str, executable=None) -> None:
+        super().__init__(None, program, constants, kernels, metadata, library_path=library_path,
+                         executable=executable)
+        self.cuda_source = cuda_source
+        self._device_executor: DeviceExecutor | None = None
+
+    @property
+    def backend(self) -> str:
+        return "cuda"
+
+    @property
+    def profile_id(self) -> str:
+        return str(self.metadata.get("target", {}).get("profile", "gpu"))
+
+    @property
+    def executor(self) -> DeviceExecutor:  # type: ignore[override]
+        if self._device_executor is None:
+            library, device = self._load()
+            self._device_executor = DeviceExecutor(library, self.program, self.constants, device)
+        return self._device_executor
+
+    def _load(self):
+        import tvm
+
+        from woodpecker.measure.cuda import _install_callback, cuda_compiler, gpu_available, probe_job
+
+        if not gpu_available():
+            raise TargetError(
+                f"this model is compiled for the GPU profile {self.profile_id}: running it needs an NVIDIA GPU, and "
+                f"none is visible here (its CUDA source is {CUDA_SOURCE} in the artifact; `dsl()` shows the kernels)"
+            )
+        compiler = cuda_compiler()
+        if compiler is None:
+            raise TargetError("loading CUDA kernels needs a CUDA compiler: install cuda-bindings (NVRTC) or put "
+                              "nvcc on the PATH")
+        from woodpecker import config
+
+        binary_dir = config.get().cache_dir / "builds-cuda" / "binaries"
+        os.makedirs(binary_dir, exist_ok=True)
+        # the source is compiled for the attached device's architecture, whatever the profile says
+        _install_callback(str(binary_dir), compiler, probe_job()["arch"])
+        assert self._library_path is not None
+        return tvm.runtime.load_module(self._library_path), tvm.cuda(0)
+
+    def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        if isinstance(inputs, np.ndarray):
+            inputs = {self.program.inputs[0].name: inputs}
+        return self.executor.run(inputs)
+
+    def runner(self, inputs: Mapping[str, np.ndarray]):
+        """Inputs copied in once; the returned function runs every kernel and waits for the device."""
+        ex = self.executor
+        ex.set_inputs(inputs)
+
+        def run_once() -> None:
+            ex.execute()
+            ex.sync()
+
+        return run_once
+
+    def payload_files(self) -> dict[str, bytes]:
+        files = super().payload_files()  # kernels.so: host module + CUDA source
+        files[CUDA_SOURCE] = self.cuda_source.encode()
+        return files
+
+
+def compile_gpu_model(lowered, knobs: Mapping[str, Mapping[str, Any]], program: Program,
+                      constants: Mapping[str, np.ndarray], metadata: Mapping[str, Any], resolved) -> GpuModel:
+    """Schedule every task for the GPU (tuned knobs where given, else the default GPU schedule) and build them
+    into one library for the profile's architecture. Raises BuildError when a task has no GPU schedule: an
+    unscheduled loop nest would compile to host code that reads device memory."""
+    from woodpecker.api import _kernel_infos
+    from woodpecker.codegen.build import build_tasks
+    from woodpecker.sim.gpu.lower import cuda_target
+
+    target_table = resolved.tvm_target()
+    target = cuda_target(str(target_table["arch"]), target_table.get("host"))
+    t0 = time.perf_counter()
+    executable, chosen = build_tasks(lowered.tasks, knobs, target, "gpu")
+    unscheduled = [c.task.name for c in chosen.values() if c.origin == "unscheduled"]
+    if unscheduled:
+        raise BuildError(f"kernel {unscheduled[0]} ({lowered.tasks[_key_of(chosen, unscheduled[0])].family}) has "
+                         f"no GPU schedule for {resolved.profile.id}")
+    cuda = [m for m in executable.mod.imports if m.kind == "cuda"]
+    if not cuda:
+        raise BuildError(f"the model compiled for {resolved.profile.id} has no CUDA kernel")
+    source = cuda[0].inspect_source()
+    kernels = _kernel_infos(lowered, {k: (c.knobs, c.origin) for k, c in chosen.items()})
+    library_dir = tempfile.mkdtemp(prefix="woodpecker-gpu-")
+    library_path = os.path.join(library_dir, "kernels.so")
+    executable.export_library(library_path)
+    metadata = {**metadata, "build_secs": round(time.perf_counter() - t0, 3)}
+    return GpuModel(program, constants, kernels, metadata, library_path, source, executable)
+
+
+def _key_of(chosen: Mapping[str, Any], name: str) -> str:
+    return next(k for k, c in chosen.items() if c.task.name == name)

@@ -1,0 +1,199 @@
+"""GpuSimMeasurer: candidates (task, knob points) -> MeasureResults estimated by the analytical GPU model.
+
+For a GPU that is not attached. Each candidate is scheduled, lowered to device TIR and its features extracted
+in worker processes (optionally with ptxas register counts); the parent applies the model for the profile and
+returns MeasureResult(run_secs=(estimated seconds,)). Nothing runs on a GPU, so no candidate's output can be
+checked. Instead the task's unscheduled algorithm is compiled for the CPU (llvm) and checked against the
+reference once per task; a GPU schedule is then trusted to compute the same thing because TVM's schedule
+primitives (split, reorder, bind, cache_read/write, compute_at, decompose_reduction, ...) preserve semantics
+or raise a ScheduleError. What this cannot catch: bugs in TVM's GPU lowering or code generation, and races TVM
+does not prevent. A candidate that cannot be scheduled, has no CUDA kernel, or cannot launch on the profile's
+GPU (threads, shared memory) is a failed result.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from woodpecker import config
+from woodpecker.lowering.model import Task
+from woodpecker.measure.measurer import MeasureOptions, MeasureResult
+from woodpecker.measure.pool import WorkerPool
+from woodpecker.sim.gpu.features import KernelFeatures
+from woodpecker.sim.gpu.model import Efficiency, GpuDevice, GpuEstimate, GpuLaunchError, estimate
+from woodpecker.space.space import canonical_json
+
+MEASUREMENT = "simulated:analytical-gpu"
+
+
+def features_job(task: Task, knobs: Mapping[str, Any], arch: str, use_ptxas: bool) -> dict:
+    """Worker: schedule for the GPU, lower to device TIR, extract features (and ptxas registers when asked).
+    """
+    t0 = time.perf_counter()
+    from woodpecker.schedule.apply import schedule
+    from woodpecker.sim.gpu.features import extract_module
+    from woodpecker.sim.gpu.lower import cuda_target, lower_device
+
+    mod = schedule(task, knobs, "gpu")
+    feats = [f.to_json() for f in extract_module(lower_device(mod, arch))]
+    registers: dict[str, int] = {}
+    if use_ptxas:
+        import tvm
+
+        from woodpecker.sim.gpu.nvcc import compile_source
+
+        source = tvm.compile(mod, target=cuda_target(arch)).mod.imports[0].inspect_source()
+        result = compile_source(source, arch)
+        if not result.ok:
+            first = next((ln for ln in result.log.splitlines() if "error" in ln), result.log[:200])
+            raise RuntimeError(f"nvcc rejected the kernel: {first.strip()}")
+        registers = dict(result.registers)
+    return {"features": feats, "registers": registers, "build_secs": time.perf_counter() - t0}
+
+
+def verify_job(task: Task, io_path: str, rtol: float) -> dict:
+    """Worker: the unscheduled algorithm, compiled for the CPU, against the reference output."""
+    import tvm
+
+    from woodpecker.measure.reference import max_relative_error
+    from woodpecker.schedule.apply import prim_func
+
+    func = prim_func(task).with_attr("global_symbol", task.name)
+    ex = tvm.compile(tvm.IRModule({task.name: func}), target="llvm")
+    dev = tvm.cpu(0)
+    with np.load(io_path, allow_pickle=False) as npz:
+        inputs = [npz[f"in{i}"] for i in range(int(npz["n_inputs"]))]
+        expected = npz["expected"]
+    out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
+    ex[task.name](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
+    err = max_relative_error(out.numpy(), expected)
+    if not err <= rtol:
+        raise ValueError(
+            f"the algorithm disagrees with the reference: max relative error {err:.3g} > {rtol:g}"
+        )
+    return {"max_relative_error": err}
+
+
+class GpuSimMeasurer:
+    """The Measurer interface (set_reference / measure / measure_many / close) for a simulated GPU profile.
+
+    Args:
+        profile: a HardwareProfile of kind "gpu" (or its id / alias). build_workers: processes that schedule,
+        lower and extract candidates (default: one per core). options: timeouts and the reference tolerance
+        (repeat counts do not apply: an estimate is deterministic). use_ptxas: compile every candidate with
+        nvcc for exact register counts (~0.5-1 s each; sm_75 stands in
+            for older GPUs); otherwise the model estimates registers.
+        efficiency: fitted efficiency factors (default: the profile's `model_efficiency` table, else 1.0).
+    """
+
+    measurement = MEASUREMENT  # how records measured here are labelled
+
+    def __init__(
+        self,
+        profile,
+        build_workers: int | None = None,
+        options: MeasureOptions = MeasureOptions(),
+        use_ptxas: bool = False,
+        efficiency: Efficiency | None = None,
+    ) -> None:
+        if isinstance(profile, str):
+            from woodpecker.hw.profile import load_profile
+
+            profile = load_profile(profile)
+        if profile.kind != "gpu":
+            raise ValueError(f"GpuSimMeasurer needs a GPU profile, got {profile.id} ({profile.kind})")
+        self.profile = profile
+        self.device = GpuDevice.from_profile(profile)
+        self.efficiency = efficiency or Efficiency.from_json(profile.params.get("model_efficiency", {}))
+        self.options = options
+        self.use_ptxas = use_ptxas
+        env = {"TVM_NUM_THREADS": "1", "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
+        self.builders = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
+        self._io_dir = tempfile.TemporaryDirectory(prefix="woodpecker-gpusim-")
+        self._io: dict[str, str] = {}
+        self._verified: dict[str, str | None] = {}  # task key -> None (checked) or the failure
+        self._results: dict[tuple[str, str], tuple[MeasureResult, GpuEstimate | None]] = {}
+
+    # -- reference data --------------------------------------------------------------------------------------
+    def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
+        path = os.path.join(self._io_dir.name, f"{task.key}.npz")
+        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
+        np.savez(path, n_inputs=np.int64(len(inputs)), expected=expected, **arrays)
+        self._io[task.key] = path
+        self._verified.pop(task.key, None)
+
+    def has_reference(self, task: Task) -> bool:
+        return task.key in self._io
+
+    # -- measuring -------------------------------------------------------------------------------------------
+    def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
+        return self.measure_many([(task, p) for p in points])
+
+    def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
+        return [r for r, _ in self._run(items)]
+
+    def estimate_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[GpuEstimate | str]:
+        """The model's full estimate of each candidate (terms, occupancy, limiter), or the failure message."""
+        return [e if e is not None else (r.error or "") for r, e in self._run(items)]
+
+    def _run(self, items):
+        for task, _ in items:
+            if task.key not in self._io:
+                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        self._verify({task.key: task for task, _ in items})
+        keys = [(task.key, canonical_json(p)) for task, p in items]
+        todo = [
+            i
+            for i, k in enumerate(keys)
+            if k not in self._results and self._verified[items[i][0].key] is None
+        ]
+        jobs = [(items[i][0], dict(items[i][1]), self.device.arch, self.use_ptxas) for i in todo]
+        builds = self.builders.map(features_job, jobs, self.options.build_timeout_s)
+        for i, b in zip(todo, builds):
+            self._results[keys[i]] = self._estimate(b)
+        out = []
+        for (task, _), key in zip(items, keys):
+            failure = self._verified[task.key]
+            if failure is not None:
+                out.append((MeasureResult((), f"reference check failed: {failure}"), None))
+            else:
+                out.append(self._results[key])
+        return out
+
+    def _estimate(self, build) -> tuple[MeasureResult, GpuEstimate | None]:
+        if build.error is not None:
+            return MeasureResult((), f"build failed: {build.error}", build.seconds), None
+        v = build.value
+        feats = [KernelFeatures.from_json(f) for f in v["features"]]
+        try:
+            est = estimate(feats, self.device, v["registers"] or None, self.efficiency)
+        except GpuLaunchError as err:
+            return MeasureResult((), f"does not launch: {err}", v["build_secs"]), None
+        return MeasureResult((est.seconds,), None, v["build_secs"]), est
+
+    def _verify(self, tasks: Mapping[str, Task]) -> None:
+        pending = [t for k, t in tasks.items() if k not in self._verified]
+        if not pending:
+            return
+        o = self.options
+        results = self.builders.map(
+            verify_job, [(t, self._io[t.key], o.rtol) for t in pending], o.build_timeout_s
+        )
+        for t, r in zip(pending, results):
+            self._verified[t.key] = r.error
+
+    def close(self) -> None:
+        self.builders.close()
+        self._io_dir.cleanup()
+
+    def __enter__(self) -> GpuSimMeasurer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
