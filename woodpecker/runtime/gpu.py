@@ -145,11 +145,6 @@ class GpuModel(CompiledModel):
         assert self._library_path is not None
         return tvm.runtime.load_module(self._library_path), tvm.cuda(0)
 
-    def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-        if isinstance(inputs, np.ndarray):
-            inputs = {self.program.inputs[0].name: inputs}
-        return self.executor.run(inputs)
-
     def runner(self, inputs: Mapping[str, np.ndarray]):
         """Inputs copied in once; the returned function runs every kernel and waits for the device."""
         ex = self.executor
@@ -180,10 +175,10 @@ def compile_gpu_model(lowered, knobs: Mapping[str, Mapping[str, Any]], program: 
     target = cuda_target(str(target_table["arch"]), target_table.get("host"))
     t0 = time.perf_counter()
     executable, chosen = build_tasks(lowered.tasks, knobs, target, "gpu")
-    unscheduled = [c.task.name for c in chosen.values() if c.origin == "unscheduled"]
+    unscheduled = [c.task for c in chosen.values() if c.origin == "unscheduled"]
     if unscheduled:
-        raise BuildError(f"kernel {unscheduled[0]} ({lowered.tasks[_key_of(chosen, unscheduled[0])].family}) has "
-                         f"no GPU schedule for {resolved.profile.id}")
+        raise BuildError(f"kernel {unscheduled[0].name} ({unscheduled[0].family}) has no GPU schedule for "
+                         f"{resolved.profile.id}")
     cuda = [m for m in executable.mod.imports if m.kind == "cuda"]
     if not cuda:
         raise BuildError(f"the model compiled for {resolved.profile.id} has no CUDA kernel")
@@ -194,7 +189,3 @@ def compile_gpu_model(lowered, knobs: Mapping[str, Mapping[str, Any]], program: 
     executable.export_library(library_path)
     metadata = {**metadata, "build_secs": round(time.perf_counter() - t0, 3)}
     return GpuModel(program, constants, kernels, metadata, library_path, source, executable)
-
-
-def _key_of(chosen: Mapping[str, Any], name: str) -> str:
-    return next(k for k, c in chosen.items() if c.task.name == name)
