@@ -1,40 +1,13 @@
-"""Shared helpers of the benchmarks: same-run, interleaved timing of several contenders, and result tables.
+"""Shared helpers of the benchmarks: sessions, thread count, machine description, geometric mean.
 
-Method: every contender is warmed up, then timed in rounds; each round runs every contender `per_round` times
-back to back, in turn (A B C A B C ...), so that drifts of the machine (clock, other load) hit all contenders
-alike. A contender's figure is the median of all its single-run latencies; the spread is reported as the
-interquartile range. Ratios are of medians measured in the same process, in the same run.
-"""
+Whole-model timing lives in woodpecker.bench.isolated (one process per contender, interleaved rounds), shared with
+`woodpecker bench`."""
 
 from __future__ import annotations
 
 import math
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable, Mapping
-
-
-def interleaved(contenders: Mapping[str, Callable[[], object]], rounds: int = 10, per_round: int = 10,
-                warmup: int = 5) -> dict[str, dict[str, float]]:
-    for fn in contenders.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - t0)
-    out = {}
-    for name, xs in samples.items():
-        xs = sorted(xs)
-        q = statistics.quantiles(xs, n=4)
-        out[name] = {"median_ms": statistics.median(xs) * 1e3, "p25_ms": q[0] * 1e3, "p75_ms": q[2] * 1e3,
-                     "n": len(xs)}
-    return out
 
 
 def ort_session(model_bytes: bytes, threads: int):

@@ -1,11 +1,14 @@
 """End-to-end latency of the zoo models: woodpecker (untuned, and tuned with --db) against onnxruntime, same run.
 
     python benchmarks/e2e.py [--models resnet50,mobilenet_v2] [--db records.db] [--rounds 10] [--json out.json]
+                             [--no-vendor]
 
 Method (see benchmarks/common.py): each model is compiled by woodpecker with its default schedules (and, with
 --db, with the best tuning records), and loaded in an onnxruntime session (all graph optimizations, MLAS); both
-use the same number of threads (TVM_NUM_THREADS, default: all cores). The contenders run interleaved, in rounds,
-on the same inputs; the figure is the median latency of single runs; the ratio is onnxruntime / woodpecker
+use the same number of threads (TVM_NUM_THREADS, default: all cores). Each contender runs in a process of its own
+(woodpecker's models as saved artifacts, loaded as a user would; see woodpecker.bench.isolated for why), interleaved
+in rounds, on the same inputs; the figure is the median latency of single runs; the plan column says what the
+planner shipped (woodpecker's program, a mixed plan, or onnxruntime for the whole model); the ratio is onnxruntime / woodpecker
 (above 1: woodpecker is faster). Outputs are checked against onnxruntime before timing.
 """
 
@@ -13,13 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import geomean, interleaved, machine, ort_session, threads  # noqa: E402
+from common import geomean, machine, ort_session, threads  # noqa: E402
+
+from woodpecker.bench.isolated import Recipe, time_isolated  # noqa: E402
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert", "squeezenet", "shufflenet_v2"]
 
@@ -40,6 +47,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--per-round", type=int, default=10)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-vendor", action="store_true",
+                    help="woodpecker's own kernels only (no planner vendor choices, no whole-model onnxruntime)")
     args = ap.parse_args()
 
     import woodpecker
@@ -51,25 +60,32 @@ def main() -> None:
     for name in args.models.split(","):
         proto = models.build(name)
         t0 = time.perf_counter()
-        untuned = woodpecker.compile(proto)
+        untuned = woodpecker.compile(proto, vendor=not args.no_vendor)
         compile_s = time.perf_counter() - t0
-        tuned = woodpecker.compile(proto, db=args.db) if args.db else None
+        tuned = woodpecker.compile(proto, db=args.db, vendor=not args.no_vendor) if args.db else None
         feed = inputs_for(name, untuned)
         sess = ort_session(proto.SerializeToString(), n_threads)
         ref = sess.run(None, feed)[0]
-        for label, cm in (("untuned", untuned), ("tuned", tuned)):
-            if cm is None:
-                continue
-            out = list(cm.run(feed).values())[0]
-            err = float(np.max(np.abs(out - ref)) / max(float(np.max(np.abs(ref))), 1e-6))
-            assert err <= 1e-3, f"{name} {label}: output differs from onnxruntime (relative error {err:.2e})"
-        contenders = {"onnxruntime": lambda s=sess, f=feed: s.run(None, f)}
-        for label, cm in (("woodpecker", untuned), ("woodpecker-tuned", tuned)):
-            if cm is not None:
-                cm.executor.set_inputs(feed)
-                contenders[label] = cm.executor.execute
-        res = interleaved(contenders, rounds=args.rounds, per_round=args.per_round)
-        row = {"model": name, "gflop": untuned.gflop, "compile_s": compile_s, **{k: v["median_ms"] for k, v in res.items()},
+        del sess
+        with tempfile.TemporaryDirectory() as work:
+            model_path = os.path.join(work, "model.onnx")
+            with open(model_path, "wb") as f:
+                f.write(proto.SerializeToString())
+            recipes = [Recipe("onnxruntime", "baseline", model_path)]
+            for label, cm in (("woodpecker", untuned), ("woodpecker-tuned", tuned)):
+                if cm is not None:
+                    cm.save(os.path.join(work, label + ".wpk"))
+                    recipes.append(Recipe(label, "artifact", os.path.join(work, label + ".wpk")))
+            timings = time_isolated(recipes, feed, n_threads, rounds=args.rounds, per_round=args.per_round)
+        res = {}
+        for t in timings:
+            assert t.error is None, f"{name} {t.name}: {t.error}"
+            err = float(np.max(np.abs(t.outputs[0] - ref)) / max(float(np.max(np.abs(ref))), 1e-6))
+            assert err <= 1e-3, f"{name} {t.name}: output differs from onnxruntime (relative error {err:.2e})"
+            res[t.name] = {"median_ms": t.median_ms, "p25_ms": t.p25_ms, "p75_ms": t.p75_ms}
+        plans = {label: cm.metadata.get("plan", {}).get("model", {}).get("chosen", "woodpecker")
+                 for label, cm in (("untuned", untuned), ("tuned", tuned)) if cm is not None}
+        row = {"model": name, "gflop": untuned.gflop, "compile_s": compile_s, "plans": plans, **{k: v["median_ms"] for k, v in res.items()},
                "spread": {k: [v["p25_ms"], v["p75_ms"]] for k, v in res.items()}}
         row["ratio_untuned"] = row["onnxruntime"] / row["woodpecker"]
         if tuned is not None:
@@ -80,7 +96,7 @@ def main() -> None:
         extra = (f"  tuned {row['woodpecker-tuned']:8.2f} ms  ort/tuned {row['ratio_tuned']:.2f}x "
                  f"({row['tuned_kernels']} kernels tuned)") if tuned is not None else ""
         print(f"{name:14s} onnxruntime {row['onnxruntime']:8.2f} ms  woodpecker {row['woodpecker']:8.2f} ms  "
-              f"ort/woodpecker {row['ratio_untuned']:.2f}x{extra}", flush=True)
+              f"ort/woodpecker {row['ratio_untuned']:.2f}x{extra}  (plans: {plans})", flush=True)
     print(f"geometric mean ort/woodpecker (untuned): {geomean([r['ratio_untuned'] for r in rows]):.2f}x")
     if args.db:
         print(f"geometric mean ort/woodpecker (tuned):   {geomean([r['ratio_tuned'] for r in rows]):.2f}x")

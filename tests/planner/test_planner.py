@@ -107,6 +107,9 @@ def test_plan_is_recorded_and_replays_exactly(tmp_path):
         assert names[0] == "woodpecker" and "onnxruntime" in names and "torch" in names
         assert call["chosen"] in names
     assert plan["model"]["chosen"] in plan["model"]["times_ms"]
+    # the whole-model candidates were timed each in a process of its own, as they will be deployed
+    assert plan["model"]["timing"] == "one process per build"
+    assert set(plan["model"]["times_ms"]) >= {"woodpecker", "onnxruntime"}
     path = tmp_path / "m.wpk"
     cm.save(path)
     again = woodpecker.load(path)

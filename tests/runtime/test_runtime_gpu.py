@@ -71,6 +71,8 @@ def test_device_executor_matches_the_host_executor_on_the_cpu_device(model):
     feed = host.random_inputs(seed=3)
     expected = host.run(feed)
     ex = DeviceExecutor(host.library, host.program, host.constants, tvm.cpu(0))
+    roots = set(ex.memory.buffer_of)
+    assert len(ex.memory.buffer_bytes) < len(roots), "dead values' buffers are reused"
     got = ex.run(feed)
     assert set(got) == set(expected)
     for name in expected:

@@ -5,21 +5,26 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from woodpecker.runtime.memory import ALIGN, plan_memory
+from woodpecker.runtime.memory import ALIGN, plan_buffers, plan_memory
 
 
-def _check_plan(plan, nbytes, defs, last, views):
+def _root_lifetimes(plan, nbytes, defs, last, views):
+    """Checks that every value has a root and views resolve to their source's root; returns each storage root's
+    lifetime, the union of its values' lifetimes."""
     root = plan.root
-    # every value has a root, views resolve to their source's root
     assert set(nbytes) <= set(root)
     for src, dst in views:
         assert root[dst] == root[src]
-    # lifetimes of each storage root: the union of its values' lifetimes
     start, end = {}, {}
     for v in nbytes:
         r = root[v]
         start[r] = min(start.get(r, defs[v]), defs[v])
         end[r] = max(end.get(r, last[v]), last[v])
+    return root, start, end
+
+
+def _check_plan(plan, nbytes, defs, last, views):
+    root, start, end = _root_lifetimes(plan, nbytes, defs, last, views)
     for v, n in nbytes.items():
         p = plan.placements[root[v]]
         assert p.offset % ALIGN == 0 and p.nbytes % ALIGN == 0
@@ -98,3 +103,33 @@ def test_random_plans_never_overlap_live_values(problem):
     plan = plan_memory(nbytes, defs, last, views)
     _check_plan(plan, nbytes, defs, last, views)
     assert plan.arena_bytes <= sum(-(-max(n, 1) // ALIGN) * ALIGN for n in nbytes.values())
+
+
+def _check_buffers(plan, nbytes, defs, last, views):
+    root, start, end = _root_lifetimes(plan, nbytes, defs, last, views)
+    for v, n in nbytes.items():
+        assert n <= plan.buffer_bytes[plan.buffer_of[root[v]]]
+    roots = sorted(plan.buffer_of)
+    for i, a in enumerate(roots):
+        for b in roots[i + 1 :]:
+            if plan.buffer_of[a] == plan.buffer_of[b]:
+                assert end[a] < start[b] or end[b] < start[a], (a, b)  # one buffer, never two live values
+
+
+def test_buffers_chain_reuses_dead_buffers():
+    # a -> b -> c -> d, each read only by the next: two buffers alternate
+    nbytes = {"a": 100, "b": 100, "c": 100, "d": 100}
+    defs = {"a": -1, "b": 0, "c": 1, "d": 2}
+    last = {"a": 0, "b": 1, "c": 2, "d": 3}
+    plan = plan_buffers(nbytes, defs, last, [])
+    _check_buffers(plan, nbytes, defs, last, [])
+    assert len(plan.buffer_bytes) == 2 and plan.buffer_of["a"] == plan.buffer_of["c"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_problems())
+def test_random_buffer_plans_never_share_a_buffer_between_live_values(problem):
+    nbytes, defs, last, views = problem
+    plan = plan_buffers(nbytes, defs, last, views)
+    _check_buffers(plan, nbytes, defs, last, views)
+    assert plan.total_bytes <= sum(-(-max(n, 1) // ALIGN) * ALIGN for n in nbytes.values())

@@ -168,3 +168,42 @@ def test_terms_and_the_limiter_are_reported():
     assert set(e.terms) == {"flop", "issue", "lsu", "l2", "dram", "launch"}
     assert e.seconds == pytest.approx(e.terms[e.limiter] + e.terms["launch"])
     assert 0 < e.occupancy <= 1 and e.blocks_per_sm >= 1
+
+
+def test_fitting_the_register_file_beats_spilling(sgemm):
+    _, feats = sgemm
+    reg = feats["reg_64x64"][0]  # 16 accumulators per thread: fits every GPU's register file
+    # the same kernel asked to hold 200 values per thread: 24 + 2 x 200 registers exceed the 255 a thread can have
+    greedy = type(reg).from_json({**reg.to_json(), "local_elements_per_thread": 200})
+    for gpu, p in PROFILES.items():
+        fits, spills = estimate(reg, p), estimate(greedy, p)
+        assert fits.spilled_registers == 0 and spills.spilled_registers > 0, gpu
+        assert spills.seconds > 1.2 * fits.seconds, (gpu, fits.seconds, spills.seconds)
+
+
+def test_ptxas_spill_bytes_count_as_spills(sgemm):
+    _, feats = sgemm
+    reg = feats["reg_64x64"]
+    clean = estimate(reg, PROFILES["a100"], registers=64, spill_bytes=0)
+    spilled = estimate(reg, PROFILES["a100"], registers=64, spill_bytes=256)
+    assert clean.spilled_registers == 0 and spilled.spilled_registers == 32
+    assert spilled.seconds > clean.seconds
+
+
+def test_spilling_tile_loses_to_a_smaller_tile_that_fits():
+    """A real schedule: 256 threads each holding a 16x16 accumulator tile need more than 255 registers and spill;
+    the 8x8 tile fits. Without the spill term the bigger tile looked faster (twice the reuse per shared load)."""
+    from woodpecker.schedule.apply import schedule
+    from woodpecker.space.space import space_for_task
+    from woodpecker.testing.kernels import make_task
+
+    task = make_task("batch_matmul", dict(BT=1, BA=1, BB=1, M=2048, K=512, N=2048), name="sgemm2k")
+    space = space_for_task(task, "gpu")
+    base = dict(thread_m=16, thread_n=16, stage=1, split_k=8, unroll=512, pad_smem=0)
+    f8 = _features(schedule(task, space.point({**base, "inner_m": 8, "inner_n": 8}), "gpu"))
+    f16 = _features(schedule(task, space.point({**base, "inner_m": 16, "inner_n": 16}), "gpu"))
+    assert f16[0].local_elements_per_thread == 256 and f8[0].local_elements_per_thread == 64
+    for gpu, p in PROFILES.items():
+        e8, e16 = estimate(f8, p), estimate(f16, p)
+        assert e16.spilled_registers > 0 and e8.spilled_registers == 0, gpu
+        assert e8.seconds < e16.seconds, (gpu, e8.seconds, e16.seconds)

@@ -84,6 +84,34 @@ def _torch(model_bytes, feed, threads, trials) -> Prepared:
     return Prepared("torch", run, lambda: [t.numpy() for t in run()], 0.0, "eager, torch.nn.functional per node")
 
 
+def _build_float(mod, target, _params):
+    """MetaSchedule's default build function without its `import tvm.s_tir.tensor_intrin`.
+
+    Why: that import takes 30-60 s on a 2-core machine (TVMScript parses hundreds of tensor intrinsics, calling
+    inspect.stack for each) and happens inside the timed build of every fresh builder worker; with the default
+    30 s timeout every build timed out, the pool restarted, and tuning never measured a candidate. The builder
+    pool is recreated for every batch, so even with a longer timeout each batch would pay it. The intrinsics only
+    name tensorized instructions (int8 dot products, GPU tensor cores) that float32 CPU schedules never use."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+def metaschedule_builder(threads: int):
+    """MetaSchedule's LocalBuilder for float32 CPU tuning (see _build_float)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.builder.LocalBuilder(max_workers=threads, f_build=_build_float)
+
+
+def metaschedule_trials_per_iter(trials: int, tasks: int) -> int:
+    """Candidates per MetaSchedule iteration: its task scheduler gives every task one iteration before it
+    follows gradients, so a budget smaller than 64 x tasks must be spread (as woodpecker's tuner spreads its
+    own), or only the first tasks would ever be measured and the rest would run untuned."""
+    return max(1, min(64, trials // max(1, tasks)))
+
+
 def _metaschedule(model_bytes, feed, threads, trials) -> Prepared:
     import onnx
     import tvm
@@ -102,9 +130,11 @@ def _metaschedule(model_bytes, feed, threads, trials) -> Prepared:
                                      relax.transform.FuseOps(), relax.transform.FuseTIR()])
     with target:
         fused = fuse(mod)
+    tasks = ms.relax_integration.extract_tasks(fused, target, params=None)
+    per_iter = metaschedule_trials_per_iter(trials, len(tasks))
     with tempfile.TemporaryDirectory() as work:
         db = ms.relax_integration.tune_relax(fused, params=None, target=target, work_dir=work, max_trials_global=trials,
-                                             num_trials_per_iter=min(64, trials))
+                                             num_trials_per_iter=per_iter, builder=metaschedule_builder(threads))
         ex = ms.relax_integration.compile_relax(db, mod, target, params=None)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     args = [tvm.runtime.tensor(np.ascontiguousarray(feed[i.name])) for i in model.graph.input if i.name in feed]
@@ -114,4 +144,5 @@ def _metaschedule(model_bytes, feed, threads, trials) -> Prepared:
         outs = out if isinstance(out, (list, tuple)) or hasattr(out, "__len__") and not hasattr(out, "numpy") else [out]
         return [o.numpy() for o in outs]
 
-    return Prepared("tvm-metaschedule", lambda: vm["main"](*args), outputs, 0.0, f"{trials} trials, xgb cost model")
+    return Prepared("tvm-metaschedule", lambda: vm["main"](*args), outputs, 0.0,
+                    f"{trials} trials over {len(tasks)} tasks ({per_iter} per iteration), xgb cost model")

@@ -1,9 +1,11 @@
 """Bench: woodpecker (untuned, and tuned when records are given) against the baselines, with per-operator detail.
 
-Method. Every contender runs the same model on the same seeded inputs with the same number of threads, in the
-same process; outputs are checked against onnxruntime first (max |out - ref| / max |ref| <= 1e-3). Timing is
-interleaved: rounds in which each contender runs `per_round` times in turn, so that drift hits all alike; the
-figure is the median of single-run latencies and the spread the interquartile range. Per-operator times come from
+Method. Every contender runs the same model on the same seeded inputs with the same number of threads, each in a
+process of its own (woodpecker's compiled models as saved artifacts, loaded as a user would); outputs are checked
+against onnxruntime first (max |out - ref| / max |ref| <= 1e-3). Timing is interleaved: rounds in which each
+contender in turn runs 3 warm-up runs and `per_round` timed runs back to back, so that drift hits all alike and no
+runtime's spinning worker threads land on another's time (woodpecker.bench.isolated); the figure is the median of
+single-run latencies and the spread the interquartile range. Per-operator times come from
 timing each call of the compiled model in turn (woodpecker.runtime.executor.Executor.profile); achieved GFLOP/s
 are set against the machine's measured peak (woodpecker.hw.peak) for a roofline view.
 """
@@ -17,7 +19,7 @@ import html
 import io
 import json
 import pathlib
-import statistics
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,36 +27,7 @@ from typing import Any
 import numpy as np
 
 from woodpecker.bench import baselines as bl
-
-
-@dataclasses.dataclass
-class Contender:
-    name: str
-    run: Callable[[], Any]
-    setup_s: float
-    note: str = ""
-    error: str | None = None
-    median_ms: float | None = None
-    p25_ms: float | None = None
-    p75_ms: float | None = None
-
-
-def _interleave(contenders: Sequence[Contender], rounds: int, per_round: int, warmup: int = 3) -> None:
-    live = [c for c in contenders if c.error is None]
-    for c in live:
-        for _ in range(warmup):
-            c.run()
-    samples: dict[str, list[float]] = {c.name: [] for c in live}
-    for _ in range(rounds):
-        for c in live:
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                c.run()
-                samples[c.name].append(time.perf_counter() - t0)
-    for c in live:
-        xs = sorted(samples[c.name])
-        q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
-        c.median_ms, c.p25_ms, c.p75_ms = statistics.median(xs) * 1e3, q[0] * 1e3, q[2] * 1e3
+from woodpecker.bench.isolated import Recipe, time_isolated
 
 
 def _rel_err(out: np.ndarray, ref: np.ndarray) -> float:
@@ -119,38 +92,33 @@ def run_bench(model: Any, target: str = "host", baselines: Sequence[str] = ("onn
         contenders_cm["woodpecker-tuned"] = (woodpecker.compile(proto, target=target, db=db, vendor=vendor),
                                              time.perf_counter() - t0)
     feed = untuned.random_inputs()
-    reference = None
-    contenders: list[Contender] = []
-    for name in baselines:
-        progress(f"preparing baseline {name}")
-        try:
-            prep = bl.prepare(name, model_bytes, feed, threads, trials or 64)
-            outs = prep.outputs()
-            if name == "onnxruntime":
-                reference = outs
-            contenders.append(Contender(name, prep.run, prep.setup_s, prep.note))
-            contenders[-1].outputs = outs  # type: ignore[attr-defined]
-        except Exception as err:  # noqa: BLE001 - a baseline that cannot run the model is reported, not fatal
-            contenders.append(Contender(name, lambda: None, 0.0, error=f"{type(err).__name__}: {str(err).splitlines()[0]}"))
-    if reference is None:
-        reference = bl.prepare("onnxruntime", model_bytes, feed, threads).outputs()
-    for name, (cm, setup_s) in contenders_cm.items():
-        outs = cm.run(feed)
-        c = Contender(name, cm.runner(feed), setup_s)
-        c.outputs = [outs[t.name] for t in cm.outputs]  # type: ignore[attr-defined]
-        contenders.insert(len([x for x in contenders if x.name.startswith("woodpecker")]), c)
-    for c in contenders:
-        if c.error is None:
-            errs = [_rel_err(o, r) for o, r in zip(c.outputs, reference)]  # type: ignore[attr-defined]
-            if not max(errs) <= 1e-3:
-                c.error = f"outputs differ from onnxruntime (max relative error {max(errs):.2e})"
-    progress("timing (interleaved)")
-    _interleave(contenders, rounds, per_round)
+    reference = bl.prepare("onnxruntime", model_bytes, feed, threads).outputs()
+    with tempfile.TemporaryDirectory(prefix="woodpecker-bench-") as work:
+        model_path = pathlib.Path(work, "model.onnx")
+        model_path.write_bytes(model_bytes)
+        recipes = []
+        for name, (cm, _) in contenders_cm.items():
+            cm.save(pathlib.Path(work, f"{name}.wpk"))
+            recipes.append(Recipe(name, "artifact", str(pathlib.Path(work, f"{name}.wpk"))))
+        recipes += [Recipe(name, "baseline", str(model_path), trials or 64) for name in baselines]
+        timings = time_isolated(recipes, feed, threads, rounds, per_round, progress=progress)
+    contenders = []
+    for t in timings:
+        setup_s = contenders_cm[t.name][1] if t.name in contenders_cm else t.setup_s
+        error = t.error
+        if error is None:
+            errs = [_rel_err(o, r) for o, r in zip(t.outputs, reference)]
+            if len(t.outputs) != len(reference) or not max(errs) <= 1e-3:
+                error = f"outputs differ from onnxruntime (max relative error {max(errs, default=float('inf')):.2e})"
+        ok = error is None
+        contenders.append({"name": t.name, "median_ms": t.median_ms if ok else None, "p25_ms": t.p25_ms if ok else None,
+                           "p75_ms": t.p75_ms if ok else None, "runs": t.runs, "setup_s": setup_s, "note": t.note,
+                           "error": error})
     progress("per-operator profile")
     ops_by_variant = {}
     for name, (cm, _) in contenders_cm.items():
         cm.runner(feed)
-        ops_by_variant[name] = operators(cm) if not cm.whole_model_vendor else []
+        ops_by_variant[name] = operators(cm)  # the generated program, also when the plan ships onnxruntime
     peak = measure_peak(threads)
     host = detect()
     return {
@@ -161,8 +129,7 @@ def run_bench(model: Any, target: str = "host", baselines: Sequence[str] = ("onn
                  "bandwidth_gbs": peak.bandwidth_gbs},
         "gflop_per_run": untuned.gflop,
         "method": __doc__.split("Method.")[1].strip() if __doc__ else "",
-        "contenders": [{"name": c.name, "median_ms": c.median_ms, "p25_ms": c.p25_ms, "p75_ms": c.p75_ms,
-                        "setup_s": c.setup_s, "note": c.note, "error": c.error} for c in contenders],
+        "contenders": contenders,
         "plans": {name: (cm.metadata.get("plan") or {}).get("model") for name, (cm, _) in contenders_cm.items()},
         "operators": ops_by_variant,
     }

@@ -29,6 +29,13 @@ class HostCPU:
         return 128
 
     @property
+    def vector_registers(self) -> int:
+        """Architectural vector registers: 32 with AVX-512 (zmm0-31) and on AArch64 (v0-v31), 16 with AVX/AVX2."""
+        if "avx512f" in self.features or "neon" in self.features or "sve" in self.features:
+            return 32
+        return 16
+
+    @property
     def fma_per_cycle(self) -> int:
         """FP32 FMA instructions issued per cycle per core (2 on AVX2 server cores, znver/skylake)."""
         return 2 if "fma" in self.features else 1

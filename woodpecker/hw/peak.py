@@ -44,7 +44,7 @@ def _fma_kernel_gflops(threads: int, lanes: int = 64, rows: int = 64, k: int = 2
     cw = sch.cache_write(blk, 0, "global")
     sch.reverse_compute_at(cw, t)
     sch.parallel(t)
-    sch.vectorize(v)  # 64 lanes = 8 AVX2 registers: 8 independent FMA chains per row
+    sch.vectorize(v)  # one independent FMA chain per vector register of the row (see _fma_lanes)
     init = sch.decompose_reduction(blk, rr)
     sch.vectorize(sch.get_loops(init)[-1])
     ex = tvm.compile(sch.mod, target=llvm_target(threads))
@@ -85,4 +85,14 @@ def measure_peak(threads: int | None = None) -> Peak:
     from woodpecker import config
 
     threads = threads or config.prepare_tvm_threads()
-    return Peak(_fma_kernel_gflops(threads), _sgemm_gflops(), threads, _copy_bandwidth_gbs())
+    return Peak(_fma_kernel_gflops(threads, _fma_lanes()), _sgemm_gflops(), threads, _copy_bandwidth_gbs())
+
+
+def _fma_lanes() -> int:
+    """Lanes of the FMA kernel's row: one independent accumulator chain per register in half the register file
+    (8 ymm on AVX2, 16 zmm on AVX-512). Two FMA ports x 4 cycles of latency need 8 chains in flight; with the
+    AVX2 row of 64 lanes an AVX-512 host had 4 zmm chains and measured half its peak."""
+    from woodpecker.hw.host import detect
+
+    host = detect()
+    return max(1, host.vector_bits // 32) * host.vector_registers // 2

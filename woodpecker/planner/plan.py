@@ -6,7 +6,8 @@
                    torch (oneDNN/MKL on tensors sharing the arena), numpy (dense/matmul only: BLAS)
         each choice runs once on the call's real input buffers and is checked against the numpy reference of
         the region (max |out - ref| / max |ref| <= 1e-3); a wrong or failing choice is dropped, with its reason
-        the survivors are timed interleaved (rounds of one run each, median of all runs)
+        the survivors are timed interleaved: rounds in which each runs a block (one untimed run that absorbs the
+        spinning tail of the previous runtime's worker threads, then timed runs back to back), median of all
         the fastest wins; woodpecker's kernel keeps ties within 3 % (no churn on noise)
     the planned model is then timed against the all-woodpecker model and onnxruntime running the whole model,
     interleaved; the fastest of the three is the plan (a whole-model vendor plan is reported as such)
@@ -57,17 +58,25 @@ class RegionDecision:
                 "results": [r.to_json() for r in self.results]}
 
 
-def time_interleaved(runs: Mapping[str, Callable[[], None]], rounds: int, warmup: int = 3) -> dict[str, float]:
-    """Median seconds of single runs, the contenders alternating run by run."""
+def time_interleaved(runs: Mapping[str, Callable[[], None]], rounds: int, warmup: int = 3,
+                     per_block: int = 4) -> dict[str, float]:
+    """Median seconds of single runs; the contenders alternate by blocks of `per_block` timed runs, each block
+    after one untimed run.
+
+    Why blocks and not run by run: every runtime keeps its worker threads spinning for a while after a call
+    (onnxruntime, TVM's thread pool, OpenMP), and on a small machine the next runtime's first run pays for it;
+    alternating single runs charged that cost to every run (a 1.8 ms convolution measured 3.5 ms)."""
     for run in runs.values():
         for _ in range(warmup):
             run()
     samples: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(rounds):
+    for _ in range(max(1, rounds // per_block)):
         for name, run in runs.items():
-            t0 = time.perf_counter()
             run()
-            samples[name].append(time.perf_counter() - t0)
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                run()
+                samples[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 

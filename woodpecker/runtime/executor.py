@@ -93,7 +93,12 @@ class Program:
 
 
 def plan_program_memory(program: Program, constants: Mapping[str, np.ndarray]):
-    """The arena layout of a program (shared by this executor and the RISC-V firmware generator).
+    """The arena layout of a program (shared by this executor and the RISC-V firmware generator)."""
+    return plan_memory(*program_lifetimes(program, constants))
+
+
+def program_lifetimes(program: Program, constants: Mapping[str, np.ndarray]):
+    """(bytes, first step, last step, views) of the program's run-time values, as plan_memory takes them.
 
     A value lives from the call that writes it to its last reader. Inputs live to the end, so that execute()
     can run again on the same inputs (benchmarks); outputs live until they are copied out."""
@@ -121,7 +126,7 @@ def plan_program_memory(program: Program, constants: Mapping[str, np.ndarray]):
         sizes[v] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         defs.setdefault(v, -1)
         last.setdefault(v, defs[v])
-    return plan_memory(sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values])
+    return sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values]
 
 
 def validate_inputs(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,7 +16,6 @@ Without a GPU, `woodpecker.load` still opens the artifact (inspection, `dsl()`),
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +24,8 @@ import numpy as np
 
 from woodpecker.errors import BuildError, TargetError
 from woodpecker.runtime.compiled import CompiledModel, KernelInfo
-from woodpecker.runtime.executor import Program, plan_program_memory, validate_inputs
+from woodpecker.runtime.executor import Program, program_lifetimes, validate_inputs
+from woodpecker.runtime.memory import plan_buffers
 
 CUDA_SOURCE = "cuda/kernels.cu"
 
@@ -40,15 +40,11 @@ class DeviceExecutor:
             raise TargetError("vendor library calls are not supported on a GPU target")
         self.program = program
         self.device = device
-        self.memory = plan_program_memory(program, constants)
-        # One allocation per root value, not one arena: TVM's kernels require byte_offset 0 on every argument,
-        # and a view at an offset into an arena has one. Views (reshapes) of a value share its root's allocation.
-        sizes: dict[str, int] = {}
-        for value, root in self.memory.root.items():
-            shape, dtype = program.values[value]
-            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-            sizes[root] = max(sizes.get(root, 0), nbytes)
-        self._storage = {root: tvm.runtime.empty((max(n, 1),), "uint8", device) for root, n in sizes.items()}
+        # One buffer per group of values with disjoint lifetimes, each value at offset 0 of its buffer, not one
+        # arena: TVM's kernels require byte_offset 0 on every argument, and a view into an arena has one. Views
+        # (reshapes) of a value share its root's buffer.
+        self.memory = plan_buffers(*program_lifetimes(program, constants))
+        self._buffers = [tvm.runtime.empty((n,), "uint8", device) for n in self.memory.buffer_bytes]
         self._constants = {k: np.require(v, requirements="C") for k, v in constants.items()}
         const_tensors: dict[tuple[str, tuple[int, ...]], Any] = {}
 
@@ -67,7 +63,7 @@ class DeviceExecutor:
 
     def view(self, value: str, shape: Sequence[int]):
         """A device tensor over the value's storage, with the given shape."""
-        storage = self._storage[self.memory.root[value]]
+        storage = self._buffers[self.memory.buffer_of[self.memory.root[value]]]
         return storage._create_view(tuple(int(s) for s in shape), self.program.values[value][1])
 
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
@@ -162,6 +158,22 @@ class GpuModel(CompiledModel):
         return files
 
 
+def _export_to_cache(executable) -> str:
+    """Export the host library into the cache under its content hash, where loading a saved artifact puts it too
+    (woodpecker.runtime.artifact), so that compiling the same model again reuses the file instead of leaking one."""
+    import hashlib
+
+    from woodpecker import config
+
+    cache = config.get().cache_dir / "libs"
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f"export-{os.getpid()}-{time.time_ns()}.so"
+    executable.export_library(str(tmp))
+    path = cache / f"{hashlib.sha256(tmp.read_bytes()).hexdigest()}.so"
+    os.replace(tmp, path)
+    return str(path)
+
+
 def compile_gpu_model(lowered, knobs: Mapping[str, Mapping[str, Any]], program: Program,
                       constants: Mapping[str, np.ndarray], metadata: Mapping[str, Any], resolved) -> GpuModel:
     """Schedule every task for the GPU (tuned knobs where given, else the default GPU schedule) and build them
@@ -184,8 +196,6 @@ def compile_gpu_model(lowered, knobs: Mapping[str, Mapping[str, Any]], program: 
         raise BuildError(f"the model compiled for {resolved.profile.id} has no CUDA kernel")
     source = cuda[0].inspect_source()
     kernels = _kernel_infos(lowered, {k: (c.knobs, c.origin) for k, c in chosen.items()})
-    library_dir = tempfile.mkdtemp(prefix="woodpecker-gpu-")
-    library_path = os.path.join(library_dir, "kernels.so")
-    executable.export_library(library_path)
+    library_path = _export_to_cache(executable)
     metadata = {**metadata, "build_secs": round(time.perf_counter() - t0, 3)}
     return GpuModel(program, constants, kernels, metadata, library_path, source, executable)

@@ -30,13 +30,7 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def plan_memory(
-    nbytes: Mapping[str, int],
-    defs: Mapping[str, int],
-    last_uses: Mapping[str, int],
-    views: Sequence[tuple[str, str]],
-) -> MemoryPlan:
-    """nbytes/defs/last_uses: per value; views: (src, dst) pairs, dst sharing src's storage."""
+def _root_lifetimes(nbytes, defs, last_uses, views):
     root: dict[str, str] = {v: v for v in nbytes}
     for src, dst in views:
         root[dst] = root.get(src, src)
@@ -48,6 +42,17 @@ def plan_memory(
         start[r] = min(start.get(r, defs[v]), defs[v])
         end[r] = max(end.get(r, last_uses[v]), last_uses[v])
         size[r] = max(size.get(r, 0), _align(max(n, 1)))
+    return root, start, end, size
+
+
+def plan_memory(
+    nbytes: Mapping[str, int],
+    defs: Mapping[str, int],
+    last_uses: Mapping[str, int],
+    views: Sequence[tuple[str, str]],
+) -> MemoryPlan:
+    """nbytes/defs/last_uses: per value; views: (src, dst) pairs, dst sharing src's storage."""
+    root, start, end, size = _root_lifetimes(nbytes, defs, last_uses, views)
     placed: list[tuple[str, int]] = []
     placements: dict[str, Placement] = {}
     for r in sorted(size, key=lambda k: (-size[k], start[k], k)):
@@ -63,3 +68,42 @@ def plan_memory(
         placements[r] = Placement(offset, size[r])
     arena = max((p.offset + p.nbytes for p in placements.values()), default=0)
     return MemoryPlan(arena, placements, root)
+
+
+@dataclasses.dataclass(frozen=True)
+class BufferPlan:
+    buffer_bytes: tuple[int, ...]  # size of each buffer
+    buffer_of: Mapping[str, int]  # storage root value -> its buffer
+    root: Mapping[str, str]  # value -> storage root value (itself unless it is a view)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.buffer_bytes)
+
+
+def plan_buffers(
+    nbytes: Mapping[str, int],
+    defs: Mapping[str, int],
+    last_uses: Mapping[str, int],
+    views: Sequence[tuple[str, str]],
+) -> BufferPlan:
+    """Like plan_memory, but every storage root sits at offset 0 of a buffer of its own kind: for runtimes whose
+    kernels reject an argument at a non-zero byte offset (TVM's device kernels). Roots in order of definition
+    take the smallest dead buffer that holds them, else grow the largest dead one, else a new buffer."""
+    root, start, end, size = _root_lifetimes(nbytes, defs, last_uses, views)
+    buffers: list[list[int]] = []  # [bytes, last step of its current occupant]
+    buffer_of: dict[str, int] = {}
+    for r in sorted(size, key=lambda k: (start[k], -size[k], k)):
+        dead = [i for i, (_, busy) in enumerate(buffers) if busy < start[r]]
+        fitting = [i for i in dead if buffers[i][0] >= size[r]]
+        if fitting:
+            i = min(fitting, key=lambda j: (buffers[j][0], j))
+        elif dead:
+            i = max(dead, key=lambda j: (buffers[j][0], -j))
+            buffers[i][0] = size[r]
+        else:
+            buffers.append([size[r], end[r]])
+            i = len(buffers) - 1
+        buffers[i][1] = end[r]
+        buffer_of[r] = i
+    return BufferPlan(tuple(b[0] for b in buffers), buffer_of, root)

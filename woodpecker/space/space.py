@@ -185,7 +185,7 @@ def _resolve_values(spec: Mapping[str, Any], axes: Mapping[str, int], reduction:
     return out
 
 
-def space_for_task(task, target_class: str = "cpu", lanes: int = 8,
+def space_for_task(task, target_class: str = "cpu", lanes: int | None = None,
                    limits: Mapping[str, int] | None = None) -> SearchSpace:
     """The search space of a task: its family's knob file resolved against its loop structure.
 
@@ -198,6 +198,11 @@ def space_for_task(task, target_class: str = "cpu", lanes: int = 8,
     from woodpecker.schedule.apply import default_knobs
     from woodpecker.schedule.structure import analyze
 
+    if lanes is None:
+        # the host's vector width, as the CPU default schedule assumes (woodpecker.schedule.cpu.host_register_tile)
+        from woodpecker.schedule.cpu import host_register_tile
+
+        lanes = host_register_tile()[0] if target_class == "cpu" else 8
     st = analyze(task.kernel)
     default = default_knobs(task, target_class)
     axes = {a.name: a.extent for a in st.spatial + st.reduction}

@@ -33,7 +33,7 @@ MEASUREMENT = "simulated:analytical-gpu"
 
 
 def features_job(task: Task, knobs: Mapping[str, Any], arch: str, use_ptxas: bool) -> dict:
-    """Worker: schedule for the GPU, lower to device TIR, extract features (and ptxas registers when asked).
+    """Worker: schedule for the GPU, lower to device TIR, extract features (and ptxas registers and spills when asked).
     """
     t0 = time.perf_counter()
     from woodpecker.schedule.apply import schedule
@@ -43,6 +43,7 @@ def features_job(task: Task, knobs: Mapping[str, Any], arch: str, use_ptxas: boo
     mod = schedule(task, knobs, "gpu")
     feats = [f.to_json() for f in extract_module(lower_device(mod, arch))]
     registers: dict[str, int] = {}
+    spill_bytes: dict[str, int] = {}
     if use_ptxas:
         import tvm
 
@@ -53,8 +54,9 @@ def features_job(task: Task, knobs: Mapping[str, Any], arch: str, use_ptxas: boo
         if not result.ok:
             first = next((ln for ln in result.log.splitlines() if "error" in ln), result.log[:200])
             raise RuntimeError(f"nvcc rejected the kernel: {first.strip()}")
-        registers = dict(result.registers)
-    return {"features": feats, "registers": registers, "build_secs": time.perf_counter() - t0}
+        registers, spill_bytes = dict(result.registers), dict(result.spill_bytes)
+    return {"features": feats, "registers": registers, "spill_bytes": spill_bytes,
+            "build_secs": time.perf_counter() - t0}
 
 
 def verify_job(task: Task, io_path: str, rtol: float) -> dict:
@@ -172,7 +174,7 @@ class GpuSimMeasurer:
         v = build.value
         feats = [KernelFeatures.from_json(f) for f in v["features"]]
         try:
-            est = estimate(feats, self.device, v["registers"] or None, self.efficiency)
+            est = estimate(feats, self.device, v["registers"] or None, self.efficiency, v.get("spill_bytes") or None)
         except GpuLaunchError as err:
             return MeasureResult((), f"does not launch: {err}", v["build_secs"]), None
         return MeasureResult((est.seconds,), None, v["build_secs"]), est

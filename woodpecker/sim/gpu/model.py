@@ -4,9 +4,14 @@ For one kernel of B blocks of T threads on a GPU with `SMs` multiprocessors at c
 and KernelFeatures fields; eff_* are the fitted efficiency factors, 1.0 when uncalibrated):
 
     W          = ceil(T / 32)                                   warps per block
-    R          = ptxas registers per thread, else min(255, 24 + 2 * local elements); at most 65536 / (32 W)
+    R          = ptxas registers per thread, else 24 + 2 * local elements; at most min(255, 65536 / (32 W))
                  because TVM emits __launch_bounds__(T)
     Rw         = ceil(32 R / 256) * 256                         registers allocated per warp
+    spilled    = registers the kernel needs beyond R: without ptxas, the estimate minus the cap; with ptxas,
+                 its spill bytes / 8 (each spilled register is stored and loaded at least once, 4 B each)
+    s          = spilled / (R + spilled)                          share of the hot values that live in local memory
+    spill_ops  = 2 * s * fp_instr                                 a local load and store around each FMA on a
+                                                                  spilled accumulator (per thread)
     blocks/SM  = min(max_blocks_per_sm, floor(max_warps_per_sm / W), floor(65536 / (Rw W)),
                      floor(shared_memory_per_sm / (smem_per_block + reserved_per_block)))
     occupancy  = blocks/SM * W / max_warps_per_sm               (theoretical)
@@ -16,11 +21,15 @@ and KernelFeatures fields; eff_* are the fitted efficiency factors, 1.0 when unc
                  (each scheduler needs latency x issue rate independent warp instructions in flight)
 
     T_flop  = (fp_instr * 32 / lanes + sfu_instr * 32 / 16) * W * B / (SMs * f) * imb / (e_alu * eff_flop)
-    T_issue = warp_instructions * W * B / (SMs * schedulers * f) * imb / (e_alu * eff_issue)
-    T_lsu   = (shared + global L1 wavefronts) * B / (SMs * f * lsu_bytes_per_cycle / 128) * imb / eff_lsu
+    T_issue = (warp_instructions + spill_ops) * W * B / (SMs * schedulers * f) * imb / (e_alu * eff_issue)
+    T_lsu   = (shared + global L1 wavefronts + spill_ops * W) * B / (SMs * f * lsu_bytes_per_cycle / 128) * imb
+              / eff_lsu                                           (local memory is interleaved by thread: one
+                                                                  128 B wavefront per warp-wide spill access)
     T_L2    = 32 * L2 sectors * B / (BW_L2 * m_L2 * eff_l2)
               (L2 sectors after L1 reuse across consecutive iterations when the resident blocks' working set
-              of one iteration fits L1, the no-reuse count when it does not, interpolated in between)
+              of one iteration fits L1, the no-reuse count when it does not, interpolated in between; plus the
+              spill traffic that misses L1: spill_ops * 4 B * T * B times the share of the resident threads'
+              spilled bytes that does not fit the L1 left beside shared memory)
     DRAM    = footprint                                                   if footprint <= L2 size
             = max(footprint, min(L2 bytes, waves * unique bytes per wave))   otherwise
     T_DRAM  = DRAM / (BW_DRAM * m_DRAM * eff_dram)
@@ -158,6 +167,7 @@ class GpuEstimate:
     limiter: str  # the bound that sets the longest kernel's time
     blocks_per_sm: int  # of the longest kernel
     registers: int  # per thread, of the longest kernel (ptxas or the model's estimate)
+    spilled_registers: int = 0  # per thread, of the longest kernel: values kept in local memory
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"terms": dict(self.terms)}
@@ -168,11 +178,13 @@ def estimate(
     profile,
     registers: int | Mapping[str, int] | None = None,
     efficiency: Efficiency | None = None,
+    spill_bytes: int | Mapping[str, int] | None = None,
 ) -> GpuEstimate:
     """Estimated time of one kernel, or of a module's kernels run one after another.
 
     `profile` is a HardwareProfile of kind gpu (or a GpuDevice); `registers` are ptxas counts per thread (one
-    number, or per kernel name); without them the model estimates registers from the local arrays.
+    number, or per kernel name); without them the model estimates registers from the local arrays. `spill_bytes`
+    are ptxas's spill stores + loads per kernel (bytes), used with ptxas's registers.
     Raises GpuLaunchError when a kernel cannot launch on this GPU.
     """
     dev = profile if isinstance(profile, GpuDevice) else GpuDevice.from_profile(profile)
@@ -183,7 +195,8 @@ def estimate(
     parts = []
     for k in kernels:
         regs = registers.get(k.name) if isinstance(registers, Mapping) else registers
-        parts.append(_kernel(k, dev, regs, eff))
+        spills = spill_bytes.get(k.name) if isinstance(spill_bytes, Mapping) else spill_bytes
+        parts.append(_kernel(k, dev, regs, eff, spills))
     longest = max(parts, key=lambda e: e.seconds)
     terms: dict[str, float] = {}
     for e in parts:
@@ -196,16 +209,19 @@ def estimate(
         longest.limiter,
         longest.blocks_per_sm,
         longest.registers,
+        longest.spilled_registers,
     )
 
 
 def register_estimate(k: KernelFeatures) -> int:
-    """Registers per thread without ptxas: a base for addresses and loop state plus the local arrays (twice:
-    the accumulators and the operands staged next to them). An estimate; ptxas counts replace it."""
-    return int(min(255, 24 + 2 * k.local_elements_per_thread))
+    """Registers per thread the kernel wants, without ptxas: a base for addresses and loop state plus the local
+    arrays (twice: the accumulators and the operands staged next to them). An estimate; ptxas counts replace it.
+    Not capped: what exceeds the per-thread limit spills (see `_kernel`)."""
+    return int(24 + 2 * k.local_elements_per_thread)
 
 
-def _kernel(k: KernelFeatures, dev: GpuDevice, registers: int | None, eff: Efficiency) -> GpuEstimate:
+def _kernel(k: KernelFeatures, dev: GpuDevice, registers: int | None, eff: Efficiency,
+            spill_bytes: int | None = None) -> GpuEstimate:
     T, B = k.threads_per_block, max(1, k.grid_blocks)
     if T > dev.max_threads_per_block:
         raise GpuLaunchError(
@@ -217,8 +233,16 @@ def _kernel(k: KernelFeatures, dev: GpuDevice, registers: int | None, eff: Effic
             f"{dev.max_shared_memory_per_block} B of {dev.name}"
         )
     W = math.ceil(T / WARP)
-    R = registers if registers is not None else register_estimate(k)
-    R = max(1, min(R, dev.max_registers_per_thread, dev.registers_per_sm // (W * WARP)))
+    demand = registers if registers is not None else register_estimate(k)
+    # TVM emits __launch_bounds__(T), so ptxas caps registers at what one block of T threads can be given;
+    # the rest of the values spill to local memory
+    cap = min(dev.max_registers_per_thread, dev.registers_per_sm // (W * WARP))
+    R = max(1, min(demand, cap))
+    if registers is not None:
+        spilled = math.ceil((spill_bytes or 0) / 8)
+    else:
+        spilled = max(0, demand - cap)
+    spill_ops = 2.0 * spilled / (R + spilled) * k.fp_instr_per_thread if spilled else 0.0
     unit = dev.register_allocation_unit
     Rw = math.ceil(R * WARP / unit) * unit
     smem = k.smem_bytes_per_block + dev.reserved_shared_memory_per_block_bytes
@@ -249,13 +273,13 @@ def _kernel(k: KernelFeatures, dev: GpuDevice, registers: int | None, eff: Effic
         / (e_alu * eff.flop)
     )
     t_issue = (
-        k.instr_per_thread
+        (k.instr_per_thread + spill_ops)
         * warp_total
         / (dev.sm_count * dev.schedulers_per_sm * f)
         * imb
         / (e_alu * eff.issue)
     )
-    wavefronts = (k.shared_wavefronts_per_block + k.l1_wavefronts_per_block) * B
+    wavefronts = (k.shared_wavefronts_per_block + k.l1_wavefronts_per_block + spill_ops * W) * B
     t_lsu = wavefronts / (dev.sm_count * f * dev.lsu_bytes_per_cycle_per_sm / 128) * imb / eff.lsu
 
     # L1 reuse across iterations holds only while the resident blocks' lines fit the L1 beside shared memory
@@ -266,6 +290,11 @@ def _kernel(k: KernelFeatures, dev: GpuDevice, registers: int | None, eff: Effic
     fit = 1.0 if working <= l1 else (l1 / working if working else 1.0)
     l2_sectors = fit * k.l2_sectors_per_block + (1 - fit) * k.l2_sectors_no_reuse_per_block
     l2_bytes = SECTOR_BYTES * l2_sectors * B
+    if spill_ops:
+        # spilled values stay in L1 while the resident threads' local memory fits beside the other lines
+        local = resident * T * spilled * 4
+        spill_fit = 1.0 if local <= max(0, l1 - working) else max(0, l1 - working) / local
+        l2_bytes += (1 - spill_fit) * spill_ops * 4 * T * B
 
     in_flight = (
         sms_busy * active_warps * min(MAX_LOADS_IN_FLIGHT, max(1.0, k.mlp)) * max(k.bytes_per_request, 4.0)
@@ -288,4 +317,4 @@ def _kernel(k: KernelFeatures, dev: GpuDevice, registers: int | None, eff: Effic
     launch = dev.launch_overhead_s * eff.launch
     seconds = terms[limiter] + launch
     terms["launch"] = launch
-    return GpuEstimate(seconds, terms, occupancy, limiter, per_sm, R)
+    return GpuEstimate(seconds, terms, occupancy, limiter, per_sm, R, spilled)
