@@ -109,7 +109,7 @@ def time_builds(candidates: Mapping[str, CompiledModel], runs: Mapping[str, Call
                 path = os.path.join(work, f"{name}.wpk")
                 model.save(path)
                 recipes.append(Recipe(name, "artifact", path))
-            timings = time_isolated(recipes, feed, threads, rounds=MODEL_ROUNDS // 3, per_round=3, warmup=2)
+            timings = time_isolated(recipes, feed, threads, rounds=MODEL_ROUNDS // 3, per_round=5, warmup=3)
         times = {t.name: t.median_ms / 1e3 for t in timings if t.error is None and t.median_ms}
         if set(times) == set(candidates):
             return times, "one process per build"
