@@ -179,14 +179,14 @@ def run_metaschedule(task, lowered, trials: int, workdir: str) -> tuple[list[flo
 def _time_library(task, lowered, lib: str, func: str) -> float:
     from woodpecker.measure.jobs import run_job
     from woodpecker.measure.pool import WorkerPool
-    from woodpecker.measure.reference import reference_io
+    from woodpecker.measure.reference import ReferenceStore, reference_io
 
     node, call = lowered.example(task.key)
-    inputs, expected = reference_io(task, node, lowered.graph, call.args)
-    io = lib + ".npz"
-    np.savez(io, n_inputs=np.int64(len(inputs)), expected=expected, **{f"in{i}": a for i, a in enumerate(inputs)})
+    references = ReferenceStore("woodpecker-ms-io-")
+    references.add(task, *reference_io(task, node, lowered.graph, call.args))
     with WorkerPool(1, {"TVM_NUM_THREADS": str(threads())}) as pool:
-        res = pool.map(run_job, [(lib, func, io, 5, 20, 1e-3)], 120)[0]
+        res = pool.map(run_job, [(lib, func, references.path(task), 5, 20, 1e-3)], 120)[0]
+    references.cleanup()
     if res.error or res.value["error"]:
         return math.inf
     return statistics.median(res.value["run_secs"]) * 1e6

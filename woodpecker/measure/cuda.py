@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from woodpecker.errors import TargetError
 from woodpecker.lowering.model import Task
 from woodpecker.measure.measurer import MeasureOptions, MeasureResult
 from woodpecker.measure.pool import WorkerPool
+from woodpecker.measure.reference import ReferenceStore
 from woodpecker.space.space import canonical_json
 
 _MODULES: dict[str, Any] = {}  # loaded libraries, per runner process
@@ -223,17 +223,13 @@ class CudaMeasurer:
         self.build_dir = config.get().cache_dir / "builds-cuda"
         self.binary_dir = str(self.build_dir / "binaries")
         os.makedirs(self.binary_dir, exist_ok=True)
-        self._io_dir = tempfile.TemporaryDirectory(prefix="woodpecker-cuda-io-")
-        self._io: dict[str, str] = {}
+        self._references = ReferenceStore("woodpecker-cuda-io-")
 
     def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
-        path = os.path.join(self._io_dir.name, f"{task.key}.npz")
-        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
-        np.savez(path, n_inputs=np.int64(len(inputs)), expected=expected, **arrays)
-        self._io[task.key] = path
+        self._references.add(task, inputs, expected)
 
     def has_reference(self, task: Task) -> bool:
-        return task.key in self._io
+        return task in self._references
 
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
         ident = json.dumps([task.key, canonical_json(knobs), self.target, self.compiler], sort_keys=True)
@@ -244,9 +240,7 @@ class CudaMeasurer:
 
     def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
         """Candidates of any tasks: all built in parallel first, then run one by one."""
-        for task, _ in items:
-            if task.key not in self._io:
-                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        self._references.require(task for task, _ in items)
         o = self.options
         builds = self.builders.map(
             cuda_build_job,
@@ -269,7 +263,7 @@ class CudaMeasurer:
                 (
                     builds[i].value["path"],
                     items[i][0].name,
-                    self._io[items[i][0].key],
+                    self._references.path(items[i][0]),
                     o.repeat,
                     o.min_repeat_ms,
                     o.rtol,
@@ -292,7 +286,7 @@ class CudaMeasurer:
     def close(self) -> None:
         self.builders.close()
         self.runner.close()
-        self._io_dir.cleanup()
+        self._references.cleanup()
 
     def __enter__(self) -> CudaMeasurer:
         return self

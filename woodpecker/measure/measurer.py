@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from woodpecker import config
 from woodpecker.lowering.model import Task
 from woodpecker.measure.jobs import build_job, run_job
 from woodpecker.measure.pool import CallResult, WorkerPool
+from woodpecker.measure.reference import ReferenceStore
 from woodpecker.space.space import canonical_json
 
 
@@ -64,18 +64,14 @@ class Measurer:
         self.runner = WorkerPool(1, env)
         self.build_dir = config.get().cache_dir / "builds"
         self.build_dir.mkdir(parents=True, exist_ok=True)
-        self._io_dir = tempfile.TemporaryDirectory(prefix="woodpecker-io-")
-        self._io: dict[str, str] = {}
+        self._references = ReferenceStore("woodpecker-io-")
 
     # -- reference data ------------------------------------------------------------------------------------------
     def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
-        path = os.path.join(self._io_dir.name, f"{task.key}.npz")
-        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
-        np.savez(path, n_inputs=np.int64(len(inputs)), expected=expected, **arrays)
-        self._io[task.key] = path
+        self._references.add(task, inputs, expected)
 
     def has_reference(self, task: Task) -> bool:
-        return task.key in self._io
+        return task in self._references
 
     # -- measuring -----------------------------------------------------------------------------------------------
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
@@ -95,9 +91,7 @@ class Measurer:
 
     def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
         """Candidates of any tasks: all built in parallel first, then run one by one."""
-        for task, _ in items:
-            if task.key not in self._io:
-                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        self._references.require(task for task, _ in items)
         o = self.options
         builds = self.build_many(items)
         results: list[MeasureResult | None] = [None] * len(items)
@@ -109,8 +103,8 @@ class Measurer:
                 to_run.append(i)
         runs = self.runner.map(
             run_job,
-            [(builds[i].value["path"], items[i][0].name, self._io[items[i][0].key], o.repeat, o.min_repeat_ms, o.rtol)
-             for i in to_run],
+            [(builds[i].value["path"], items[i][0].name, self._references.path(items[i][0]), o.repeat,
+              o.min_repeat_ms, o.rtol) for i in to_run],
             o.run_timeout_s,
         )
         for i, r in zip(to_run, runs):
@@ -125,7 +119,7 @@ class Measurer:
     def close(self) -> None:
         self.builders.close()
         self.runner.close()
-        self._io_dir.cleanup()
+        self._references.cleanup()
 
     def __enter__(self) -> Measurer:
         return self

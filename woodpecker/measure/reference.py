@@ -47,3 +47,37 @@ def max_relative_error(out: np.ndarray, expected: np.ndarray) -> float:
     if not np.all(np.isfinite(out)) and np.all(np.isfinite(expected)):
         return float("inf")
     return float(np.max(diff)) / scale if diff.size else 0.0
+
+
+class ReferenceStore:
+    """Each task's reference inputs and expected output, as the .npz file the measuring jobs load
+    (n_inputs, in0..in{n-1}, expected): one store per measurer, removed with it."""
+
+    def __init__(self, prefix: str) -> None:
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory(prefix=prefix)
+        self._paths: dict[str, str] = {}
+
+    def add(self, task: Task, inputs, expected: np.ndarray) -> None:
+        import os
+
+        path = os.path.join(self._dir.name, f"{task.key}.npz")
+        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
+        np.savez(path, n_inputs=np.int64(len(inputs)), expected=np.ascontiguousarray(expected), **arrays)
+        self._paths[task.key] = path
+
+    def __contains__(self, task: Task) -> bool:
+        return task.key in self._paths
+
+    def path(self, task: Task) -> str:
+        return self._paths[task.key]
+
+    def require(self, tasks) -> None:
+        """RuntimeError naming the first task without reference data."""
+        for task in tasks:
+            if task.key not in self._paths:
+                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+
+    def cleanup(self) -> None:
+        self._dir.cleanup()

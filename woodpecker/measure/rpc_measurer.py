@@ -234,9 +234,7 @@ class RpcMeasurer(Measurer):
 
     def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
         """Candidates of any tasks: built in parallel here, then timed one by one on the device."""
-        for task, _ in items:
-            if task.key not in self._io:
-                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        self._references.require(task for task, _ in items)
         o = self.options
         builds = self.build_many(items)
         if self.down:
@@ -250,7 +248,7 @@ class RpcMeasurer(Measurer):
             if self.down:
                 results.append(MeasureResult((), f"run failed: {self.where} unavailable (not registered)", build_secs))
                 continue
-            args = self._lease_args() + (b.value["path"], task.name, self._io[task.key], o.repeat, o.min_repeat_ms,
+            args = self._lease_args() + (b.value["path"], task.name, self._references.path(task), o.repeat, o.min_repeat_ms,
                                          o.rtol)
             r = self.runner.map(rpc_run_job, [args], o.run_timeout_s + self.connect_timeout_s)[0]
             if r.error is None and not r.value["lost"]:

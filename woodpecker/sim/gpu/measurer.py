@@ -14,7 +14,6 @@ GPU (threads, shared memory) is a failed result.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from woodpecker import config
 from woodpecker.lowering.model import Task
 from woodpecker.measure.measurer import MeasureOptions, MeasureResult
 from woodpecker.measure.pool import WorkerPool
+from woodpecker.measure.reference import ReferenceStore
 from woodpecker.sim.gpu.features import KernelFeatures
 from woodpecker.sim.gpu.model import Efficiency, GpuDevice, GpuEstimate, GpuLaunchError, estimate
 from woodpecker.space.space import canonical_json
@@ -117,21 +117,17 @@ class GpuSimMeasurer:
         self.use_ptxas = use_ptxas
         env = {"TVM_NUM_THREADS": "1", "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
         self.builders = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
-        self._io_dir = tempfile.TemporaryDirectory(prefix="woodpecker-gpusim-")
-        self._io: dict[str, str] = {}
+        self._references = ReferenceStore("woodpecker-gpusim-")
         self._verified: dict[str, str | None] = {}  # task key -> None (checked) or the failure
         self._results: dict[tuple[str, str], tuple[MeasureResult, GpuEstimate | None]] = {}
 
     # -- reference data --------------------------------------------------------------------------------------
     def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
-        path = os.path.join(self._io_dir.name, f"{task.key}.npz")
-        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
-        np.savez(path, n_inputs=np.int64(len(inputs)), expected=expected, **arrays)
-        self._io[task.key] = path
+        self._references.add(task, inputs, expected)
         self._verified.pop(task.key, None)
 
     def has_reference(self, task: Task) -> bool:
-        return task.key in self._io
+        return task in self._references
 
     # -- measuring -------------------------------------------------------------------------------------------
     def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
@@ -145,9 +141,7 @@ class GpuSimMeasurer:
         return [e if e is not None else (r.error or "") for r, e in self._run(items)]
 
     def _run(self, items):
-        for task, _ in items:
-            if task.key not in self._io:
-                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        self._references.require(task for task, _ in items)
         self._verify({task.key: task for task, _ in items})
         keys = [(task.key, canonical_json(p)) for task, p in items]
         todo = [
@@ -185,14 +179,14 @@ class GpuSimMeasurer:
             return
         o = self.options
         results = self.builders.map(
-            verify_job, [(t, self._io[t.key], o.rtol) for t in pending], o.build_timeout_s
+            verify_job, [(t, self._references.path(t), o.rtol) for t in pending], o.build_timeout_s
         )
         for t, r in zip(pending, results):
             self._verified[t.key] = r.error
 
     def close(self) -> None:
         self.builders.close()
-        self._io_dir.cleanup()
+        self._references.cleanup()
 
     def __enter__(self) -> GpuSimMeasurer:
         return self

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from woodpecker import config
 from woodpecker.lowering.model import Task
 from woodpecker.measure.measurer import MeasureOptions, MeasureResult
 from woodpecker.measure.pool import WorkerPool
+from woodpecker.measure.reference import ReferenceStore
 from woodpecker.sim.riscv.kernel import resolve_profile
 from woodpecker.space.space import canonical_json
 
@@ -75,19 +75,15 @@ class RiscvMeasurer:
         self.pool = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
         self.build_dir = config.get().cache_dir / "sim" / "objects"
         self.build_dir.mkdir(parents=True, exist_ok=True)
-        self._io_dir = tempfile.TemporaryDirectory(prefix="woodpecker-sim-io-")
-        self._io: dict[str, str] = {}
+        self._references = ReferenceStore("woodpecker-sim-io-")
         self.last_details: list[dict | None] = []  # cycles, counts, per-core counts of the last batch
 
     # -- reference data ------------------------------------------------------------------------------------------
     def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
-        path = os.path.join(self._io_dir.name, f"{task.key}.npz")
-        arrays = {f"in{i}": np.ascontiguousarray(a) for i, a in enumerate(inputs)}
-        np.savez(path, n_inputs=np.int64(len(inputs)), expected=np.ascontiguousarray(expected), **arrays)
-        self._io[task.key] = path
+        self._references.add(task, inputs, expected)
 
     def has_reference(self, task: Task) -> bool:
-        return task.key in self._io
+        return task in self._references
 
     # -- measuring -----------------------------------------------------------------------------------------------
     def object_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
@@ -100,9 +96,7 @@ class RiscvMeasurer:
 
     def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
         """Candidates of any tasks: all built in parallel, then all simulated in parallel."""
-        for task, _ in items:
-            if task.key not in self._io:
-                raise RuntimeError(f"no reference data for task {task.name}; call set_reference first")
+        self._references.require(task for task, _ in items)
         o = self.options
         builds = self.pool.map(
             build_object_job,
@@ -119,7 +113,7 @@ class RiscvMeasurer:
                 to_run.append(i)
         runs = self.pool.map(
             simulate_job,
-            [(builds[i].value["path"], items[i][0].name, self._io[items[i][0].key], self.profile, o.rtol,
+            [(builds[i].value["path"], items[i][0].name, self._references.path(items[i][0]), self.profile, o.rtol,
               self.cache, o.run_timeout_s) for i in to_run],
             o.run_timeout_s + 10.0,  # the job's own qemu timeout fires first; this catches a stuck worker
         )
@@ -139,7 +133,7 @@ class RiscvMeasurer:
 
     def close(self) -> None:
         self.pool.close()
-        self._io_dir.cleanup()
+        self._references.cleanup()
 
     def __enter__(self) -> RiscvMeasurer:
         return self
