@@ -40,36 +40,14 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu_calibration"
 WINDOW = dict(DH=1, DW=1)
 
 
-def _conv(c, hw, k, rs, stride, pad, groups=1):
-    return (
-        "conv2d",
-        dict(
-            N=1,
-            C=c,
-            H=hw,
-            W=hw,
-            K=k,
-            R=rs,
-            S=rs,
-            G=groups,
-            SH=stride,
-            SW=stride,
-            PT=pad,
-            PL=pad,
-            PB=pad,
-            PR=pad,
-            **WINDOW,
-        ),
-    )
-
-
+# label: (template, bindings), or ("conv", (C, HW, K, RS, stride, pad[, groups])) for a square NCHW convolution
 SUITE = {
     "sgemm_1024": ("batch_matmul", dict(BT=1, BA=1, BB=1, M=1024, K=1024, N=1024)),
-    "r50_3x3_64": _conv(64, 56, 64, 3, 1, 1),
-    "r50_1x1_256": _conv(256, 56, 64, 1, 1, 0),
-    "r50_3x3_256_s1": _conv(256, 14, 256, 3, 1, 1),
-    "r50_7x7_s2": _conv(3, 224, 64, 7, 2, 3),
-    "mbv2_dw_3x3": _conv(144, 56, 144, 3, 1, 1, groups=144),
+    "r50_3x3_64": ("conv", (64, 56, 64, 3, 1, 1)),
+    "r50_1x1_256": ("conv", (256, 56, 64, 1, 1, 0)),
+    "r50_3x3_256_s1": ("conv", (256, 14, 256, 3, 1, 1)),
+    "r50_7x7_s2": ("conv", (3, 224, 64, 7, 2, 3)),
+    "mbv2_dw_3x3": ("conv", (144, 56, 144, 3, 1, 1, 144)),
     "dense_b1": ("dense", dict(M=1, K=2048, N=1000)),
     "bert_dense": ("dense", dict(M=128, K=768, N=3072)),
     "bert_attn_qk": ("batch_matmul_nt", dict(BT=12, BA=12, BB=12, M=128, K=64, N=128)),
@@ -128,9 +106,10 @@ PROFILE_BY_NAME = (("H100", "h100"), ("A100", "a100"), ("V100", "v100"), ("T4", 
 
 
 def suite_tasks():
-    from woodpecker.testing.kernels import make_task
+    from woodpecker.testing.kernels import conv2d_task, make_task
 
-    return {label: make_task(template, bindings, name=label) for label, (template, bindings) in SUITE.items()}
+    return {label: conv2d_task(1, *spec, name=label) if template == "conv" else make_task(template, spec, name=label)
+            for label, (template, spec) in SUITE.items()}
 
 
 def reference(task, seed: int = 0):
