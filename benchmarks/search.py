@@ -192,42 +192,52 @@ def _time_library(task, lowered, lib: str, func: str) -> float:
     return statistics.median(res.value["run_secs"]) * 1e6
 
 
+def layer_trials(results: dict, L: dict) -> int:
+    """Trials per session of one layer's run (older results.json files kept one figure for the whole file)."""
+    return int(L.get("trials", results.get("trials", 0)))
+
+
 def report(results: dict, out_dir: pathlib.Path, budgets=(64, 256)) -> str:
-    run = int(results.get("trials", max(budgets)))
-    budgets = tuple(b for b in budgets if b <= run) or (run,)  # a shorter run has no figures for larger budgets
-    lines = [f"machine: {results['machine']}; threads: {results['threads']}; trials per session: {run}", "",
-             "MetaSchedule's figure at the full budget is its best schedule re-timed by woodpecker's runner; at a",
-             "smaller budget, the best of its own measurements within that many trials.", ""]
-    searchers = [s for s in SEARCHERS + ["metaschedule"] if any(s in L["curves"] for L in results["layers"].values())]
+    layers = results["layers"]
+    longest = max(layer_trials(results, L) for L in layers.values())
+    budgets = tuple(b for b in budgets if b <= longest) or (longest,)  # no figures for budgets longer than any run
+    lines = [f"machine: {results['machine']}; threads: {results['threads']}", "",
+             "MetaSchedule's figure at a layer's full budget is its best schedule re-timed by woodpecker's runner; at a",
+             "smaller budget, the best of its own measurements within that many trials. A budget's table holds the",
+             "layers whose sessions ran at least that many trials; a shorter session is a prefix of a longer one.", ""]
+    searchers = [s for s in SEARCHERS + ["metaschedule"] if any(s in L["curves"] for L in layers.values())]
     for budget in budgets:
+        at_budget = {n: L for n, L in layers.items() if layer_trials(results, L) >= budget}
         head = "| layer | onnxruntime us | default us | " + " | ".join(f"{s}@{budget} us" for s in searchers) + " |"
-        lines += [f"### budget {budget} trials", "", head, "|" + "---|" * (3 + len(searchers))]
+        lines += [f"### budget {budget} trials ({len(at_budget)} layers)", "", head,
+                  "|" + "---|" * (3 + len(searchers))]
         sp_def = {s: [] for s in searchers}
         sp_ort = {s: [] for s in searchers}
-        for name, L in results["layers"].items():
+        for name, L in at_budget.items():
             cells = []
             for s in searchers:
                 c = L["curves"].get(s)
                 v = c[min(budget, len(c)) - 1] if c else math.nan
-                if s == "metaschedule" and budget == run and L.get("ms_retimed_us"):
+                if s == "metaschedule" and budget == layer_trials(results, L) and L.get("ms_retimed_us"):
                     v = L["ms_retimed_us"]
                 cells.append(f"{v:.1f}")
-                sp_def[s].append(L["default_us"] / v if v else math.nan)
-                sp_ort[s].append(L["ort_us"] / v if v else math.nan)
+                if math.isfinite(v) and v > 0:  # a searcher that found nothing valid has no ratio
+                    sp_def[s].append(L["default_us"] / v)
+                    sp_ort[s].append(L["ort_us"] / v)
             lines.append(f"| {name} | {L['ort_us']:.1f} | {L['default_us']:.1f} | " + " | ".join(cells) + " |")
         lines.append("| geomean speedup over default | | | " + " | ".join(f"{geomean(sp_def[s]):.2f}x" for s in searchers) + " |")
         lines.append("| geomean speedup over onnxruntime | | | " + " | ".join(f"{geomean(sp_ort[s]):.2f}x" for s in searchers) + " |")
         lines.append("")
-    lines += [f"### trials to reach 95% of the best found by any searcher (within {run})", "",
-              "| layer | " + " | ".join(searchers) + " |", "|" + "---|" * (1 + len(searchers))]
-    for name, L in results["layers"].items():
+    lines += ["### trials to reach 95% of the best found by any searcher (within the layer's session)", "",
+              "| layer | trials per session | " + " | ".join(searchers) + " |", "|" + "---|" * (2 + len(searchers))]
+    for name, L in layers.items():
         best = min(min(c) for c in L["curves"].values() if c)
         cells = []
         for s in searchers:
             c = L["curves"].get(s, [])
             hit = next((i + 1 for i, v in enumerate(c) if v <= best / 0.95), None)
             cells.append(str(hit) if hit else ">" + str(len(c)))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {layer_trials(results, L)} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     _plots(results, out_dir)
     return text
@@ -272,13 +282,19 @@ def main() -> None:
         return
     path = out_dir / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"layers": {}}
-    results.update({"machine": machine(), "threads": threads(), "trials": args.trials})
+    for L in results["layers"].values():  # each layer keeps its own session length when runs are merged
+        L.setdefault("trials", results.get("trials"))
+    results.pop("trials", None)
+    results.update({"machine": machine(), "threads": threads()})
     for name in args.layers.split(","):
         kind, params = LAYERS[name]
         model = layer_model(kind, params)
         lowered, task = main_task(model)
         L = results["layers"].setdefault(name, {"curves": {}})
-        L["task"], L["flops"] = task.name, task.flops
+        if L.get("trials") != args.trials:  # a rerun at another budget replaces the layer's figures
+            L.clear()
+            L["curves"] = {}
+        L["task"], L["flops"], L["trials"] = task.name, task.flops, args.trials
         L["ort_us"] = ort_latency_us(model)
         for s in args.searchers.split(","):
             with tempfile.TemporaryDirectory() as work:

@@ -91,8 +91,9 @@ def compile(  # noqa: A001 (the public name users expect)
             toolchain is applied, other kernels use their default schedule.
         trials: tune first, with this many measurements (records go to `db`, or the per-user database).
         searcher: the searcher used when `trials` is given ("ga", "rl", "random").
-        vendor: let the planner time vendor libraries (onnxruntime, PyTorch, numpy BLAS) against each generated
-            kernel, in place, and keep the fastest (default: on, unless WOODPECKER_VENDOR=0).
+        vendor: let the planner time vendor libraries (onnxruntime, PyTorch, numpy BLAS; on a GPU, cuDNN and
+            cuBLAS through PyTorch) against each generated kernel, in place, and keep the fastest (default: on,
+            unless WOODPECKER_VENDOR=0). GPU targets are planned only where a GPU is attached.
         blocked_layout: force the NCHW[b]c layout pass on or off (default: on for CPU targets).
 
     Returns:
@@ -117,14 +118,24 @@ def compile(  # noqa: A001 (the public name users expect)
     metadata = _metadata(graph.name, resolved)
     if resolved.target_class in ("riscv", "mcu"):
         return _compile_simulated(model, lowered, knobs, program, constants, metadata, resolved)
+    plan = config.get().vendor if vendor is None else vendor
     if resolved.target_class == "gpu":
-        return _compile_gpu(lowered, knobs, program, constants, metadata, resolved)
+        gpu = _compile_gpu(lowered, knobs, program, constants, metadata, resolved)
+        if not plan:
+            return gpu
+        if resolved.simulated:  # no GPU attached: nothing to time the vendor libraries on
+            gpu.metadata["plan"] = {"skipped": "no GPU attached: vendor choices (cuDNN, cuBLAS) are timed on a GPU"}
+            return gpu
+        from woodpecker.planner.choices import DEVICE_VENDORS
+        from woodpecker.planner.planner import plan_model
+
+        return plan_model(gpu, lowered, None, vendors=DEVICE_VENDORS, threads=resolved.threads)
     from woodpecker.codegen.build import build_tasks
 
     executable, chosen = build_tasks(lowered.tasks, knobs, resolved.tvm_target())
     kernels = _kernel_infos(lowered, {k: (c.knobs, c.origin) for k, c in chosen.items()})
     compiled = CompiledModel(executable.mod, program, constants, kernels, metadata, executable=executable)
-    if config.get().vendor if vendor is None else vendor:
+    if plan:
         from woodpecker.frontend.onnx import load_onnx_model
         from woodpecker.planner.planner import plan_model
 

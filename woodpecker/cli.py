@@ -248,7 +248,7 @@ def _plan_summary(cm) -> str:
 def bench_cmd(
     model: Annotated[str, typer.Argument(help="ONNX file, or zoo:<name>")],
     target: Annotated[str, typer.Option("--target", "-t")] = "host",
-    baselines: Annotated[str, typer.Option(help="comma-separated: onnxruntime, torch, tvm-metaschedule")] = "onnxruntime,torch",
+    baselines: Annotated[str, typer.Option(help="comma-separated: onnxruntime, torch, tvm-metaschedule, cudnn (an NVIDIA GPU)")] = "onnxruntime,torch",
     db: Annotated[Optional[pathlib.Path], typer.Option("--db", help="also bench the model tuned with these records")] = None,
     trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="tune woodpecker with this budget first "
                                                    "(MetaSchedule gets the same)")] = None,

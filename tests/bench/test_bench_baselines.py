@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from woodpecker.bench import baselines as bl
 from woodpecker.testing.models import tiny_mlp
@@ -26,3 +27,44 @@ def test_metaschedule_baseline_matches_onnxruntime():
     for got, want in zip(ms.outputs(), ort.outputs()):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
     assert ms.note.startswith("4 trials over") and ms.setup_s > 0
+
+
+def _feed(proto):
+    name = proto.graph.input[0].name
+    shape = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    return {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+
+
+def test_cudnn_baseline_says_it_needs_a_gpu_where_torch_sees_none():
+    import torch
+
+    from woodpecker.errors import TargetError
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is attached: test_cudnn_baseline_matches_onnxruntime runs instead")
+    proto = tiny_mlp()
+    with pytest.raises(TargetError, match="cudnn baseline needs an NVIDIA GPU"):
+        bl.prepare("cudnn", proto.SerializeToString(), _feed(proto), threads=2)
+
+
+def test_torch_baseline_matches_onnxruntime():
+    """The torch baseline's code is the cudnn baseline's, on the CPU device."""
+    proto = tiny_mlp()
+    feed = _feed(proto)
+    got = bl.prepare("torch", proto.SerializeToString(), feed, threads=2).outputs()
+    want = bl.prepare("onnxruntime", proto.SerializeToString(), feed, threads=2).outputs()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_cudnn_baseline_matches_onnxruntime():
+    from woodpecker.testing.models import tiny_cnn
+
+    proto = tiny_cnn(image_size=32, channels=32)
+    feed = _feed(proto)
+    cudnn = bl.prepare("cudnn", proto.SerializeToString(), feed, threads=2)
+    want = bl.prepare("onnxruntime", proto.SerializeToString(), feed, threads=2).outputs()
+    for g, w in zip(cudnn.outputs(), want):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
+    assert "cudnn.benchmark" in cudnn.note

@@ -5,6 +5,8 @@
                        through torch.nn.functional (oneDNN / MKL kernels); no woodpecker layout or fusion
     tvm-metaschedule   TVM's own ONNX importer and MetaSchedule tuner with the same trial budget as woodpecker,
                        run by the Relax VM
+    cudnn              the torch baseline on the attached NVIDIA GPU: cuDNN convolutions (cudnn.benchmark on, so
+                       cuDNN picks its fastest algorithm per shape), cuBLAS GEMMs; every run waits for the device
 Each baseline's outputs are checked against onnxruntime before it is timed.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-BASELINES = ("onnxruntime", "torch", "tvm-metaschedule")
+BASELINES = ("onnxruntime", "torch", "tvm-metaschedule", "cudnn")
 
 
 @dataclasses.dataclass
@@ -32,7 +34,7 @@ class Prepared:
 
 
 def prepare(name: str, model_bytes: bytes, feed: Mapping[str, np.ndarray], threads: int, trials: int = 64) -> Prepared:
-    fn = {"onnxruntime": _onnxruntime, "torch": _torch, "tvm-metaschedule": _metaschedule}.get(name)
+    fn = {"onnxruntime": _onnxruntime, "torch": _torch, "tvm-metaschedule": _metaschedule, "cudnn": _cudnn}.get(name)
     if fn is None:
         from woodpecker.errors import WoodpeckerError
 
@@ -51,7 +53,20 @@ def _onnxruntime(model_bytes, feed, threads, trials) -> Prepared:
     return Prepared("onnxruntime", lambda: session.run(None, f), lambda: session.run(None, f), 0.0)
 
 
-def _torch(model_bytes, feed, threads, trials) -> Prepared:
+def _cudnn(model_bytes, feed, threads, trials) -> Prepared:
+    import torch
+
+    from woodpecker.errors import TargetError
+
+    if not torch.cuda.is_available():
+        raise TargetError("the cudnn baseline needs an NVIDIA GPU and a CUDA build of PyTorch; torch sees no GPU here")
+    torch.backends.cudnn.benchmark = True
+    prepared = _torch(model_bytes, feed, threads, trials, device="cuda")
+    prepared.name, prepared.note = "cudnn", f"torch {torch.__version__} eager on {torch.cuda.get_device_name()}, cudnn.benchmark"
+    return prepared
+
+
+def _torch(model_bytes, feed, threads, trials, device: str = "cpu") -> Prepared:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import onnx
     import torch
@@ -70,18 +85,21 @@ def _torch(model_bytes, feed, threads, trials) -> Prepared:
     types = dict(graph.types)
     for node in graph.nodes:
         ins = [v for v in node.inputs if v not in graph.constants]
-        fns.append((build_region_fn((node,), ins, node.outputs[0], types, {k: env_consts[k] for k in node.inputs
-                                                                           if k in env_consts}), ins, node.outputs[0]))
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(feed[k])) for k in inputs}
+        fns.append((build_region_fn((node,), ins, node.outputs[0], types,
+                                    {k: env_consts[k] for k in node.inputs if k in env_consts}, device=device),
+                    ins, node.outputs[0]))
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(feed[k])).to(device) for k in inputs}
+    wait = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def run():
         with torch.no_grad():
             env = dict(tensors)
             for fn, ins, out in fns:
                 env[out] = fn(*[env[v] for v in ins])
+            wait()  # a run is done when the device is
             return [env[v] for v in graph.outputs]
 
-    return Prepared("torch", run, lambda: [t.numpy() for t in run()], 0.0, "eager, torch.nn.functional per node")
+    return Prepared("torch", run, lambda: [t.cpu().numpy() for t in run()], 0.0, "eager, torch.nn.functional per node")
 
 
 def _build_float(mod, target, _params):

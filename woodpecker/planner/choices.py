@@ -5,6 +5,9 @@
 GeneratedChoice is woodpecker's kernel; OrtChoice an onnxruntime session (I/O binding straight onto the arena);
 TorchChoice PyTorch's CPU kernels (oneDNN, MKL) on tensors that share the arena's memory; NumpyChoice the numpy
 reference (BLAS for dense layers). A vendor that cannot express the region raises NotExportable at construction.
+
+On a device (a GPU target's DeviceExecutor), the buffers are device tensors and the one vendor is PyTorch on that
+device (TorchDeviceChoice: cuDNN convolutions, cuBLAS GEMMs), sharing the buffers through DLPack.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from woodpecker.planner.export_onnx import NotExportable, export_region
 from woodpecker.planner.regions import Region
 
 VENDORS = ("onnxruntime", "torch", "numpy")
+DEVICE_VENDORS = ("torch",)  # on a GPU: cuDNN and cuBLAS through PyTorch
 
 
 class GeneratedChoice:
@@ -124,6 +128,50 @@ class NumpyChoice:
             np.copyto(out, env[region.output].reshape(out.shape))
 
         return run
+
+
+class TorchDeviceChoice:
+    """PyTorch on a TVM device's memory: on CUDA, cuDNN convolutions and cuBLAS GEMMs (cudnn.benchmark on, so cuDNN
+    picks its fastest algorithm per shape, as a tuned PyTorch deployment would).
+
+    The executor's buffers are shared with torch through DLPack, without copies. Ordering: TVM launches its
+    kernels on the device's default stream and torch on its current stream, which is the same default stream
+    unless a caller changes it; so a vendor call sees its producer's output and its consumer sees the vendor's."""
+
+    name = "torch"
+
+    def __init__(self, region: Region, constants: Mapping[str, np.ndarray], device: str) -> None:
+        import torch
+
+        from woodpecker.planner.torch_ops import build_region_fn
+
+        if device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = True
+        self.device = device
+        self.fn = build_region_fn(region.body, region.inputs, region.output, region.types,
+                                  {k: constants[k] for k in region.constant_names}, device=device)
+        self.torch = torch
+
+    def bind(self, inputs: Sequence, out) -> Callable[[], None]:
+        """inputs, out: tensors on the device (TVM tensors or anything else with __dlpack__)."""
+        torch = self.torch
+        ts = [torch.from_dlpack(a) for a in inputs]
+        o = torch.from_dlpack(out)
+        fn = self.fn
+
+        def run() -> None:
+            with torch.no_grad():
+                o.copy_(fn(*ts).reshape(o.shape))
+
+        run.keep = (inputs, out)  # type: ignore[attr-defined]  # the DLPack views borrow these tensors' memory
+        return run
+
+
+def make_device_vendor(kind: str, region: Region, constants: Mapping[str, np.ndarray], device: str):
+    """A vendor choice on a device (`device`: a torch device name such as "cuda:0" or "cpu:0")."""
+    if kind not in DEVICE_VENDORS:
+        raise NotExportable(f"{kind} does not run on {device}; device vendors: {', '.join(DEVICE_VENDORS)}")
+    return TorchDeviceChoice(region, constants, device)
 
 
 def make_vendor(kind: str, region: Region, constants: Mapping[str, np.ndarray], threads: int):

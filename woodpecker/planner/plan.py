@@ -92,17 +92,20 @@ def decide(results: Sequence[ChoiceResult]) -> str:
 def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np.ndarray], kernel_names: Sequence[str],
                  vendors: Sequence[str] = VENDORS, threads: int = 1, rounds: int = 20,
                  make: Callable = make_vendor, timer: Callable = None) -> list[RegionDecision]:
-    """Decide every call. `executor` holds the all-woodpecker program with its inputs set and executed once.
+    """Decide every call. `executor` holds the all-woodpecker program with its inputs set and executed once: the
+    host Executor (numpy views of its arena) or a DeviceExecutor (device tensors; each timed run ends with a
+    device sync, so a run's time is its work, not its launch).
 
     `make(kind, region, constants, threads)` builds a vendor choice and `timer(runs, rounds)` times the correct
     ones (seconds by name); tests replace them to control speed and correctness."""
     timer = timer or time_interleaved
+    sync = executor.sync
     decisions = []
     for region, kernel, (func, tvm_args) in zip(regions, kernel_names, executor._calls):
         ins = [executor.view(v, region.types[v].shape) for v in region.inputs]
         out_t = region.types[region.output]
         out = executor.view(region.output, out_t.shape)
-        ref = reference_output(region, ins, constants)
+        ref = reference_output(region, [executor.to_host(x) for x in ins], constants)
         results: list[ChoiceResult] = []
         runs: dict[str, Callable[[], None]] = {}
         outputs: dict[str, np.ndarray] = {}
@@ -115,18 +118,20 @@ def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np
             except Exception as err:  # noqa: BLE001 - a vendor that cannot load the region is simply not a choice
                 results.append(ChoiceResult(kind, None, f"failed to build: {type(err).__name__}: {str(err).splitlines()[0]}"))
         for name, choice in candidates:
-            target = out if name == "woodpecker" else np.empty(out_t.shape, out_t.dtype)
+            target = out if name == "woodpecker" else executor.scratch(out_t.shape, out_t.dtype)
             try:
                 run = choice.bind(ins, target)
                 run()
+                sync()
+                got = executor.to_host(target)
             except Exception as err:  # noqa: BLE001
                 results.append(ChoiceResult(name, None, f"failed to run: {type(err).__name__}: {str(err).splitlines()[0]}"))
                 continue
-            err = max_relative_error(target, np.asarray(ref).reshape(out_t.shape))
+            err = max_relative_error(got, np.asarray(ref).reshape(out_t.shape))
             if not err <= RTOL:
                 results.append(ChoiceResult(name, None, f"wrong result: max relative error {err:.3g}"))
                 continue
-            runs[name] = run
+            runs[name] = _synced(run, sync) if getattr(executor, "device", None) is not None else run
             outputs[name] = target
         if "woodpecker" not in runs and not runs:
             raise RuntimeError(f"no implementation of {region.node} matches its reference")
@@ -136,6 +141,14 @@ def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np
         results.sort(key=lambda r: order.get(r.name, 99))
         decisions.append(RegionDecision(region.index, region.node, kernel, decide(results), tuple(results)))
     return decisions
+
+
+def _synced(run: Callable[[], None], sync: Callable[[], None]) -> Callable[[], None]:
+    def run_and_wait() -> None:
+        run()
+        sync()
+
+    return run_and_wait
 
 
 def planned_program(program: Program, regions: Sequence[Region], decisions: Sequence[RegionDecision]) -> tuple[Program, dict[str, Region]]:

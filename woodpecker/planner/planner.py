@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from woodpecker.planner.choices import VENDORS, ort_session
+from woodpecker.planner.choices import VENDORS, make_device_vendor, make_vendor, ort_session
 from woodpecker.planner.plan import plan_regions, planned_program, time_interleaved
 from woodpecker.planner.regions import regions_of
 from woodpecker.runtime.compiled import CompiledModel
@@ -26,16 +26,27 @@ def planning_inputs(cm: CompiledModel, seed: int = 0) -> dict[str, np.ndarray]:
 
 def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Sequence[str] = VENDORS,
                threads: int = 1, rounds: int = 20) -> CompiledModel:
+    """The fastest plan of a compiled model: a CPU model (host Executor) or a GPU model (DeviceExecutor, whose
+    vendor is PyTorch on the device: `vendors` = choices.DEVICE_VENDORS, `model_onnx` None)."""
     feed = planning_inputs(cm)
     ex = cm.executor
+    on_device = getattr(ex, "device", None) is not None
     ex.set_inputs(feed)
     ex.execute()
+    ex.sync()
     reference = ex.get_outputs()
     regions = regions_of(lowered)
     # all of the graph's constants: a region may read scalars that its generated kernel inlined as literals
     graph_constants = lowered.graph.constants
+    make = make_vendor
+    if on_device:
+        device = ex.torch_device
+
+        def make(kind, region, constants, _threads):  # noqa: F811 - the device's vendors instead of the host's
+            return make_device_vendor(kind, region, constants, device)
+
     decisions = plan_regions(ex, regions, graph_constants, [c.func for c in cm.program.calls], vendors, threads,
-                             rounds)
+                             rounds, make=make)
     program, vendor_regions = planned_program(cm.program, regions, decisions)
     metadata = dict(cm.metadata)
 
@@ -44,8 +55,7 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
         for region in vregions.values():
             constants.update({k: graph_constants[k] for k in region.constant_names})
         md = {**metadata, "plan": {"model": {"chosen": chosen}}} if chosen else metadata
-        return CompiledModel(cm.library, prog, constants, cm.kernels, md, cm._library_path, cm._executable,
-                             vregions, onnx_bytes)
+        return cm.with_plan(prog, constants, md, vregions, onnx_bytes)
 
     candidates = {"woodpecker": variant(cm.program, {}, chosen="woodpecker")}
     planned = variant(program, vendor_regions, chosen="planned")
@@ -71,7 +81,13 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
         if session is not None:
             runs["onnxruntime"] = lambda: session.run(None, ort_feed)
             candidates["onnxruntime"] = variant(cm.program, {}, model_onnx, chosen="onnxruntime")
-    times, method = time_builds(candidates, runs, feed, threads)
+    if on_device:
+        # one process: a device's runtimes keep no spinning CPU workers that would tax each other, and a planned
+        # GPU model runs TVM's and torch's kernels in one process anyway; a GPU model's runner waits for the device
+        times = time_interleaved(runs, MODEL_ROUNDS, warmup=2)
+        method = "in process, interleaved by blocks, device synchronized"
+    else:
+        times, method = time_builds(candidates, runs, feed, threads)
     # the generated model wins ties within 3 %; then the per-call plan; the whole-model vendor last
     best = min(times.values())
     chosen = next(name for name in ("woodpecker", "planned", "onnxruntime") if name in times and times[name] <= best * 1.03)

@@ -1,4 +1,5 @@
-"""Region of canonical nodes -> a function over torch tensors (PyTorch CPU / oneDNN as a vendor implementation).
+"""Region of canonical nodes -> a function over torch tensors (a vendor implementation: PyTorch's CPU kernels,
+oneDNN / MKL, or on a CUDA device cuDNN / cuBLAS).
 
 Each canonical op maps onto torch's functional API; blocked-layout tensors are converted with permute/reshape,
 as part of the vendor's cost. Ops without an exact torch form raise NotExportable.
@@ -35,20 +36,22 @@ def _pad4(F, x, pads, value=0.0):
 
 
 def build_region_fn(body: Sequence[Node], inputs: Sequence[str], output: str,
-                    types: Mapping[str, TensorType], constants: Mapping[str, np.ndarray]) -> Callable:
+                    types: Mapping[str, TensorType], constants: Mapping[str, np.ndarray], device: str = "cpu") -> Callable:
+    """A function of the region's input tensors (on `device`, a torch device name) returning its output."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 
     # copies: the model's constants are read-only numpy arrays, and torch wants writable memory
-    consts = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in constants.items()}
+    host_consts = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in constants.items()}
     steps: list[tuple[Callable, list[str], str]] = []
 
     for node in body:
         a, op = node.attrs, node.op
         out_t = types[node.outputs[0]]
         in_t = [types[v] for v in node.inputs]
-        fn = _op_fn(torch, F, op, a, in_t, out_t, node, consts)
+        fn = _op_fn(torch, F, op, a, in_t, out_t, node, host_consts, device)
         steps.append((fn, list(node.inputs), node.outputs[0]))
+    consts = {k: v.to(device) for k, v in host_consts.items()}  # uploaded once, not per call
 
     def run(*tensors):
         env = dict(consts)
@@ -60,7 +63,7 @@ def build_region_fn(body: Sequence[Node], inputs: Sequence[str], output: str,
     return run
 
 
-def _op_fn(torch, F, op, a, in_t, out_t, node, consts):  # noqa: C901 - one branch per operator
+def _op_fn(torch, F, op, a, in_t, out_t, node, consts, device):  # noqa: C901 - one branch per operator
     unary = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "exp": torch.exp, "log": torch.log,
              "sqrt": torch.sqrt, "reciprocal": torch.reciprocal, "neg": torch.neg, "abs": torch.abs,
              "floor": torch.floor, "ceil": torch.ceil, "erf": torch.erf, "softplus": F.softplus,
@@ -134,7 +137,7 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts):  # noqa: C901 - one bran
         else:
             cb, r, s, b = w.shape
             plain, groups, ob = w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s), cb * b, b
-        wt = torch.from_numpy(np.ascontiguousarray(plain))
+        wt = torch.from_numpy(np.ascontiguousarray(plain)).to(device)
         return lambda x, _w: _block(torch, F.conv2d(_pad4(F, _unblock(torch, x), a["pads"]), wt, None, tuple(a["strides"]),
                                                     0, tuple(a["dilations"]), groups), ob)
     if op == "dense":
@@ -142,7 +145,7 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts):  # noqa: C901 - one bran
     if op == "dense_packed":
         w = consts[node.inputs[1]].numpy()
         nb, k, b = w.shape
-        wt = torch.from_numpy(np.ascontiguousarray(w.transpose(0, 2, 1).reshape(nb * b, k)))
+        wt = torch.from_numpy(np.ascontiguousarray(w.transpose(0, 2, 1).reshape(nb * b, k))).to(device)
         return lambda x, _w: F.linear(x, wt)
     if op == "batch_matmul":
         def bmm(x, y):

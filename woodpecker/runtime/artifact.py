@@ -219,6 +219,7 @@ def _load_gpu(manifest: dict, files: dict[str, bytes], label: str, lib_path: pat
 
     if CUDA_SOURCE not in files:
         raise ArtifactError(f"{label}: {CUDA_SOURCE} is missing")
-    program, constants, kernels, _ = _contents(manifest, files, label)
+    program, constants, kernels, vendor_regions = _contents(manifest, files, label)
     metadata = {k: v for k, v in manifest.items() if k not in ("program", "kernels", "files", "format", "version")}
-    return GpuModel(program, constants, kernels, metadata, str(lib_path), files[CUDA_SOURCE].decode())
+    return GpuModel(program, constants, kernels, metadata, str(lib_path), files[CUDA_SOURCE].decode(),
+                    vendor_regions=vendor_regions)

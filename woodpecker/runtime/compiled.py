@@ -59,6 +59,13 @@ class CompiledModel:
         self._executor: Executor | None = None
         self._whole_session = None
 
+    def with_plan(self, program: Program, constants: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
+                  vendor_regions: Mapping[str, Any], model_onnx: bytes | None = None) -> CompiledModel:
+        """The same kernels with the planner's program (vendor calls in place of some kernels, or the whole model
+        in onnxruntime when `model_onnx` is given)."""
+        return CompiledModel(self.library, program, constants, self.kernels, metadata, self._library_path,
+                             self._executable, vendor_regions, model_onnx)
+
     @property
     def whole_model_vendor(self) -> str:
         """"onnxruntime" when the plan runs the whole model in onnxruntime (it was faster), else ""."""

@@ -227,6 +227,18 @@ class Executor:
         run = impl.bind([self.view(v, s) for v, s in ins], self.view(out, out_shape))
         return (run, ())
 
+    # -- what the planner needs of any executor (woodpecker.planner.plan) ------------------------------------------
+    def scratch(self, shape: Sequence[int], dtype: str) -> np.ndarray:
+        """A buffer outside the arena, where a candidate implementation writes while it is checked and timed."""
+        return np.empty(tuple(shape), dtype)
+
+    @staticmethod
+    def to_host(value) -> np.ndarray:
+        return np.asarray(value)
+
+    def sync(self) -> None:
+        """Every call returns when its work is done on the CPU."""
+
     # -- running -----------------------------------------------------------------------------------------------
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         for name, value in validate_inputs(self.program, inputs).items():

@@ -31,13 +31,15 @@ CUDA_SOURCE = "cuda/kernels.cu"
 
 
 class DeviceExecutor:
-    """Runs a Program's kernels on a TVM device (any: CUDA here, the CPU in tests)."""
+    """Runs a Program's kernels on a TVM device (any: CUDA here, the CPU in tests).
 
-    def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray], device) -> None:
+    Vendor calls (the planner's choice of PyTorch for a region: cuDNN / cuBLAS on CUDA) run torch on the same
+    device buffers, shared through DLPack."""
+
+    def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray], device,
+                 vendor_regions: Mapping[str, Any] | None = None) -> None:
         import tvm
 
-        if any(c.vendor for c in program.calls):
-            raise TargetError("vendor library calls are not supported on a GPU target")
         self.program = program
         self.device = device
         # One buffer per group of values with disjoint lifetimes, each value at offset 0 of its buffer, not one
@@ -57,7 +59,13 @@ class DeviceExecutor:
                 return const_tensors[key]
             return self.view(value, shape)
 
-        self._calls = [(library.get_function(c.func) if hasattr(library, "get_function") else library[c.func], tuple(bind(v, s) for v, s in c.args)) for c in program.calls]
+        self._calls = []
+        for c in program.calls:
+            if c.vendor:
+                self._calls.append(self._bind_vendor(c, vendor_regions or {}))
+                continue
+            func = library.get_function(c.func) if hasattr(library, "get_function") else library[c.func]
+            self._calls.append((func, tuple(bind(v, s) for v, s in c.args)))
         self._inputs = {t.name: (t, self.view(t.name, t.shape)) for t in program.inputs}
         self._outputs = [(spec, v) for spec, v in zip(program.outputs, program.output_values)]
 
@@ -65,6 +73,33 @@ class DeviceExecutor:
         """A device tensor over the value's storage, with the given shape."""
         storage = self._buffers[self.memory.buffer_of[self.memory.root[value]]]
         return storage._create_view(tuple(int(s) for s in shape), self.program.values[value][1])
+
+    @property
+    def torch_device(self) -> str:
+        return str(self.device)  # "cuda:0", "cpu:0": TVM and torch spell devices alike
+
+    def _bind_vendor(self, call, regions: Mapping[str, Any]):
+        from woodpecker.planner.choices import make_device_vendor
+        from woodpecker.planner.export_onnx import NotExportable
+
+        if call.func not in regions:
+            raise TargetError(f"vendor call {call.func} has no region")
+        try:
+            impl = make_device_vendor(call.vendor, regions[call.func], self._constants, self.torch_device)
+        except NotExportable as err:
+            raise TargetError(f"vendor call {call.func}: {err}") from None
+        *ins, (out, out_shape) = call.args
+        return (impl.bind([self.view(v, s) for v, s in ins], self.view(out, out_shape)), ())
+
+    # -- what the planner needs of any executor (woodpecker.planner.plan) ------------------------------------------
+    def scratch(self, shape: Sequence[int], dtype: str):
+        import tvm
+
+        return tvm.runtime.empty(tuple(int(s) for s in shape), dtype, self.device)
+
+    @staticmethod
+    def to_host(value) -> np.ndarray:
+        return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         for name, value in validate_inputs(self.program, inputs).items():
@@ -97,11 +132,19 @@ class GpuModel(CompiledModel):
     """A model for a GPU profile. The library is loaded (and its CUDA source compiled) on the first run."""
 
     def __init__(self, program: Program, constants: Mapping[str, np.ndarray], kernels: list[KernelInfo],
-                 metadata: Mapping[str, Any], library_path: str, cuda_source: str, executable=None) -> None:
+                 metadata: Mapping[str, Any], library_path: str, cuda_source: str, executable=None,
+                 vendor_regions: Mapping[str, Any] | None = None) -> None:
         super().__init__(None, program, constants, kernels, metadata, library_path=library_path,
-                         executable=executable)
+                         executable=executable, vendor_regions=vendor_regions)
         self.cuda_source = cuda_source
         self._device_executor: DeviceExecutor | None = None
+
+    def with_plan(self, program: Program, constants: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
+                  vendor_regions: Mapping[str, Any], model_onnx: bytes | None = None) -> GpuModel:
+        if model_onnx is not None:
+            raise TargetError("a GPU model cannot hand the whole model to onnxruntime's CPU session")
+        return type(self)(program, constants, self.kernels, metadata, str(self._library_path), self.cuda_source,
+                          self._executable, vendor_regions)
 
     @property
     def backend(self) -> str:
@@ -115,7 +158,7 @@ class GpuModel(CompiledModel):
     def executor(self) -> DeviceExecutor:  # type: ignore[override]
         if self._device_executor is None:
             library, device = self._load()
-            self._device_executor = DeviceExecutor(library, self.program, self.constants, device)
+            self._device_executor = DeviceExecutor(library, self.program, self.constants, device, self.vendor_regions)
         return self._device_executor
 
     def _load(self):
