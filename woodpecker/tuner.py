@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from woodpecker.errors import BudgetError
-from woodpecker.lowering.model import LoweredModel, Task
+from woodpecker.lowering.model import Task
 from woodpecker.records.db import RecordsDatabase, now_iso, open_database
 from woodpecker.records.schema import Device, TuningRecord
 from woodpecker.search.base import SearchContext, create

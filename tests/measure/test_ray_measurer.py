@@ -4,7 +4,6 @@ a killed or hung Ray worker costs only a retry of its candidates."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import threading
 import time
@@ -14,16 +13,11 @@ import pytest
 pytest.importorskip("ray")
 
 from woodpecker.errors import ClusterError  # noqa: E402
-from woodpecker.frontend.onnx import import_onnx  # noqa: E402
 from woodpecker.hw.host import target_dict  # noqa: E402
-from woodpecker.lowering.model import lower_graph  # noqa: E402
 from woodpecker.measure.measurer import MeasureOptions, Measurer  # noqa: E402
 from woodpecker.measure.ray_measurer import RayMeasurer  # noqa: E402
-from woodpecker.measure.reference import reference_io  # noqa: E402
-from woodpecker.passes.pipeline import optimize  # noqa: E402
 from woodpecker.space.space import space_for_task  # noqa: E402
 from woodpecker.testing.cluster import LocalRayCluster, free_port  # noqa: E402
-from woodpecker.testing.models import tiny_cnn  # noqa: E402
 
 OPTIONS = MeasureOptions(repeat=3, min_repeat_ms=5)
 
@@ -34,34 +28,18 @@ def cluster():
         yield c
 
 
-@pytest.fixture(scope="module")
-def conv():
-    lowered = lower_graph(optimize(import_onnx(tiny_cnn())))
-    key = next(k for k, t in lowered.tasks.items() if t.family == "conv2d_nchwc")
-    node, call = lowered.example(key)
-    task = lowered.tasks[key]
-    return task, reference_io(task, node, lowered.graph, call.args)
-
-
-def _points(task, n_valid: int):
+def _points(conv_points, n_valid: int):
     """The default, `n_valid - 1` random valid points (seeded), and one illegal point (last)."""
-    space = space_for_task(task)
-    rng = random.Random(0)
-    points = [dict(space.default)]
-    while len(points) < n_valid:
-        p = space.random_point(rng)
-        if p is not None and dict(p) not in points:
-            points.append(dict(p))
-    return points + [dict(space.default, reduction_order="x,y,z")]
+    return conv_points[:n_valid] + [dict(conv_points[0], reduction_order="x,y,z")]
 
 
 def _verdicts(results):
     return [(r.ok, (r.error or "").split(":")[0]) for r in results]
 
 
-def test_same_verdicts_as_the_local_measurer(cluster, conv):
+def test_same_verdicts_as_the_local_measurer(cluster, conv, conv_points):
     task, (inputs, expected) = conv
-    points = _points(task, 3)
+    points = _points(conv_points, 3)
     with Measurer(target_dict(), options=OPTIONS) as local:
         local.set_reference(task, inputs, expected)
         want = local.measure(task, points)
@@ -97,9 +75,9 @@ def _kill_when_busy(cluster, names, sig, stop: threading.Event, killed: list[int
         time.sleep(0.05)
 
 
-def test_killed_worker_loses_only_its_candidates(cluster, conv):
+def test_killed_worker_loses_only_its_candidates(cluster, conv, conv_points):
     task, (inputs, expected) = conv
-    points = _points(task, 3)[:-1] * 2  # valid candidates only: every one must end ok
+    points = _points(conv_points, 3)[:-1] * 2  # valid candidates only: every one must end ok
     with RayMeasurer(cluster.address, target_dict(), options=OPTIONS) as m:
         m.set_reference(task, inputs, expected)
         stop, killed = threading.Event(), []

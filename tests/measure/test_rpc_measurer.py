@@ -4,7 +4,6 @@ candidates in flight; the session goes on once a server registers again."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 
@@ -13,16 +12,10 @@ import pytest
 pytest.importorskip("tornado")  # the tracker (python -m tvm.exec.rpc_tracker) needs it
 
 from woodpecker.errors import ClusterError  # noqa: E402
-from woodpecker.frontend.onnx import import_onnx  # noqa: E402
 from woodpecker.hw.host import target_dict  # noqa: E402
-from woodpecker.lowering.model import lower_graph  # noqa: E402
 from woodpecker.measure.measurer import MeasureOptions, Measurer  # noqa: E402
-from woodpecker.measure.reference import reference_io  # noqa: E402
 from woodpecker.measure.rpc_measurer import RpcMeasurer  # noqa: E402
-from woodpecker.passes.pipeline import optimize  # noqa: E402
-from woodpecker.space.space import space_for_task  # noqa: E402
 from woodpecker.testing.cluster import LocalRpcTracker  # noqa: E402
-from woodpecker.testing.models import tiny_cnn  # noqa: E402
 
 OPTIONS = MeasureOptions(repeat=3, min_repeat_ms=5, run_timeout_s=20)
 KEY = "woodpecker-test"
@@ -34,36 +27,16 @@ def tracker():
         yield t
 
 
-@pytest.fixture(scope="module")
-def conv():
-    lowered = lower_graph(optimize(import_onnx(tiny_cnn())))
-    key = next(k for k, t in lowered.tasks.items() if t.family == "conv2d_nchwc")
-    node, call = lowered.example(key)
-    task = lowered.tasks[key]
-    return task, reference_io(task, node, lowered.graph, call.args)
-
-
-def _points(task, n: int):
-    space = space_for_task(task)
-    rng = random.Random(1)
-    points = [dict(space.default)]
-    while len(points) < n:
-        p = space.random_point(rng)
-        if p is not None and dict(p) not in points:
-            points.append(dict(p))
-    return points
-
-
 def _rpc(tracker, **kwargs) -> RpcMeasurer:
     host, port = tracker.address.split(":")
     return RpcMeasurer(host, int(port), KEY, target_dict(), options=OPTIONS, build_workers=1, **kwargs)
 
 
-def test_same_verdicts_as_the_local_measurer(tracker, conv):
+def test_same_verdicts_as_the_local_measurer(tracker, conv, conv_points):
     task, (inputs, expected) = conv
     server = tracker.start_server(KEY)
     try:
-        points = _points(task, 3)
+        points = conv_points[:3]
         with Measurer(target_dict(), options=OPTIONS) as local:
             local.set_reference(task, inputs, expected)
             want = local.measure(task, points)
@@ -91,10 +64,10 @@ def test_unknown_key_and_unreachable_tracker_are_one_line_errors(tracker):
     assert "\n" not in str(err.value)
 
 
-def test_device_lost_mid_session_is_survived(tracker, conv):
+def test_device_lost_mid_session_is_survived(tracker, conv, conv_points):
     task, (inputs, expected) = conv
     server = tracker.start_server(KEY)
-    points = _points(task, 4)
+    points = conv_points[:4]
     with _rpc(tracker, reconnect_attempts=40, reconnect_wait_s=0.5) as m:
         m.set_reference(task, inputs, expected)
         first = m.measure(task, points[:1])

@@ -68,7 +68,6 @@ def test_all_failed_batches_are_survived(kind, conv_task):
 @pytest.mark.parametrize("kind", SEARCHERS)
 def test_visited_points_are_never_proposed(kind, conv_task):
     space = space_for_task(conv_task)
-    first, _ = None, None
     _, earlier = run(kind, conv_task, seed=3, trials=24)
     visited = {point_key(p) for p in earlier}
     history = [(p, synthetic_cost(conv_task.key, p)) for p in earlier]

@@ -46,3 +46,16 @@ def test_constraints_reject_register_spills(lowered_zoo):
     rng = random.Random(0)
     for _ in range(20):
         assert space.is_valid(space.random_point(rng))
+
+
+def test_register_tile_constraint_follows_the_vector_register_file():
+    """16 accumulators (8 channels x 2 rows x one 16-lane vector) fit AVX-512's 32 registers, not AVX2's 16."""
+    from woodpecker.testing.kernels import conv2d_task
+
+    task = conv2d_task(1, 64, 28, 64, 3, 1, 1)
+    wide = space_for_task(task, lanes=16, vector_registers=32)
+    narrow = space_for_task(task, lanes=16, vector_registers=16)
+    point = dict(wide.default, tile_k=8, tile_y=2, tile_x=16)
+    assert wide.is_valid(point), wide.violations(point)
+    assert not narrow.is_valid(point)
+    assert any("vector register file" in v for v in narrow.violations(point))

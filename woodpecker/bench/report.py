@@ -13,7 +13,6 @@ are set against the machine's measured peak (woodpecker.hw.peak) for a roofline 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime
 import html
 import io

@@ -104,7 +104,7 @@ class _Emitter:
 
     # -- expressions -------------------------------------------------------------------------------------------
     def emit(self, e: ast.Expr, env: dict):
-        tirx, te = self.tirx, self.te
+        tirx = self.tirx
         if isinstance(e, (ast.IntLit, ast.FloatLit, ast.BoolLit)):
             return _Lit(e.value)
         if isinstance(e, ast.Var):
@@ -207,7 +207,7 @@ class _Emitter:
         return fn[e.func](x)
 
     def reduce(self, e: ast.Reduce, env: dict, stmt_name: str):
-        te, tirx = self.te, self.tirx
+        te = self.te
         axes = [te.reduce_axis((0, a.extent.value), name=a.name) for a in e.axes]
         inner = dict(env)
         inner.update({a.name: ax.var for a, ax in zip(e.axes, axes)})

@@ -318,7 +318,6 @@ class RayMeasurer:
 
     def _round(self, items, todo: list[int], results: list[MeasureResult | None]) -> dict[int, tuple[str, str]]:
         """Build then time the candidates `todo`; fills `results`; returns {index: (stage, reason)} of the lost."""
-        ray = self._ray
         o = self.options
         lost: dict[int, tuple[str, str]] = {}
         self.nodes = self._refresh_nodes()

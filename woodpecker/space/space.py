@@ -95,7 +95,7 @@ class SearchSpace:
     knobs: tuple[Knob, ...]
     constraints: tuple[Constraint, ...]
     default: Mapping[str, Any]  # complete default knob dict (the untuned schedule)
-    env: Mapping[str, Any]  # names constraints may use besides knobs: ext_<axis>, lanes
+    env: Mapping[str, Any]  # names constraints may use besides knobs: ext_<axis>, lanes, vector_registers
 
     @property
     def size(self) -> int:
@@ -185,8 +185,18 @@ def _resolve_values(spec: Mapping[str, Any], axes: Mapping[str, int], reduction:
     return out
 
 
+def _host_vector_registers() -> int:
+    """The host's architectural vector registers (16 on AVX2, 32 on AVX-512), 16 when it cannot be detected."""
+    try:
+        from woodpecker.hw.host import detect
+
+        return detect().vector_registers
+    except Exception:  # noqa: BLE001 - no LLVM to ask: the AVX2 register file
+        return 16
+
+
 def space_for_task(task, target_class: str = "cpu", lanes: int | None = None,
-                   limits: Mapping[str, int] | None = None) -> SearchSpace:
+                   limits: Mapping[str, int] | None = None, vector_registers: int | None = None) -> SearchSpace:
     """The search space of a task: its family's knob file resolved against its loop structure.
 
     For target_class "gpu", `limits` are the device limits constraints may name (TVM's CUDA target names:
@@ -203,11 +213,14 @@ def space_for_task(task, target_class: str = "cpu", lanes: int | None = None,
         from woodpecker.schedule.cpu import host_register_tile
 
         lanes = host_register_tile()[0] if target_class == "cpu" else 8
+    if vector_registers is None:
+        vector_registers = _host_vector_registers() if target_class == "cpu" else 32
     st = analyze(task.kernel)
     default = default_knobs(task, target_class)
     axes = {a.name: a.extent for a in st.spatial + st.reduction}
     env = {f"ext_{k}": v for k, v in axes.items()}
     env["lanes"] = lanes
+    env["vector_registers"] = vector_registers
     derived: tuple[Constraint, ...] = ()
     if target_class == "gpu":
         from woodpecker.schedule import gpu
