@@ -226,3 +226,13 @@ def test_usage_errors_are_reported_by_click(workdir):
 def test_debug_shows_the_traceback(workdir):
     proc = cli("--debug", "compile", "missing.onnx", cwd=workdir)
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "ModelLoadError" in proc.stderr
+
+
+def test_gpu_compile_without_a_gpu_says_it_was_not_planned(incli, workdir):
+    from woodpecker.measure.cuda import gpu_available
+
+    if gpu_available():
+        pytest.skip("a GPU is attached: the plan runs (tests/planner/test_device_planner.py)")
+    proc = incli("compile", MODEL, "--target", "p100", "--vendor", "-o", "gpu.wpk", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "plan: none (no GPU attached" in " ".join(proc.stdout.split())

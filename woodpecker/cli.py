@@ -236,6 +236,8 @@ def _plan_summary(cm) -> str:
     plan = cm.metadata.get("plan")
     if not plan:
         return ""
+    if "skipped" in plan:
+        return f"plan: none ({plan['skipped']})"
     counts: dict[str, int] = {}
     for c in plan["calls"]:
         counts[c["chosen"]] = counts.get(c["chosen"], 0) + 1
