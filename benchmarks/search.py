@@ -144,7 +144,6 @@ def measure_knobs_us(task, lowered, knobs) -> float:
 
 def run_metaschedule(task, lowered, trials: int, workdir: str) -> tuple[list[float], float]:
     import tvm
-    from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
 
     from woodpecker.bench.baselines import metaschedule_builder
@@ -193,14 +192,17 @@ def _time_library(task, lowered, lib: str, func: str) -> float:
 
 
 def layer_trials(results: dict, L: dict) -> int:
-    """Trials per session of one layer's run (older results.json files kept one figure for the whole file)."""
-    return int(L.get("trials", results.get("trials", 0)))
+    """Trials per session of one layer's run (older results.json files kept one figure for the whole file, or
+    none: then the longest curve)."""
+    trials = L.get("trials") or results.get("trials")
+    return int(trials) if trials else max((len(c) for c in L["curves"].values()), default=0)
 
 
 def report(results: dict, out_dir: pathlib.Path, budgets=(64, 256)) -> str:
     layers = results["layers"]
-    longest = max(layer_trials(results, L) for L in layers.values())
-    budgets = tuple(b for b in budgets if b <= longest) or (longest,)  # no figures for budgets longer than any run
+    lengths = {layer_trials(results, L) for L in layers.values()}
+    # the standard budgets up to the longest session, and every session's own length
+    budgets = tuple(sorted({b for b in budgets if b <= max(lengths)} | lengths))
     lines = [f"machine: {results['machine']}; threads: {results['threads']}", "",
              "MetaSchedule's figure at a layer's full budget is its best schedule re-timed by woodpecker's runner; at a",
              "smaller budget, the best of its own measurements within that many trials. A budget's table holds the",
@@ -283,7 +285,7 @@ def main() -> None:
     path = out_dir / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"layers": {}}
     for L in results["layers"].values():  # each layer keeps its own session length when runs are merged
-        L.setdefault("trials", results.get("trials"))
+        L["trials"] = layer_trials(results, L)
     results.pop("trials", None)
     results.update({"machine": machine(), "threads": threads()})
     for name in args.layers.split(","):
@@ -291,7 +293,11 @@ def main() -> None:
         model = layer_model(kind, params)
         lowered, task = main_task(model)
         L = results["layers"].setdefault(name, {"curves": {}})
-        if L.get("trials") != args.trials:  # a rerun at another budget replaces the layer's figures
+        if L.get("trials") not in (None, args.trials):  # a rerun at another budget replaces the layer's figures
+            missing = set(L["curves"]) - set(args.searchers.split(","))
+            if missing:
+                sys.exit(f"error: {name} ran {L['trials']} trials per session; rerunning it at {args.trials} needs "
+                         f"every searcher it has ({', '.join(sorted(L['curves']))}), or another --out")
             L.clear()
             L["curves"] = {}
         L["task"], L["flops"], L["trials"] = task.name, task.flops, args.trials

@@ -123,8 +123,9 @@ def compile(  # noqa: A001 (the public name users expect)
         gpu = _compile_gpu(lowered, knobs, program, constants, metadata, resolved)
         if not plan:
             return gpu
-        if resolved.simulated:  # no GPU attached: nothing to time the vendor libraries on
-            gpu.metadata["plan"] = {"skipped": "no GPU attached: vendor choices (cuDNN, cuBLAS) are timed on a GPU"}
+        blocker = _gpu_plan_blocker(resolved)
+        if blocker:
+            gpu.metadata["plan"] = {"skipped": blocker}
             return gpu
         from woodpecker.planner.choices import DEVICE_VENDORS
         from woodpecker.planner.planner import plan_model
@@ -181,6 +182,24 @@ def _compile_simulated(model, lowered, knobs, program, constants, metadata, reso
     by_name = {o.name: o.path for o in objects.values()}
     proto, _ = load_onnx_model(model)
     return SimulatedModel(program, constants, kernels, metadata, by_name, resolved.profile.id, proto.SerializeToString())
+
+
+def _gpu_plan_blocker(resolved) -> str:
+    """Why a GPU compile cannot be planned here ("" when it can): compiling for a GPU needs no GPU and no CUDA
+    toolkit, planning needs both a GPU with a CUDA compiler (to load the kernels) and a CUDA build of PyTorch."""
+    if resolved.simulated:
+        return "no GPU attached: vendor choices (cuDNN, cuBLAS) are timed on a GPU"
+    from woodpecker.measure.cuda import cuda_compiler
+
+    if cuda_compiler() is None:
+        return "no CUDA compiler (NVRTC or nvcc) to load the kernels with"
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed: it is the GPU vendor (cuDNN, cuBLAS)"
+    if not torch.cuda.is_available():
+        return f"this PyTorch ({torch.__version__}) has no CUDA: install a CUDA build for the cuDNN/cuBLAS choices"
+    return ""
 
 
 def _compile_gpu(lowered, knobs, program, constants, metadata, resolved) -> CompiledModel:

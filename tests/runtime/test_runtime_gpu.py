@@ -77,6 +77,9 @@ def test_device_executor_matches_the_host_executor_on_the_cpu_device(model):
     assert set(got) == set(expected)
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5)
+    # the per-call profile `woodpecker bench` prints, one figure per call
+    profile = ex.profile(repeat=2)
+    assert [f for f, _ in profile] == [c.func for c in host.program.calls] and all(t > 0 for _, t in profile)
     # inputs are validated as on the host
     from woodpecker.errors import InputError
 

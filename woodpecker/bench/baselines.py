@@ -6,7 +6,8 @@
     tvm-metaschedule   TVM's own ONNX importer and MetaSchedule tuner with the same trial budget as woodpecker,
                        run by the Relax VM
     cudnn              the torch baseline on the attached NVIDIA GPU: cuDNN convolutions (cudnn.benchmark on, so
-                       cuDNN picks its fastest algorithm per shape), cuBLAS GEMMs; every run waits for the device
+                       cuDNN picks its fastest algorithm per shape), cuBLAS GEMMs, float32 without TF32 (as
+                       woodpecker computes); every run waits for the device
 Each baseline's outputs are checked against onnxruntime before it is timed.
 """
 
@@ -60,9 +61,12 @@ def _cudnn(model_bytes, feed, threads, trials) -> Prepared:
 
     if not torch.cuda.is_available():
         raise TargetError("the cudnn baseline needs an NVIDIA GPU and a CUDA build of PyTorch; torch sees no GPU here")
-    torch.backends.cudnn.benchmark = True
+    from woodpecker.planner.choices import cuda_fp32_settings
+
+    cuda_fp32_settings(torch)
     prepared = _torch(model_bytes, feed, threads, trials, device="cuda")
-    prepared.name, prepared.note = "cudnn", f"torch {torch.__version__} eager on {torch.cuda.get_device_name()}, cudnn.benchmark"
+    prepared.name = "cudnn"
+    prepared.note = f"torch {torch.__version__} eager on {torch.cuda.get_device_name()}, cudnn.benchmark, no TF32"
     return prepared
 
 

@@ -135,8 +135,10 @@ class TorchDeviceChoice:
     picks its fastest algorithm per shape, as a tuned PyTorch deployment would).
 
     The executor's buffers are shared with torch through DLPack, without copies. Ordering: TVM launches its
-    kernels on the device's default stream and torch on its current stream, which is the same default stream
-    unless a caller changes it; so a vendor call sees its producer's output and its consumer sees the vendor's."""
+    kernels on the device's default stream, and each vendor call runs torch on that same stream (whatever stream
+    the caller made current), so a vendor call sees its producer's output and its consumer sees the vendor's.
+    Precision: TF32 is turned off (torch allows it for cuDNN convolutions on Ampere and later), so the vendor
+    computes in float32 like the generated kernels and is compared with them on equal terms."""
 
     name = "torch"
 
@@ -146,7 +148,7 @@ class TorchDeviceChoice:
         from woodpecker.planner.torch_ops import build_region_fn
 
         if device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
+            cuda_fp32_settings(torch)
         self.device = device
         self.fn = build_region_fn(region.body, region.inputs, region.output, region.types,
                                   {k: constants[k] for k in region.constant_names}, device=device)
@@ -158,13 +160,27 @@ class TorchDeviceChoice:
         ts = [torch.from_dlpack(a) for a in inputs]
         o = torch.from_dlpack(out)
         fn = self.fn
+        if o.is_cuda:
+            stream = torch.cuda.default_stream(o.device)
 
-        def run() -> None:
-            with torch.no_grad():
-                o.copy_(fn(*ts).reshape(o.shape))
+            def run() -> None:
+                with torch.no_grad(), torch.cuda.stream(stream):
+                    o.copy_(fn(*ts).reshape(o.shape))
+        else:
+            def run() -> None:
+                with torch.no_grad():
+                    o.copy_(fn(*ts).reshape(o.shape))
 
         run.keep = (inputs, out)  # type: ignore[attr-defined]  # the DLPack views borrow these tensors' memory
         return run
+
+
+def cuda_fp32_settings(torch) -> None:
+    """cuDNN in true float32 (no TF32), and its per-shape algorithm search on (cudnn.benchmark), as a tuned
+    float32 PyTorch deployment runs. These are process-wide torch settings."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def make_device_vendor(kind: str, region: Region, constants: Mapping[str, np.ndarray], device: str):

@@ -60,14 +60,17 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
     candidates = {"woodpecker": variant(cm.program, {}, chosen="woodpecker")}
     planned = variant(program, vendor_regions, chosen="planned")
     runs = {"woodpecker": cm.runner(feed)}
+    rejected = ""
     if vendor_regions:
         outs = planned.run(feed)
         for name, ref in reference.items():
             err = float(np.max(np.abs(outs[name] - ref))) / max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-6)
             if not err <= 1e-3:  # every call was checked alone; this guards the composition
-                raise RuntimeError(f"planned model output {name} differs from the generated model ({err:.2e})")
-        runs["planned"] = planned.runner(feed)
-        candidates["planned"] = planned
+                rejected = f"planned model output {name} differs from the generated model ({err:.2e})"
+                break
+        if not rejected:
+            runs["planned"] = planned.runner(feed)
+            candidates["planned"] = planned
     if model_onnx is not None and "onnxruntime" in vendors:
         session = ort_session(model_onnx, threads)
         ort_feed = {t.name: np.asarray(feed[t.name]) for t in cm.program.inputs}
@@ -96,11 +99,23 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
         "calls": [d.to_json() for d in decisions],
         "model": {"times_ms": {k: v * 1e3 for k, v in times.items()}, "chosen": chosen, "timing": method},
     }
+    if rejected:
+        metadata["plan"]["model"]["rejected"] = rejected
+    if on_device:  # the device the choices were timed on, which need not be the profile's
+        metadata["plan"]["timed_on"] = _device_name(ex.device)
     if chosen == "planned":
         return variant(program, vendor_regions)
     if chosen == "onnxruntime":
         return variant(cm.program, {}, model_onnx)
     return variant(cm.program, {})
+
+
+def _device_name(device) -> str:
+    try:
+        name = device.device_name  # "NVIDIA H200", for a CUDA device
+    except Exception:  # noqa: BLE001 - not every device type reports a name
+        name = None
+    return f"{name} ({device})" if name else str(device)
 
 
 def time_builds(candidates: Mapping[str, CompiledModel], runs: Mapping[str, Callable[[], object]],

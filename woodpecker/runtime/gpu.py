@@ -88,6 +88,9 @@ class DeviceExecutor:
             impl = make_device_vendor(call.vendor, regions[call.func], self._constants, self.torch_device)
         except NotExportable as err:
             raise TargetError(f"vendor call {call.func}: {err}") from None
+        except Exception as err:  # noqa: BLE001 - e.g. torch missing or without CUDA where the artifact is loaded
+            raise TargetError(f"vendor call {call.func} ({call.vendor} on {self.torch_device}) cannot be set up "
+                              f"here: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
         *ins, (out, out_shape) = call.args
         return (impl.bind([self.view(v, s) for v, s in ins], self.view(out, out_shape)), ())
 
@@ -126,6 +129,19 @@ class DeviceExecutor:
         self.execute()
         self.sync()
         return self.get_outputs()
+
+    def profile(self, repeat: int = 20) -> list[tuple[str, float]]:
+        """Median seconds of each call, in call order (inputs already set); each call waits for the device."""
+        self.execute()
+        self.sync()
+        per_call: list[list[float]] = [[] for _ in self._calls]
+        for _ in range(repeat):
+            for i, (func, args) in enumerate(self._calls):
+                t0 = time.perf_counter()
+                func(*args)
+                self.sync()
+                per_call[i].append(time.perf_counter() - t0)
+        return [(c.func, sorted(ts)[len(ts) // 2]) for c, ts in zip(self.program.calls, per_call)]
 
 
 class GpuModel(CompiledModel):
