@@ -203,7 +203,11 @@ def report(results: dict, out_dir: pathlib.Path, budgets=(64, 256)) -> str:
     lengths = {layer_trials(results, L) for L in layers.values()}
     # the standard budgets up to the longest session, and every session's own length
     budgets = tuple(sorted({b for b in budgets if b <= max(lengths)} | lengths))
-    lines = [f"machine: {results['machine']}; threads: {results['threads']}", "",
+    hosts = sorted({L.get("machine", results["machine"]) for L in layers.values()})
+    lines = [f"machine: {'; '.join(hosts)}; threads: {results['threads']}", "",
+             *(["Layers ran on different machines (the `machine` of each layer in results.json): compare ratios",
+                "measured in the same run (over default, over onnxruntime), not latencies across layers.", ""]
+               if len(hosts) > 1 else []),
              "MetaSchedule's figure at a layer's full budget is its best schedule re-timed by woodpecker's runner; at a",
              "smaller budget, the best of its own measurements within that many trials. A budget's table holds the",
              "layers whose sessions ran at least that many trials; a shorter session is a prefix of a longer one.", ""]
@@ -300,7 +304,7 @@ def main() -> None:
                          f"every searcher it has ({', '.join(sorted(L['curves']))}), or another --out")
             L.clear()
             L["curves"] = {}
-        L["task"], L["flops"], L["trials"] = task.name, task.flops, args.trials
+        L["task"], L["flops"], L["trials"], L["machine"] = task.name, task.flops, args.trials, machine()
         L["ort_us"] = ort_latency_us(model)
         for s in args.searchers.split(","):
             with tempfile.TemporaryDirectory() as work:

@@ -7,7 +7,9 @@ it alternated with an onnxruntime session in the same process. A user deploys on
 what is timed: the parent starts one worker process per contender (spawned, prepared one after another so that
 no preparation, e.g. MetaSchedule's tuning, competes with another), then runs rounds in which each worker in turn
 runs `warmup` untimed runs (they absorb the previous worker's spinning tail and refill the caches) and `per_round`
-timed runs back to back; the idle workers wait on a pipe. The figure is the median of single-run latencies and the
+timed runs back to back; the idle workers wait on a pipe. The order rotates by one contender each round, so that
+every contender follows every other equally often: whatever one runtime leaves behind on the cores (spinning
+threads, a cold cache, a lowered clock) is not charged to the same neighbour every time. The figure is the median of single-run latencies and the
 spread the interquartile range. A worker that crashes, hangs past the timeout or fails to prepare becomes an
 error for its contender only.
 """
@@ -140,8 +142,9 @@ def time_isolated(recipes: Sequence[Recipe], feed: Mapping[str, np.ndarray], thr
             else:
                 _, w.setup_s, w.note, w.outputs = msg
         progress("timing (interleaved, one process per contender)")
-        for _ in range(rounds):
-            for w in workers:
+        for r in range(rounds):
+            k = r % max(1, len(workers))
+            for w in workers[k:] + workers[:k]:
                 if w.error is not None:
                     continue
                 try:
