@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
-from woodpecker.frontend.onnx import import_onnx
 from woodpecker.hw.host import target_dict
-from woodpecker.lowering.model import lower_graph
 from woodpecker.measure.measurer import MeasureOptions, Measurer
-from woodpecker.measure.reference import reference_io
-from woodpecker.passes.pipeline import optimize
 from woodpecker.space.space import space_for_task
-from woodpecker.testing.models import tiny_cnn
-
-
-@pytest.fixture(scope="module")
-def conv():
-    lowered = lower_graph(optimize(import_onnx(tiny_cnn())))
-    key = next(k for k, t in lowered.tasks.items() if t.family == "conv2d_nchwc")
-    node, call = lowered.example(key)
-    return lowered.tasks[key], reference_io(lowered.tasks[key], node, lowered.graph, call.args)
 
 
 def test_measures_checks_and_caches(conv):
@@ -37,6 +22,21 @@ def test_measures_checks_and_caches(conv):
         assert not wrong.ok and "wrong result" in wrong.error and wrong.run_secs == ()
 
 
+def test_cold_cache_timing_runs_single_flushed_runs(conv):
+    """With cold caches every figure is one run after a flush (woodpecker.measure.jobs.COLD_RUNS of them); the
+    reference check is the same."""
+    from woodpecker.measure.jobs import COLD_RUNS
+
+    task, (inputs, expected) = conv
+    space = space_for_task(task)
+    with Measurer(target_dict(), options=MeasureOptions(repeat=3, min_repeat_ms=5, cold_cache=True)) as m:
+        m.set_reference(task, inputs, expected)
+        r = m.measure(task, [space.default])[0]
+        assert r.ok and len(r.run_secs) == COLD_RUNS and all(s > 0 for s in r.run_secs)
+        m.set_reference(task, inputs, expected + 1.0)
+        assert "wrong result" in m.measure(task, [space.default])[0].error
+
+
 def test_illegal_schedule_is_a_failed_build(conv):
     task, (inputs, expected) = conv
     space = space_for_task(task)
@@ -45,3 +45,14 @@ def test_illegal_schedule_is_a_failed_build(conv):
         m.set_reference(task, inputs, expected)
         res = m.measure(task, [bad])[0]
     assert not res.ok and res.error.startswith("build failed")
+
+
+def test_cold_cache_records_are_kept_apart_from_hot_ones():
+    from woodpecker import config
+    from woodpecker.hw.identity import toolchain
+
+    hot = toolchain()
+    with config.override(cold_cache=True):
+        cold = toolchain()
+        assert MeasureOptions().cold_cache
+    assert "timing" not in hot and cold == {**hot, "timing": "cold-cache"}

@@ -23,6 +23,10 @@ def device_for(profile: HardwareProfile, threads: int | None = None) -> Device:
 def toolchain() -> dict[str, str]:
     import tvm
 
-    from woodpecker import __version__
+    from woodpecker import __version__, config
 
-    return {"woodpecker": __version__, "tvm": tvm.__version__, "schedules": SCHEDULE_VERSION}
+    tools = {"woodpecker": __version__, "tvm": tvm.__version__, "schedules": SCHEDULE_VERSION}
+    if config.get().cold_cache:
+        # cold-cache times are not comparable with hot-loop times: their records are kept apart
+        tools["timing"] = "cold-cache"
+    return tools

@@ -49,6 +49,8 @@ class MeasureOptions:
     build_timeout_s: float = 120.0
     run_timeout_s: float = 30.0
     rtol: float = 1e-3  # accepted max |out - ref| / max |ref|
+    # single runs after a cache flush instead of hot loops (woodpecker.measure.jobs.run_job; WOODPECKER_COLD_CACHE)
+    cold_cache: bool = dataclasses.field(default_factory=lambda: config.get().cold_cache)
 
 
 class Measurer:
@@ -104,7 +106,7 @@ class Measurer:
         runs = self.runner.map(
             run_job,
             [(builds[i].value["path"], items[i][0].name, self._references.path(items[i][0]), o.repeat,
-              o.min_repeat_ms, o.rtol) for i in to_run],
+              o.min_repeat_ms, o.rtol, o.cold_cache) for i in to_run],
             o.run_timeout_s,
         )
         for i, r in zip(to_run, runs):
