@@ -157,10 +157,8 @@ def run_metaschedule(task, lowered, trials: int, workdir: str) -> tuple[list[flo
     db = ms.tune_tir(mod=mod, target=target, work_dir=work, max_trials_global=trials,
                      num_trials_per_iter=min(64, trials), cost_model="xgb", num_tuning_cores=threads(), seed=0,
                      builder=metaschedule_builder(threads()))
-    records = db.get_all_tuning_records()
     best, curve = math.inf, []
-    for r in records:
-        secs = [float(x) for x in r.run_secs] if r.run_secs else []
+    for secs in _ms_run_secs_in_trial_order(work):
         if secs and all(math.isfinite(s) and s < 1e9 for s in secs):
             best = min(best, statistics.median(secs) * 1e6)
         curve.append(best)
@@ -173,6 +171,22 @@ def run_metaschedule(task, lowered, trials: int, workdir: str) -> tuple[list[flo
         ex.export_library(lib)
         retimed = _time_library(task, lowered, lib, "main")
     return curve[:trials], retimed
+
+
+def _ms_run_secs_in_trial_order(work: str) -> list[list[float]]:
+    """Run times of MetaSchedule's measured candidates in the order they were measured.
+
+    Why the file and not `db.get_all_tuning_records()`: TVM's JSONDatabase keeps its records sorted by mean run
+    time, so that list starts with the best candidate and a convergence curve drawn from it is flat. The database
+    file is appended in measurement order: one line per record, `[workload index, [trace, run_secs, target,
+    args_info]]`."""
+    out = []
+    with open(os.path.join(work, "database_tuning_record.json")) as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)[1]
+                out.append([float(x) for x in (record[1] or [])])
+    return out
 
 
 def _time_library(task, lowered, lib: str, func: str) -> float:
@@ -224,6 +238,8 @@ def report(results: dict, out_dir: pathlib.Path, budgets=(64, 256)) -> str:
             for s in searchers:
                 c = L["curves"].get(s)
                 v = c[min(budget, len(c)) - 1] if c else math.nan
+                if s == "metaschedule" and budget < layer_trials(results, L) and not L.get("ms_curve_in_trial_order"):
+                    v = math.nan  # a curve from TVM's latency-sorted record list has no figure at a smaller budget
                 if s == "metaschedule" and budget == layer_trials(results, L) and L.get("ms_retimed_us"):
                     v = L["ms_retimed_us"]
                 cells.append(f"{v:.1f}")
@@ -231,8 +247,11 @@ def report(results: dict, out_dir: pathlib.Path, budgets=(64, 256)) -> str:
                     sp_def[s].append(L["default_us"] / v)
                     sp_ort[s].append(L["ort_us"] / v)
             lines.append(f"| {name} | {L['ort_us']:.1f} | {L['default_us']:.1f} | " + " | ".join(cells) + " |")
-        lines.append("| geomean speedup over default | | | " + " | ".join(f"{geomean(sp_def[s]):.2f}x" for s in searchers) + " |")
-        lines.append("| geomean speedup over onnxruntime | | | " + " | ".join(f"{geomean(sp_ort[s]):.2f}x" for s in searchers) + " |")
+        def cell(xs: list[float]) -> str:  # the layer count where a searcher lacks figures for some layers
+            return f"{geomean(xs):.2f}x" + ("" if len(xs) == len(at_budget) else f" ({len(xs)} layers)")
+
+        lines.append("| geomean speedup over default | | | " + " | ".join(cell(sp_def[s]) for s in searchers) + " |")
+        lines.append("| geomean speedup over onnxruntime | | | " + " | ".join(cell(sp_ort[s]) for s in searchers) + " |")
         lines.append("")
     lines += ["### trials to reach 95% of the best found by any searcher (within the layer's session)", "",
               "| layer | trials per session | " + " | ".join(searchers) + " |", "|" + "---|" * (2 + len(searchers))]
@@ -242,6 +261,9 @@ def report(results: dict, out_dir: pathlib.Path, budgets=(64, 256)) -> str:
         for s in searchers:
             c = L["curves"].get(s, [])
             hit = next((i + 1 for i, v in enumerate(c) if v <= best / 0.95), None)
+            if s == "metaschedule" and not L.get("ms_curve_in_trial_order"):
+                cells.append("-")  # not in trial order (see _ms_run_secs_in_trial_order)
+                continue
             cells.append(str(hit) if hit else ">" + str(len(c)))
         lines.append(f"| {name} | {layer_trials(results, L)} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
@@ -258,6 +280,10 @@ def _plots(results: dict, out_dir: pathlib.Path) -> None:
     for name, L in results["layers"].items():
         fig, ax = plt.subplots(figsize=(6, 4))
         for s, c in L["curves"].items():
+            if s == "metaschedule" and not L.get("ms_curve_in_trial_order"):
+                if L.get("ms_retimed_us"):  # no curve in trial order: its final best only
+                    ax.axhline(L["ms_retimed_us"], color="purple", linestyle="-.", label="metaschedule (final, re-timed)")
+                continue
             ys = [v if math.isfinite(v) else np.nan for v in c]
             ax.plot(range(1, len(ys) + 1), ys, label=s)
         ax.axhline(L["ort_us"], color="gray", linestyle="--", label="onnxruntime")
@@ -311,6 +337,7 @@ def main() -> None:
                 t0 = time.time()
                 if s == "metaschedule":
                     L["curves"][s], L["ms_retimed_us"] = run_metaschedule(task, lowered, args.trials, work)
+                    L["ms_curve_in_trial_order"] = True
                 else:
                     L["curves"][s] = run_woodpecker(model, task, s, args.trials, work)
                 L.setdefault("wall_s", {})[s] = time.time() - t0
