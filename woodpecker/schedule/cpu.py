@@ -105,13 +105,20 @@ def host_register_tile() -> tuple[int, int]:
     3x3 256@14 2079 -> 1677 us, 3x3 512@7 2079 -> 1906 us, BERT dense 768x768 1596 -> 1100 us, 1x1 256->64 and
     the depthwise 144@56 within 3 %; 12, 16 and 24 zmm accumulators were slower overall (geomean over the six).
     Falls back to the AVX2 values when the host cannot be detected."""
+    lanes, registers = host_vector_file()
+    return lanes, max(1, min(ACCUMULATORS, registers // 2))
+
+
+def host_vector_file() -> tuple[int, int]:
+    """(float32 lanes of one vector register, architectural vector registers) on the host: (16, 32) with AVX-512,
+    (8, 16) with AVX2, and AVX2's when the host cannot be detected."""
     try:
         from woodpecker.hw.host import detect
 
         host = detect()
-    except Exception:  # noqa: BLE001 - no LLVM to ask: the values measured on AVX2
-        return VECTOR_LANES, ACCUMULATORS
-    return max(1, host.vector_bits // 32), max(1, min(ACCUMULATORS, host.vector_registers // 2))
+    except Exception:  # noqa: BLE001 - no LLVM to ask: the AVX2 register file
+        return VECTOR_LANES, REGISTERS
+    return max(1, host.vector_bits // 32), host.vector_registers
 
 
 def _register_rows(family: str, st: KernelStructure):

@@ -185,16 +185,6 @@ def _resolve_values(spec: Mapping[str, Any], axes: Mapping[str, int], reduction:
     return out
 
 
-def _host_vector_registers() -> int:
-    """The host's architectural vector registers (16 on AVX2, 32 on AVX-512), 16 when it cannot be detected."""
-    try:
-        from woodpecker.hw.host import detect
-
-        return detect().vector_registers
-    except Exception:  # noqa: BLE001 - no LLVM to ask: the AVX2 register file
-        return 16
-
-
 def space_for_task(task, target_class: str = "cpu", lanes: int | None = None,
                    limits: Mapping[str, int] | None = None, vector_registers: int | None = None) -> SearchSpace:
     """The search space of a task: its family's knob file resolved against its loop structure.
@@ -208,13 +198,13 @@ def space_for_task(task, target_class: str = "cpu", lanes: int | None = None,
     from woodpecker.schedule.apply import default_knobs
     from woodpecker.schedule.structure import analyze
 
-    if lanes is None:
-        # the host's vector width, as the CPU default schedule assumes (woodpecker.schedule.cpu.host_register_tile)
-        from woodpecker.schedule.cpu import host_register_tile
+    if lanes is None or vector_registers is None:
+        # the host's register file, as the CPU default schedule assumes (woodpecker.schedule.cpu.host_register_tile)
+        from woodpecker.schedule.cpu import host_vector_file
 
-        lanes = host_register_tile()[0] if target_class == "cpu" else 8
-    if vector_registers is None:
-        vector_registers = _host_vector_registers() if target_class == "cpu" else 32
+        host_lanes, host_registers = host_vector_file() if target_class == "cpu" else (8, 32)
+        lanes = host_lanes if lanes is None else lanes
+        vector_registers = host_registers if vector_registers is None else vector_registers
     st = analyze(task.kernel)
     default = default_knobs(task, target_class)
     axes = {a.name: a.extent for a in st.spatial + st.reduction}
