@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -270,11 +270,20 @@ class Executor:
     def profile(self, repeat: int = 20) -> list[tuple[str, float]]:
         """Median seconds of each kernel call, in call order (inputs already set)."""
         self.execute()
-        per_call: list[list[float]] = [[] for _ in self._calls]
-        for _ in range(repeat):
-            for i, (func, args) in enumerate(self._calls):
-                t0 = time.perf_counter()
-                func(*args)
-                per_call[i].append(time.perf_counter() - t0)
-        return [(c.func, sorted(ts)[len(ts) // 2]) for c, ts in zip(self.program.calls, per_call)]
+        return profile_calls(self.program, self._calls, repeat)
+
+
+def profile_calls(program: Program, calls: Sequence[tuple[Callable, tuple]], repeat: int,
+                  wait: Callable[[], None] | None = None) -> list[tuple[str, float]]:
+    """Median seconds of each bound call (function, arguments), in program order, over `repeat` passes; `wait`
+    (a device sync) ends each timed call where calls return before their work is done."""
+    per_call: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeat):
+        for i, (func, args) in enumerate(calls):
+            t0 = time.perf_counter()
+            func(*args)
+            if wait is not None:
+                wait()
+            per_call[i].append(time.perf_counter() - t0)
+    return [(c.func, sorted(ts)[len(ts) // 2]) for c, ts in zip(program.calls, per_call)]
 

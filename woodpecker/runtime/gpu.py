@@ -24,7 +24,7 @@ import numpy as np
 
 from woodpecker.errors import BuildError, TargetError
 from woodpecker.runtime.compiled import CompiledModel, KernelInfo
-from woodpecker.runtime.executor import Program, program_lifetimes, validate_inputs
+from woodpecker.runtime.executor import Program, profile_calls, program_lifetimes, validate_inputs
 from woodpecker.runtime.memory import plan_buffers
 
 CUDA_SOURCE = "cuda/kernels.cu"
@@ -134,14 +134,7 @@ class DeviceExecutor:
         """Median seconds of each call, in call order (inputs already set); each call waits for the device."""
         self.execute()
         self.sync()
-        per_call: list[list[float]] = [[] for _ in self._calls]
-        for _ in range(repeat):
-            for i, (func, args) in enumerate(self._calls):
-                t0 = time.perf_counter()
-                func(*args)
-                self.sync()
-                per_call[i].append(time.perf_counter() - t0)
-        return [(c.func, sorted(ts)[len(ts) // 2]) for c, ts in zip(self.program.calls, per_call)]
+        return profile_calls(self.program, self._calls, repeat, wait=self.sync)
 
 
 class GpuModel(CompiledModel):
