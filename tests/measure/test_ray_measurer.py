@@ -114,3 +114,14 @@ def test_hung_worker_is_cancelled_and_its_candidate_retried(cluster, conv):
         assert frozen, "no Ray worker was seen timing the candidate"
         assert m.retried == 1 and results[0].ok, results[0].error
         assert time.monotonic() - t0 >= 10.0  # it waited for the deadline, not for the frozen worker
+
+
+def test_cold_cache_timing_on_a_ray_node(cluster, conv, conv_points):
+    """A Ray node times as the local runner does with cold caches: single runs after a flush."""
+    from woodpecker.measure.jobs import COLD_RUNS
+
+    task, (inputs, expected) = conv
+    with RayMeasurer(cluster.address, target_dict(), options=MeasureOptions(repeat=3, min_repeat_ms=5, cold_cache=True)) as m:
+        m.set_reference(task, inputs, expected)
+        got = m.measure(task, conv_points[:1])[0]
+    assert got.ok and len(got.run_secs) == COLD_RUNS and min(got.run_secs) > 0

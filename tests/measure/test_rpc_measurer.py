@@ -27,9 +27,9 @@ def tracker():
         yield t
 
 
-def _rpc(tracker, **kwargs) -> RpcMeasurer:
+def _rpc(tracker, options: MeasureOptions = OPTIONS, **kwargs) -> RpcMeasurer:
     host, port = tracker.address.split(":")
-    return RpcMeasurer(host, int(port), KEY, target_dict(), options=OPTIONS, build_workers=1, **kwargs)
+    return RpcMeasurer(host, int(port), KEY, target_dict(), options=options, build_workers=1, **kwargs)
 
 
 def test_same_verdicts_as_the_local_measurer(tracker, conv, conv_points):
@@ -48,6 +48,23 @@ def test_same_verdicts_as_the_local_measurer(tracker, conv, conv_points):
         assert [r.ok for r in got] == [r.ok for r in want] == [True] * 3
         assert all(len(r.run_secs) == 3 and min(r.run_secs) > 0 for r in got)
         assert not wrong[0].ok and "wrong result" in wrong[0].error and not wrong[0].run_secs
+    finally:
+        tracker.kill_server(server)
+
+
+def test_cold_cache_timing_on_the_device(tracker, conv, conv_points):
+    """The device times as the local runner does with cold caches: single runs after a flush."""
+    import dataclasses
+
+    from woodpecker.measure.jobs import COLD_RUNS
+
+    task, (inputs, expected) = conv
+    server = tracker.start_server(KEY)
+    try:
+        with _rpc(tracker, dataclasses.replace(OPTIONS, cold_cache=True)) as m:
+            m.set_reference(task, inputs, expected)
+            got = m.measure(task, conv_points[:1])[0]
+        assert got.ok and len(got.run_secs) == COLD_RUNS and min(got.run_secs) > 0
     finally:
         tracker.kill_server(server)
 

@@ -73,10 +73,13 @@ def run_job(lib_path: str, func: str, io_path: str, repeat: int, min_repeat_ms: 
     err = max_relative_error(out.numpy(), expected)
     if not err <= rtol:
         return {"run_secs": [], "error": f"wrong result: max relative error {err:.3g} > {rtol:g}"}
-    if cold_cache:
-        timer = mod.time_evaluator(func, dev, number=1, repeat=max(repeat, COLD_RUNS), min_repeat_ms=0,
-                                   f_preproc="cache_flush_cpu_non_first_arg")
-    else:
-        timer = mod.time_evaluator(func, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    res = timer(*args, out)
+    res = cpu_timer(mod, func, dev, repeat, min_repeat_ms, cold_cache)(*args, out)
     return {"run_secs": [float(x) for x in res.results], "error": None}
+
+
+def cpu_timer(mod, func: str, dev, repeat: int, min_repeat_ms: int, cold_cache: bool):
+    """TVM's time evaluator for a CPU candidate, local or over RPC (see run_job for hot and cold timing)."""
+    if cold_cache:
+        return mod.time_evaluator(func, dev, number=1, repeat=max(repeat, COLD_RUNS), min_repeat_ms=0,
+                                  f_preproc="cache_flush_cpu_non_first_arg")
+    return mod.time_evaluator(func, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)

@@ -93,7 +93,7 @@ def build_candidate(task: Task, knobs: Mapping[str, Any], target: Mapping[str, A
 
 
 def run_candidate(lib: bytes, func: str, reference: bytes, reference_digest: str, repeat: int, min_repeat_ms: int,
-                  rtol: float, threads: int, timeout_s: float) -> dict:
+                  rtol: float, threads: int, timeout_s: float, cold_cache: bool = False) -> dict:
     """Check one compiled candidate against the reference, then time it, on this node."""
     io_path = _REFERENCES.get(reference_digest)
     if io_path is None or not os.path.exists(io_path):
@@ -105,7 +105,8 @@ def run_candidate(lib: bytes, func: str, reference: bytes, reference_digest: str
     with open(lib_path, "wb") as f:
         f.write(lib)
     try:
-        res = _pool("run", threads).map(run_job, [(lib_path, func, io_path, repeat, min_repeat_ms, rtol)], timeout_s)[0]
+        res = _pool("run", threads).map(run_job, [(lib_path, func, io_path, repeat, min_repeat_ms, rtol, cold_cache)],
+                                        timeout_s)[0]
     finally:
         os.unlink(lib_path)  # loaded (or failed): the file is not needed any more
     if res.error is not None:
@@ -363,7 +364,7 @@ class RayMeasurer:
                     resources={self.runner_resource: 1} if self.runner_resource else None,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
                 ).remote(built[i][1], task.name, ref_bytes, digest, o.repeat, o.min_repeat_ms, o.rtol, self.threads,
-                         o.run_timeout_s)
+                         o.run_timeout_s, o.cold_cache)
                 allowed = o.run_timeout_s + self.overhead_s
                 busy[ref] = _InFlight(i, time.monotonic() + allowed, allowed, node)
             for ref, value, reason in self._wait(busy):

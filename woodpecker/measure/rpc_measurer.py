@@ -116,7 +116,7 @@ def rpc_device_job(tracker_host: str, tracker_port: int, key: str, priority: int
 
 def rpc_run_job(tracker_host: str, tracker_port: int, key: str, priority: int, session_timeout_s: float,
                 threads: int, lib_path: str, func: str, io_path: str, repeat: int, min_repeat_ms: int,
-                rtol: float) -> dict:
+                rtol: float, cold_cache: bool = False) -> dict:
     """Upload, load, check and time one candidate on the device. {"run_secs", "error", "lost"}: `lost` is true when
     the device (not the candidate) failed."""
     from woodpecker import config
@@ -124,6 +124,7 @@ def rpc_run_job(tracker_host: str, tracker_port: int, key: str, priority: int, s
     config.prepare_tvm_threads()
     import tvm
 
+    from woodpecker.measure.jobs import cpu_timer
     from woodpecker.measure.pool import describe_error
     from woodpecker.measure.reference import max_relative_error
 
@@ -153,8 +154,7 @@ def rpc_run_job(tracker_host: str, tracker_port: int, key: str, priority: int, s
         err = max_relative_error(out.numpy(), expected)
         if not err <= rtol:
             return {"run_secs": [], "error": f"wrong result: max relative error {err:.3g} > {rtol:g}", "lost": False}
-        timer = mod.time_evaluator(func, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
-        res = timer(*args, out)
+        res = cpu_timer(mod, func, dev, repeat, min_repeat_ms, cold_cache)(*args, out)
         return {"run_secs": [float(x) for x in res.results], "error": None, "lost": False}
     except Exception as err:  # noqa: BLE001
         if _answers(sess):
@@ -249,7 +249,7 @@ class RpcMeasurer(Measurer):
                 results.append(MeasureResult((), f"run failed: {self.where} unavailable (not registered)", build_secs))
                 continue
             args = self._lease_args() + (b.value["path"], task.name, self._references.path(task), o.repeat, o.min_repeat_ms,
-                                         o.rtol)
+                                         o.rtol, o.cold_cache)
             r = self.runner.map(rpc_run_job, [args], o.run_timeout_s + self.connect_timeout_s)[0]
             if r.error is None and not r.value["lost"]:
                 results.append(MeasureResult(tuple(r.value["run_secs"]), r.value["error"], build_secs))
