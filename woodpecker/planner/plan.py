@@ -131,7 +131,7 @@ def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np
             if not err <= RTOL:
                 results.append(ChoiceResult(name, None, f"wrong result: max relative error {err:.3g}"))
                 continue
-            runs[name] = _synced(run, sync) if getattr(executor, "device", None) is not None else run
+            runs[name] = _synced(run, sync) if executor.on_device else run
             outputs[name] = target
         if "woodpecker" not in runs and not runs:
             raise RuntimeError(f"no implementation of {region.node} matches its reference")

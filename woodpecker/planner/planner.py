@@ -30,7 +30,7 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
     vendor is PyTorch on the device: `vendors` = choices.DEVICE_VENDORS, `model_onnx` None)."""
     feed = planning_inputs(cm)
     ex = cm.executor
-    on_device = getattr(ex, "device", None) is not None
+    on_device = ex.on_device
     ex.set_inputs(feed)
     ex.execute()
     ex.sync()

@@ -164,6 +164,8 @@ def _aligned_arena(nbytes: int) -> np.ndarray:
 
 
 class Executor:
+    on_device = False  # calls run on the host: each returns when its work is done
+
     def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray],
                  vendor_regions: Mapping[str, object] | None = None, threads: int | None = None) -> None:
         """vendor_regions: region (woodpecker.planner.regions.Region) of each vendor call, by its `func`."""

@@ -36,6 +36,8 @@ class DeviceExecutor:
     Vendor calls (the planner's choice of PyTorch for a region: cuDNN / cuBLAS on CUDA) run torch on the same
     device buffers, shared through DLPack."""
 
+    on_device = True  # calls return before the device is done: timing waits for it (sync)
+
     def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray], device,
                  vendor_regions: Mapping[str, Any] | None = None) -> None:
         import tvm
