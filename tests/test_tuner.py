@@ -78,6 +78,18 @@ def test_compile_applies_the_best_records(tmp_db):
                 assert dict(best.knobs) == dict(k.knobs)
 
 
+def test_records_are_keyed_by_the_measurer_options_and_compile_falls_back_to_the_other_mode(tmp_db):
+    import woodpecker
+    from woodpecker.measure.measurer import MeasureOptions
+
+    tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0,
+         measure_options=MeasureOptions(cold_cache=True))  # in code, without WOODPECKER_COLD_CACHE
+    with RecordsDatabase(tmp_db) as db:
+        assert {r.toolchain.get("timing") for r in db.records()} == {"cold-cache"}
+    cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))  # configured for hot loops: no hot records, cold ones serve
+    assert "tuned" in {k.origin for k in cm.kernels}
+
+
 @pytest.mark.parametrize("bad", [dict(trials=0), dict(trials=-3), dict(budget_s=0.0), dict(budget_s=float("nan")), {}])
 def test_nonsense_budgets_are_refused(bad, tmp_db):
     with pytest.raises(BudgetError):

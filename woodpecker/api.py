@@ -209,19 +209,20 @@ def _compile_gpu(lowered, knobs, program, constants, metadata, resolved) -> Comp
 
 
 def _best_records(lowered, db: Any, resolved) -> dict[str, Mapping[str, int | str]]:
-    """Knobs of the fastest record of each task for this device and toolchain (tasks without records: none)."""
+    """Knobs of the fastest record of each task for this device and toolchain, the configured timing mode first
+    (tasks without records: none)."""
     if db is None:
         return {}
-    from woodpecker.hw.identity import toolchain
     from woodpecker.records.db import RecordsDatabase, open_database
 
     database = open_database(db)
     assert database is not None
     try:
-        device, tools = resolved.device(), toolchain()
+        device, toolchains = resolved.device(), resolved.record_toolchains()
         out = {}
         for key, task in lowered.tasks.items():
-            best = database.best(key, device, tools)
+            # within one timing mode only: hot-loop and cold-cache times of a task are not comparable
+            best = next((b for b in (database.best(key, device, t) for t in toolchains) if b is not None), None)
             # a record that is the default schedule is not a tuned schedule: report it as the default
             if best is not None and dict(best.knobs) != dict(resolved.space(task).default):
                 out[key] = dict(best.knobs)

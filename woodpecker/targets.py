@@ -101,6 +101,29 @@ class Target:
             return device_for(self.profile, self.threads)
         return Device(self.profile.id, self.profile.content_hash, "", self.simulated)
 
+    def toolchain(self, options: Any = None) -> dict[str, str]:
+        """The toolchain key of records measured here with these MeasureOptions (default: the configured ones).
+
+        Only real CPU timing has a cold-cache mode; simulated cycle counts and CUDA event times do not change with
+        the option, so their records keep one key whatever it says.
+        """
+        from woodpecker.hw.identity import toolchain
+        from woodpecker.measure.measurer import MeasureOptions
+
+        options = options or MeasureOptions()
+        return toolchain(cold_cache=self.is_host and options.cold_cache)
+
+    def record_toolchains(self) -> list[dict[str, str]]:
+        """Toolchain keys whose records compile applies, preferred first: records timed the configured way, then
+        (host only) those timed the other way, so a database tuned before the timing mode changed still serves."""
+        from woodpecker.measure.measurer import MeasureOptions
+
+        preferred = MeasureOptions()
+        keys = [self.toolchain(preferred)]
+        if self.is_host:
+            keys.append(self.toolchain(MeasureOptions(cold_cache=not preferred.cold_cache)))
+        return keys
+
     def measurer(self, build_workers: int | None = None, options: Any = None, toolchain: Mapping[str, str] | None = None):
         from woodpecker.measure.measurer import MeasureOptions, Measurer
 

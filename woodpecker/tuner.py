@@ -213,7 +213,6 @@ def tune(
         rpc_tracker, rpc_key: time on a device leased from the TVM RPC tracker "HOST:PORT" under this key.
     """
     from woodpecker import config
-    from woodpecker.hw.identity import toolchain
     from woodpecker.measure.reference import reference_io
     from woodpecker.search.cost_model import CostModel
 
@@ -234,7 +233,7 @@ def tune(
     profile = resolved.profile
     threads = resolved.threads
     device = resolved.device()
-    tools = toolchain()
+    tools = resolved.toolchain(measure_options)
     own_db = not isinstance(db, RecordsDatabase)
     database = open_database(db if db is not None else default_db_path())
     assert database is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from woodpecker.hw.host import target_dict
 from woodpecker.measure.measurer import MeasureOptions, Measurer
 from woodpecker.space.space import space_for_task
@@ -49,10 +51,22 @@ def test_illegal_schedule_is_a_failed_build(conv):
 
 def test_cold_cache_records_are_kept_apart_from_hot_ones():
     from woodpecker import config
-    from woodpecker.hw.identity import toolchain
+    from woodpecker.targets import resolve
 
-    hot = toolchain()
-    with config.override(cold_cache=True):
-        cold = toolchain()
-        assert MeasureOptions().cold_cache
+    host = resolve("host")
+    hot = host.toolchain(MeasureOptions(cold_cache=False))
+    cold = host.toolchain(MeasureOptions(cold_cache=True))
     assert "timing" not in hot and cold == {**hot, "timing": "cold-cache"}
+    with config.override(cold_cache=True):
+        assert MeasureOptions().cold_cache and host.toolchain() == cold
+        assert host.record_toolchains() == [cold, hot]
+    assert host.record_toolchains() == [hot, cold]
+
+
+@pytest.mark.parametrize("target", ["p100", "rv64gcv128"])
+def test_timing_mode_does_not_split_records_of_simulated_or_gpu_targets(target):
+    from woodpecker.targets import resolve
+
+    t = resolve(target)
+    assert t.toolchain(MeasureOptions(cold_cache=True)) == t.toolchain(MeasureOptions(cold_cache=False))
+    assert len(t.record_toolchains()) == 1

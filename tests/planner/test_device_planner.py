@@ -73,6 +73,17 @@ def test_torch_on_device_tensors_matches_each_region_reference(proto):
     assert ran >= len(regions) // 2, "most regions have a torch form"
 
 
+def test_repacked_weights_are_held_once_on_the_device():
+    from woodpecker.planner.torch_ops import _REPACKED_WEIGHT_OPS, build_region_fn
+
+    _, lowered, regions = _setup(tiny_cnn(image_size=20, channels=16))
+    repacked = [(r, n) for r in regions for n in r.body if n.op in _REPACKED_WEIGHT_OPS]
+    assert repacked, "the blocked conv's region repacks its weight"
+    for region, node in repacked:
+        fn = build_region_fn(region.body, region.inputs, region.output, region.types, lowered.graph.constants)
+        assert node.inputs[1] not in fn.device_constants
+
+
 def test_only_device_vendors_run_on_a_device():
     host, lowered, regions = _setup(tiny_mlp())
     with pytest.raises(NotExportable, match="does not run on cpu:0"):

@@ -20,13 +20,14 @@ def device_for(profile: HardwareProfile, threads: int | None = None) -> Device:
     return Device(profile.id, profile.content_hash, detail, profile.simulated)
 
 
-def toolchain() -> dict[str, str]:
+def toolchain(cold_cache: bool = False) -> dict[str, str]:
+    """Versions that built a record, and how it was timed where that changes the time (Target.toolchain decides)."""
     import tvm
 
-    from woodpecker import __version__, config
+    from woodpecker import __version__
 
     tools = {"woodpecker": __version__, "tvm": tvm.__version__, "schedules": SCHEDULE_VERSION}
-    if config.get().cold_cache:
+    if cold_cache:
         # cold-cache times are not comparable with hot-loop times: their records are kept apart
         tools["timing"] = "cold-cache"
     return tools

@@ -35,6 +35,10 @@ def _pad4(F, x, pads, value=0.0):
     return F.pad(x, (l_, r, t, b), value=value)
 
 
+# operators whose weight (input 1) _op_fn repacks from woodpecker's blocked layout into a torch tensor of its own
+_REPACKED_WEIGHT_OPS = frozenset({"conv2d_nchwc", "depthwise_conv2d_nchwc", "dense_packed"})
+
+
 def build_region_fn(body: Sequence[Node], inputs: Sequence[str], output: str,
                     types: Mapping[str, TensorType], constants: Mapping[str, np.ndarray], device: str = "cpu") -> Callable:
     """A function of the region's input tensors (on `device`, a torch device name) returning its output."""
@@ -50,8 +54,12 @@ def build_region_fn(body: Sequence[Node], inputs: Sequence[str], output: str,
         out_t = types[node.outputs[0]]
         in_t = [types[v] for v in node.inputs]
         fn = _op_fn(torch, F, op, a, in_t, out_t, node, host_consts, device)
-        steps.append((fn, list(node.inputs), node.outputs[0]))
-    consts = {k: v.to(device) for k, v in host_consts.items()}  # uploaded once, not per call
+        # a blocked weight is repacked to torch's layout inside _op_fn: the step reads only the activation
+        ins = list(node.inputs[:1]) if op in _REPACKED_WEIGHT_OPS else list(node.inputs)
+        steps.append((fn, ins, node.outputs[0]))
+    read = {v for _, ins, _ in steps for v in ins}
+    # uploaded once, not per call; a constant only read repacked is not uploaded a second time as it is
+    consts = {k: v.to(device) for k, v in host_consts.items() if k in read}
 
     def run(*tensors):
         env = dict(consts)
@@ -60,6 +68,7 @@ def build_region_fn(body: Sequence[Node], inputs: Sequence[str], output: str,
             env[out] = fn(*[env[v] for v in ins])
         return env[output]
 
+    run.device_constants = consts  # what this function keeps on the device besides its repacked weights
     return run
 
 
@@ -138,7 +147,7 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts, device):  # noqa: C901 - 
             cb, r, s, b = w.shape
             plain, groups, ob = w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s), cb * b, b
         wt = torch.from_numpy(np.ascontiguousarray(plain)).to(device)
-        return lambda x, _w: _block(torch, F.conv2d(_pad4(F, _unblock(torch, x), a["pads"]), wt, None, tuple(a["strides"]),
+        return lambda x: _block(torch, F.conv2d(_pad4(F, _unblock(torch, x), a["pads"]), wt, None, tuple(a["strides"]),
                                                     0, tuple(a["dilations"]), groups), ob)
     if op == "dense":
         return lambda x, w: F.linear(x, w)
@@ -146,7 +155,7 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts, device):  # noqa: C901 - 
         w = consts[node.inputs[1]].numpy()
         nb, k, b = w.shape
         wt = torch.from_numpy(np.ascontiguousarray(w.transpose(0, 2, 1).reshape(nb * b, k))).to(device)
-        return lambda x, _w: F.linear(x, wt)
+        return lambda x: F.linear(x, wt)
     if op == "batch_matmul":
         def bmm(x, y):
             if a.get("trans_a"):
