@@ -223,6 +223,12 @@ def test_usage_errors_are_reported_by_click(workdir):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "No such command" in proc.stderr
 
 
+def test_unknown_timing_mode_is_a_usage_error(workdir):
+    proc = cli("tune", MODEL, "--timing", "warm", "--trials", "2", "--db", "timing.db", cwd=workdir)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--timing" in proc.stderr
+    assert "cold-cache" in proc.stderr and not (workdir / "timing.db").exists()
+
+
 def test_debug_shows_the_traceback(workdir):
     proc = cli("--debug", "compile", "missing.onnx", cwd=workdir)
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "ModelLoadError" in proc.stderr

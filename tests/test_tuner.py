@@ -78,15 +78,18 @@ def test_compile_applies_the_best_records(tmp_db):
                 assert dict(best.knobs) == dict(k.knobs)
 
 
-def test_records_are_keyed_by_the_measurer_options_and_compile_falls_back_to_the_other_mode(tmp_db):
+@pytest.mark.parametrize("tuned_cold", [True, False], ids=["tuned-cold", "tuned-hot"])
+def test_records_are_keyed_by_the_measurer_options_and_compile_falls_back_to_the_other_mode(tmp_db, tuned_cold):
     import woodpecker
+    from woodpecker import config
     from woodpecker.measure.measurer import MeasureOptions
 
-    tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0,
-         measure_options=MeasureOptions(cold_cache=True))  # in code, without WOODPECKER_COLD_CACHE
-    with RecordsDatabase(tmp_db) as db:
-        assert {r.toolchain.get("timing") for r in db.records()} == {"cold-cache"}
-    cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))  # configured for hot loops: no hot records, cold ones serve
+    with config.override(cold_cache=not tuned_cold):  # options passed in code decide, not the configuration
+        tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0,
+             measure_options=MeasureOptions(cold_cache=tuned_cold))
+        with RecordsDatabase(tmp_db) as db:
+            assert {r.toolchain.get("timing") for r in db.records()} == {"cold-cache" if tuned_cold else None}
+        cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))  # no records timed the configured way: the others serve
     assert "tuned" in {k.origin for k in cm.kernels}
 
 

@@ -150,6 +150,8 @@ def tune_cmd(
     rpc_tracker: Annotated[Optional[str], typer.Option("--rpc-tracker", help="time on a device of this TVM RPC "
                                                        "tracker: HOST:PORT")] = None,
     rpc_key: Annotated[Optional[str], typer.Option("--rpc-key", help="device key of --rpc-tracker")] = None,
+    timing: Annotated[Optional[str], typer.Option("--timing", help="CPU timing: cold-cache (default: single runs "
+                                                  "after a cache flush, as in a model) or hot-loop")] = None,
 ) -> None:
     """Tune the kernels of a model; every measurement is kept in the records database. Rerun to resume."""
     from rich.live import Live
@@ -157,6 +159,7 @@ def tune_cmd(
     from woodpecker.tuner import parse_duration, tune
 
     budget_s = parse_duration(budget) if budget else None
+    measure_options = _measure_options(timing)
     live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
     last_print = [0.0]
 
@@ -177,13 +180,25 @@ def tune_cmd(
         report = tune(_model_arg(model), target, searcher=searcher, trials=trials, budget_s=budget_s,
                       db=str(db) if db else None, seed=seed, batch_size=batch, cost_model=cost_model,
                       early_stop=early_stop, input_shapes=_parse_shapes(input_shape), progress=progress,
-                      cluster=cluster, rpc_tracker=rpc_tracker, rpc_key=rpc_key)
+                      cluster=cluster, rpc_tracker=rpc_tracker, rpc_key=rpc_key, measure_options=measure_options)
     finally:
         if live is not None:
             live.stop()
     _print_tune_report(report)
     if report.stopped == "interrupted":
         raise typer.Exit(130)
+
+
+def _measure_options(timing: str | None):
+    """--timing as MeasureOptions (None: the configured default, WOODPECKER_COLD_CACHE)."""
+    from woodpecker.measure.measurer import MeasureOptions
+
+    if timing is None:
+        return None
+    modes = {"cold-cache": True, "hot-loop": False}
+    if timing not in modes:
+        raise typer.BadParameter(f"--timing must be one of {', '.join(modes)}, got {timing!r}")
+    return MeasureOptions(cold_cache=modes[timing])
 
 
 db_app = typer.Typer(help="Inspect and share tuning records.", no_args_is_help=True)

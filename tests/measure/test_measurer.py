@@ -12,7 +12,7 @@ from woodpecker.space.space import space_for_task
 def test_measures_checks_and_caches(conv):
     task, (inputs, expected) = conv
     space = space_for_task(task)
-    with Measurer(target_dict(), options=MeasureOptions(repeat=3, min_repeat_ms=5)) as m:
+    with Measurer(target_dict(), options=MeasureOptions(repeat=3, min_repeat_ms=5, cold_cache=False)) as m:
         m.set_reference(task, inputs, expected)
         first = m.measure(task, [space.default])[0]
         assert first.ok and len(first.run_secs) == 3 and all(s > 0 for s in first.run_secs)
@@ -60,7 +60,18 @@ def test_cold_cache_records_are_kept_apart_from_hot_ones():
     with config.override(cold_cache=True):
         assert MeasureOptions().cold_cache and host.toolchain() == cold
         assert host.record_toolchains() == [cold, hot]
-    assert host.record_toolchains() == [hot, cold]
+    with config.override(cold_cache=False):
+        assert not MeasureOptions().cold_cache and host.toolchain() == hot
+        assert host.record_toolchains() == [hot, cold]
+
+
+def test_cold_cache_is_the_default_and_the_environment_turns_it_off(monkeypatch):
+    from woodpecker import config
+
+    monkeypatch.delenv("WOODPECKER_COLD_CACHE", raising=False)
+    assert config._from_env().cold_cache
+    monkeypatch.setenv("WOODPECKER_COLD_CACHE", "0")
+    assert not config._from_env().cold_cache
 
 
 @pytest.mark.parametrize("target", ["p100", "rv64gcv128"])

@@ -19,7 +19,7 @@ from woodpecker.measure.ray_measurer import RayMeasurer  # noqa: E402
 from woodpecker.space.space import space_for_task  # noqa: E402
 from woodpecker.testing.cluster import LocalRayCluster, free_port  # noqa: E402
 
-OPTIONS = MeasureOptions(repeat=3, min_repeat_ms=5)
+OPTIONS = MeasureOptions(repeat=3, min_repeat_ms=5, cold_cache=False)  # hot loops
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from woodpecker.measure.measurer import MeasureOptions, Measurer  # noqa: E402
 from woodpecker.measure.rpc_measurer import RpcMeasurer  # noqa: E402
 from woodpecker.testing.cluster import LocalRpcTracker  # noqa: E402
 
-OPTIONS = MeasureOptions(repeat=3, min_repeat_ms=5, run_timeout_s=20)
+OPTIONS = MeasureOptions(repeat=3, min_repeat_ms=5, run_timeout_s=20, cold_cache=False)  # hot
 KEY = "woodpecker-test"
 
 

@@ -197,7 +197,7 @@ class CudaMeasurer:
         self,
         target: Mapping[str, Any] | None = None,
         build_workers: int | None = None,
-        options: MeasureOptions = MeasureOptions(),
+        options: MeasureOptions | None = None,
         compiler: str | None = None,
     ) -> None:
         self.compiler = compiler or cuda_compiler()
@@ -218,7 +218,7 @@ class CudaMeasurer:
             **dict(target or {"kind": "cuda", "host": {"kind": "llvm"}}),
             "arch": self.device["arch"],
         }
-        self.options = options
+        self.options = options or MeasureOptions()  # configured defaults now, not at import
         self.builders = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
         self.build_dir = config.get().cache_dir / "builds-cuda"
         self.binary_dir = str(self.build_dir / "binaries")

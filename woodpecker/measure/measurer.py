@@ -55,11 +55,11 @@ class MeasureOptions:
 
 class Measurer:
     def __init__(self, target: Mapping[str, Any], target_class: str = "cpu", build_workers: int | None = None,
-                 options: MeasureOptions = MeasureOptions(), toolchain: Mapping[str, str] | None = None) -> None:
+                 options: MeasureOptions | None = None, toolchain: Mapping[str, str] | None = None) -> None:
         threads = config.prepare_tvm_threads()
         self.target = dict(target)
         self.target_class = target_class
-        self.options = options
+        self.options = options or MeasureOptions()  # configured defaults now, not at import
         self.toolchain = dict(toolchain or {})
         env = {"TVM_NUM_THREADS": str(threads), "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
         self.builders = WorkerPool(build_workers or max(1, (os.cpu_count() or 1)), env)

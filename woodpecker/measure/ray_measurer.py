@@ -162,7 +162,7 @@ class RayMeasurer:
     """
 
     def __init__(self, address: str, target: Mapping[str, Any], target_class: str = "cpu",
-                 options: MeasureOptions = MeasureOptions(), toolchain: Mapping[str, str] | None = None,
+                 options: MeasureOptions | None = None, toolchain: Mapping[str, str] | None = None,
                  threads: int | None = None, runner_resource: str | None = None, local_cpus: int | None = None,
                  attempts: int = 2, overhead_s: float = 60.0) -> None:
         from woodpecker import config
@@ -176,7 +176,7 @@ class RayMeasurer:
         self.address = address
         self.target = dict(target)
         self.target_class = target_class
-        self.options = options
+        self.options = options or MeasureOptions()  # configured defaults now, not at import
         self.toolchain = dict(toolchain or {})
         self.threads = int(threads or config.prepare_tvm_threads())
         self.runner_resource = runner_resource

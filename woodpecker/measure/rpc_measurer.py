@@ -174,7 +174,7 @@ class RpcMeasurer(Measurer):
 
     def __init__(self, tracker_host: str, tracker_port: int, key: str, target: Mapping[str, Any],
                  target_class: str = "cpu", build_workers: int | None = None,
-                 options: MeasureOptions = MeasureOptions(), toolchain: Mapping[str, str] | None = None, *,
+                 options: MeasureOptions | None = None, toolchain: Mapping[str, str] | None = None, *,
                  priority: int = 1, session_timeout_s: float = 600.0, threads: int | None = None,
                  connect_timeout_s: float = 60.0, reconnect_attempts: int = 3, reconnect_wait_s: float = 10.0) -> None:
         from woodpecker import config

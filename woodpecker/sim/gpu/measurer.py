@@ -100,7 +100,7 @@ class GpuSimMeasurer:
         self,
         profile,
         build_workers: int | None = None,
-        options: MeasureOptions = MeasureOptions(),
+        options: MeasureOptions | None = None,
         use_ptxas: bool = False,
         efficiency: Efficiency | None = None,
     ) -> None:
@@ -113,7 +113,7 @@ class GpuSimMeasurer:
         self.profile = profile
         self.device = GpuDevice.from_profile(profile)
         self.efficiency = efficiency or Efficiency.from_json(profile.params.get("model_efficiency", {}))
-        self.options = options
+        self.options = options or MeasureOptions()  # configured defaults now, not at import
         self.use_ptxas = use_ptxas
         env = {"TVM_NUM_THREADS": "1", "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
         self.builders = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)

@@ -64,11 +64,11 @@ def simulate_job(obj_path: str, func: str, io_path: str, profile, rtol: float, c
 
 
 class RiscvMeasurer:
-    def __init__(self, profile, build_workers: int | None = None, options: MeasureOptions = MeasureOptions(),
+    def __init__(self, profile, build_workers: int | None = None, options: MeasureOptions | None = None,
                  cache: bool = True, toolchain: Mapping[str, str] | None = None) -> None:
         """profile: a riscv/mcu HardwareProfile or its id; cache: simulate the data caches (counts misses)."""
         self.profile = resolve_profile(profile)
-        self.options = options
+        self.options = options or MeasureOptions()  # configured defaults now, not at import
         self.cache = cache
         self.toolchain = dict(toolchain or {})
         env = {"WOODPECKER_CACHE_DIR": str(config.get().cache_dir), "TVM_NUM_THREADS": "1"}
