@@ -242,3 +242,15 @@ def test_gpu_compile_without_a_gpu_says_it_was_not_planned(incli, workdir):
     proc = incli("compile", MODEL, "--target", "p100", "--vendor", "-o", "gpu.wpk", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert "plan: none (no GPU attached" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("timing, device, label", [
+    ("cold-cache", "host:abc:znver5/2t:real", "cold-cache"),
+    ("", "host:abc:znver5/2t:real", "hot-loop"),  # real CPU records from before the tag, or timed hot
+    ("", "p100:abc::sim", "-"),  # one way of timing: nothing to tell apart
+    ("", "rv64gc:abc::sim", "-"),
+])
+def test_db_stats_says_how_records_were_timed(timing, device, label):
+    from woodpecker.cli import _timing_label
+
+    assert _timing_label({"timing": timing, "device": device}) == label

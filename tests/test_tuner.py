@@ -93,6 +93,43 @@ def test_records_are_keyed_by_the_measurer_options_and_compile_falls_back_to_the
     assert "tuned" in {k.origin for k in cm.kernels}
 
 
+@pytest.mark.parametrize("cold", [True, False])
+def test_a_measurer_passed_in_keys_records_by_its_own_timing(tmp_db, cold):
+    from woodpecker import config
+    from woodpecker.measure.measurer import MeasureOptions
+
+    with config.override(cold_cache=not cold):
+        tune(tiny_cnn(), trials=12, db=str(tmp_db), measurer=FakeMeasurer(options=MeasureOptions(cold_cache=cold)),
+             early_stop=0)
+    with RecordsDatabase(tmp_db) as db:
+        assert {r.toolchain.get("timing") for r in db.records()} == {"cold-cache" if cold else None}
+
+
+def test_compile_skips_a_timing_mode_that_holds_only_default_schedules(tmp_db):
+    """A database tuned with hot loops, then a short cold-cache session that measured only the defaults: the hot
+    tuned schedules still serve (the cold mode has nothing tuned)."""
+    import woodpecker
+    from woodpecker import config
+    from woodpecker.measure.measurer import MeasureOptions
+
+    hot = tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=FakeMeasurer(options=MeasureOptions(cold_cache=False)),
+               early_stop=0)
+    n_tasks = len(hot.tasks)
+    tune(tiny_cnn(), trials=n_tasks, db=str(tmp_db), measurer=FakeMeasurer(options=MeasureOptions(cold_cache=True)),
+         early_stop=0)  # the defaults only
+    with RecordsDatabase(tmp_db) as db:
+        cold = [r for r in db.records() if r.toolchain.get("timing") == "cold-cache"]
+        assert len(cold) == n_tasks
+    with config.override(cold_cache=True):
+        cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))
+    tuned = {k.key: dict(k.knobs) for k in cm.kernels if k.origin == "tuned"}
+    assert tuned
+    with RecordsDatabase(tmp_db) as db:
+        for key, knobs in tuned.items():
+            best_hot = min((r for r in db.records(key) if r.ok and "timing" not in r.toolchain), key=lambda r: r.latency_us)
+            assert dict(best_hot.knobs) == knobs
+
+
 @pytest.mark.parametrize("bad", [dict(trials=0), dict(trials=-3), dict(budget_s=0.0), dict(budget_s=float("nan")), {}])
 def test_nonsense_budgets_are_refused(bad, tmp_db):
     with pytest.raises(BudgetError):

@@ -221,11 +221,15 @@ def _best_records(lowered, db: Any, resolved) -> dict[str, Mapping[str, int | st
         device, toolchains = resolved.device(), resolved.record_toolchains()
         out = {}
         for key, task in lowered.tasks.items():
-            # within one timing mode only: hot-loop and cold-cache times of a task are not comparable
-            best = next((b for b in (database.best(key, device, t) for t in toolchains) if b is not None), None)
-            # a record that is the default schedule is not a tuned schedule: report it as the default
-            if best is not None and dict(best.knobs) != dict(resolved.space(task).default):
-                out[key] = dict(best.knobs)
+            default = dict(resolved.space(task).default)
+            # within one timing mode only: hot-loop and cold-cache times of a task are not comparable. A mode whose
+            # best is the default schedule (a short session measures every default first) has tuned nothing:
+            # the next mode's tuned schedule serves. A record that is the default is reported as the default.
+            for tools in toolchains:
+                best = database.best(key, device, tools)
+                if best is not None and dict(best.knobs) != default:
+                    out[key] = dict(best.knobs)
+                    break
         return out
     finally:
         if not isinstance(db, RecordsDatabase):

@@ -150,8 +150,9 @@ def tune_cmd(
     rpc_tracker: Annotated[Optional[str], typer.Option("--rpc-tracker", help="time on a device of this TVM RPC "
                                                        "tracker: HOST:PORT")] = None,
     rpc_key: Annotated[Optional[str], typer.Option("--rpc-key", help="device key of --rpc-tracker")] = None,
-    timing: Annotated[Optional[str], typer.Option("--timing", help="CPU timing: cold-cache (default: single runs "
-                                                  "after a cache flush, as in a model) or hot-loop")] = None,
+    timing: Annotated[Optional[str], typer.Option("--timing", help="CPU timing: cold-cache (single runs after a "
+                                                  "cache flush, as in a model) or hot-loop; default: cold-cache "
+                                                  "unless WOODPECKER_COLD_CACHE=0")] = None,
 ) -> None:
     """Tune the kernels of a model; every measurement is kept in the records database. Rerun to resume."""
     from rich.live import Live
@@ -160,6 +161,8 @@ def tune_cmd(
 
     budget_s = parse_duration(budget) if budget else None
     measure_options = _measure_options(timing)
+    if timing is not None and not _timed_on_host_cpu(target):
+        console.print(f"note: --timing applies to CPU targets; {target} is timed one way")
     live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
     last_print = [0.0]
 
@@ -214,13 +217,33 @@ def db_stats(path: Annotated[pathlib.Path, typer.Argument(help="records database
     if not path.exists():
         raise DatabaseError(f"{path}: no such file")
     with RecordsDatabase(path) as db:
-        table = Table("kernel", "family", "device", "records", "failed", "best us", "GFLOP/s")
+        table = Table("kernel", "family", "device", "timing", "records", "failed", "best us", "GFLOP/s")
         rows = db.stats()
         for r in rows:
-            table.add_row(r["name"] or r["workload"], r["family"], r["device"], str(r["records"]), str(r["failed"]),
-                          f"{r['best_us']:.1f}" if r["best_us"] else "-", f"{r['gflops']:.1f}" if r["gflops"] else "-")
+            table.add_row(r["name"] or r["workload"], r["family"], r["device"], _timing_label(r), str(r["records"]),
+                          str(r["failed"]), f"{r['best_us']:.1f}" if r["best_us"] else "-",
+                          f"{r['gflops']:.1f}" if r["gflops"] else "-")
         console.print(table)
-        console.print(f"{db.count()} records, {len(rows)} (kernel, device) pairs")
+        console.print(f"{db.count()} records, {len(rows)} (kernel, device, timing) rows")
+
+
+def _timed_on_host_cpu(target: str) -> bool:
+    from woodpecker.errors import WoodpeckerError
+    from woodpecker.hw.profile import load_profile
+
+    try:
+        return load_profile(target).target_class == "cpu"
+    except WoodpeckerError:
+        return False  # an unknown target: tune reports it
+
+
+def _timing_label(row) -> str:
+    """How a stats row's records were timed: real CPU records without the cold-cache tag timed hot loops; GPU and
+    simulated records have one way of timing."""
+    if row["timing"]:
+        return row["timing"]
+    profile_id, _, rest = row["device"].partition(":")
+    return "hot-loop" if rest.endswith(":real") and _timed_on_host_cpu(profile_id) else "-"
 
 
 @db_app.command("export")

@@ -115,14 +115,15 @@ class Target:
 
     def record_toolchains(self) -> list[dict[str, str]]:
         """Toolchain keys whose records compile applies, preferred first: records timed the configured way, then
-        (host only) those timed the other way, so a database tuned before the timing mode changed still serves."""
+        those timed the other way, so a database tuned before the timing mode changed still serves. (GPU and
+        simulated records were once tagged cold-cache too, under WOODPECKER_COLD_CACHE=1: the second key finds
+        them.)"""
+        from woodpecker.hw.identity import toolchain
         from woodpecker.measure.measurer import MeasureOptions
 
-        preferred = MeasureOptions()
-        keys = [self.toolchain(preferred)]
-        if self.is_host:
-            keys.append(self.toolchain(MeasureOptions(cold_cache=not preferred.cold_cache)))
-        return keys
+        preferred = self.toolchain(MeasureOptions())
+        other = toolchain(cold_cache="timing" not in preferred)
+        return [preferred, other]
 
     def measurer(self, build_workers: int | None = None, options: Any = None, toolchain: Mapping[str, str] | None = None):
         from woodpecker.measure.measurer import MeasureOptions, Measurer

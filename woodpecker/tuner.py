@@ -206,6 +206,9 @@ def tune(
         budget_s: wall-clock budget in seconds (the session stops after the batch that crosses it).
         db: database path (default: the per-user cache) or an open RecordsDatabase.
         early_stop: a task stops after this many trials without a 1 % improvement (None or 0: never).
+        measure_options: repeats, timeouts, tolerance and timing mode (cold_cache) of the measurer this function
+            makes (default: MeasureOptions(), cold-cache timing unless WOODPECKER_COLD_CACHE=0). Records are keyed
+            by their timing mode: a session resumes only the records timed the same way.
         measurer: where candidates are measured (default: local worker processes); anything with the Measurer
             methods set_reference / measure / measure_many / close (woodpecker.testing.fakes.FakeMeasurer).
         only: tune only the tasks with these workload keys, names or families (default: every task).
@@ -213,6 +216,7 @@ def tune(
         rpc_tracker, rpc_key: time on a device leased from the TVM RPC tracker "HOST:PORT" under this key.
     """
     from woodpecker import config
+    from woodpecker.measure.measurer import MeasureOptions
     from woodpecker.measure.reference import reference_io
     from woodpecker.search.cost_model import CostModel
 
@@ -233,7 +237,9 @@ def tune(
     profile = resolved.profile
     threads = resolved.threads
     device = resolved.device()
-    tools = resolved.toolchain(measure_options)
+    # one set of options for the records' key and the measurer: a measurer passed in times with its own
+    options = getattr(measurer, "options", None) or measure_options or MeasureOptions()
+    tools = resolved.toolchain(options)
     own_db = not isinstance(db, RecordsDatabase)
     database = open_database(db if db is not None else default_db_path())
     assert database is not None
@@ -271,9 +277,9 @@ def tune(
         from woodpecker.measure.remote import remote_measurer
 
         measurer = remote_measurer(cluster, rpc_tracker, rpc_key, resolved.tvm_target(), resolved.target_class,
-                                   threads, build_workers, measure_options, tools)
+                                   threads, build_workers, options, tools)
     if measurer is None:
-        measurer = resolved.measurer(build_workers, measure_options, tools)
+        measurer = resolved.measurer(build_workers, options, tools)
     t0 = time.monotonic()
     done_trials = 0
     stopped = "converged"

@@ -79,9 +79,15 @@ def test_repacked_weights_are_held_once_on_the_device():
     _, lowered, regions = _setup(tiny_cnn(image_size=20, channels=16))
     repacked = [(r, n) for r in regions for n in r.body if n.op in _REPACKED_WEIGHT_OPS]
     assert repacked, "the blocked conv's region repacks its weight"
+    checked = 0
     for region, node in repacked:
-        fn = build_region_fn(region.body, region.inputs, region.output, region.types, lowered.graph.constants)
+        try:
+            fn = build_region_fn(region.body, region.inputs, region.output, region.types, lowered.graph.constants)
+        except NotExportable:
+            continue
         assert node.inputs[1] not in fn.device_constants
+        checked += 1
+    assert checked
 
 
 def test_only_device_vendors_run_on_a_device():

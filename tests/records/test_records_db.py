@@ -70,6 +70,17 @@ def test_jsonl_export_import(tmp_path):
         assert db.stats()[0]["name"] == "conv"
 
 
+def test_stats_keep_cold_cache_and_hot_loop_records_apart(tmp_db):
+    with RecordsDatabase(tmp_db) as db:
+        db.commit_workload("w1", "conv2d_nchwc", "conv", 1000, "kernel conv() -> Y {}")
+        db.add([rec({"t": 1}, [1e-3]), rec({"t": 1}, [3e-3], tools={**TOOLS, "timing": "cold-cache"}),
+                rec({"t": 2}, [4e-3], tools={**TOOLS, "timing": "cold-cache"})])
+        rows = {r["timing"]: r for r in db.stats()}
+    assert set(rows) == {"", "cold-cache"}
+    assert rows[""]["records"] == 1 and rows[""]["best_us"] == 1000.0
+    assert rows["cold-cache"]["records"] == 2 and rows["cold-cache"]["best_us"] == 3000.0
+
+
 def test_unknown_schema_version_is_refused(tmp_db):
     RecordsDatabase(tmp_db).close()
     conn = sqlite3.connect(tmp_db)

@@ -232,7 +232,8 @@ class CudaMeasurer:
         return task in self._references
 
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
-        ident = json.dumps([task.key, canonical_json(knobs), self.target, self.compiler], sort_keys=True)
+        # task.name: the kernel's symbol, which differs between models for one workload (see Measurer.library_path)
+        ident = json.dumps([task.key, task.name, canonical_json(knobs), self.target, self.compiler], sort_keys=True)
         return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
 
     def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:

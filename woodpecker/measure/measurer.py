@@ -60,7 +60,8 @@ class Measurer:
         self.target = dict(target)
         self.target_class = target_class
         self.options = options or MeasureOptions()  # configured defaults now, not at import
-        self.toolchain = dict(toolchain or {})
+        # how a candidate is timed does not change what is built: hot and cold sessions share compiled objects
+        self.toolchain = {k: v for k, v in (toolchain or {}).items() if k != "timing"}
         env = {"TVM_NUM_THREADS": str(threads), "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
         self.builders = WorkerPool(build_workers or max(1, (os.cpu_count() or 1)), env)
         self.runner = WorkerPool(1, env)
@@ -77,7 +78,9 @@ class Measurer:
 
     # -- measuring -----------------------------------------------------------------------------------------------
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
-        ident = json.dumps([task.key, canonical_json(knobs), self.target, self.toolchain], sort_keys=True)
+        # task.name too: it is the kernel's symbol in the library, and the same workload is named differently in
+        # different models (a shared cache once handed ResNet-18 a library built under ResNet-50's name)
+        ident = json.dumps([task.key, task.name, canonical_json(knobs), self.target, self.toolchain], sort_keys=True)
         return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
 
     def build_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[CallResult]:

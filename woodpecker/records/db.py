@@ -232,14 +232,18 @@ class RecordsDatabase:
 
     @_guarded
     def stats(self) -> list[dict[str, Any]]:
+        """One row per (workload, device, timing mode): cold-cache and hot-loop times are not comparable, so their
+        best latencies are not mixed (timing: the toolchain's "timing" tag, "" where there is none)."""
         rows = self.conn.execute(
-            "SELECT r.workload_key, COALESCE(w.name, ''), COALESCE(w.family, ''), r.device_key, COUNT(*),"
+            "SELECT r.workload_key, COALESCE(w.name, ''), COALESCE(w.family, ''), r.device_key,"
+            " CASE WHEN json_valid(r.toolchain) THEN COALESCE(json_extract(r.toolchain, '$.timing'), '') ELSE '' END"
+            " AS timing, COUNT(*),"
             " SUM(r.error IS NOT NULL), MIN(r.latency_us), COALESCE(w.flops, 0) FROM records r"
-            " LEFT JOIN workloads w ON w.key = r.workload_key GROUP BY r.workload_key, r.device_key ORDER BY 2"
+            " LEFT JOIN workloads w ON w.key = r.workload_key GROUP BY r.workload_key, r.device_key, timing ORDER BY 2, 4, 5"
         ).fetchall()
         return [
-            {"workload": r[0], "name": r[1], "family": r[2], "device": r[3], "records": r[4], "failed": r[5],
-             "best_us": r[6], "gflops": (r[7] / (r[6] * 1e3)) if r[6] else None}
+            {"workload": r[0], "name": r[1], "family": r[2], "device": r[3], "timing": r[4], "records": r[5],
+             "failed": r[6], "best_us": r[7], "gflops": (r[8] / (r[7] * 1e3)) if r[7] else None}
             for r in rows
         ]
 

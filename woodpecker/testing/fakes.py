@@ -35,9 +35,10 @@ def hash_str(s: str) -> int:
 
 class FakeMeasurer:
     def __init__(self, cost: Callable[[str, Mapping[str, Any]], float] = synthetic_cost,
-                 fails: Callable[[str, Mapping[str, Any]], str | None] | None = None) -> None:
+                 fails: Callable[[str, Mapping[str, Any]], str | None] | None = None, options: Any = None) -> None:
         self.cost = cost
         self.fails = fails
+        self.options = options  # MeasureOptions a real measurer would time with (None: the tuner's)
         self.measured: list[tuple[str, dict]] = []  # every (task key, point) measured, in order
         self.closed = False
 

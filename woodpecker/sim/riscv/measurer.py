@@ -70,7 +70,8 @@ class RiscvMeasurer:
         self.profile = resolve_profile(profile)
         self.options = options or MeasureOptions()  # configured defaults now, not at import
         self.cache = cache
-        self.toolchain = dict(toolchain or {})
+        # how a candidate is timed does not change what is built: hot and cold sessions share compiled objects
+        self.toolchain = {k: v for k, v in (toolchain or {}).items() if k != "timing"}
         env = {"WOODPECKER_CACHE_DIR": str(config.get().cache_dir), "TVM_NUM_THREADS": "1"}
         self.pool = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
         self.build_dir = config.get().cache_dir / "sim" / "objects"
@@ -87,8 +88,9 @@ class RiscvMeasurer:
 
     # -- measuring -----------------------------------------------------------------------------------------------
     def object_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
-        ident = json.dumps([task.key, canonical_json(knobs), dict(self.profile.target), self.profile.target_class,
-                            self.toolchain], sort_keys=True)
+        # task.name: the kernel's symbol, which differs between models for one workload (see Measurer.library_path)
+        ident = json.dumps([task.key, task.name, canonical_json(knobs), dict(self.profile.target),
+                            self.profile.target_class, self.toolchain], sort_keys=True)
         return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.o")
 
     def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
