@@ -118,11 +118,11 @@ class Target:
         those timed the other way, so a database tuned before the timing mode changed still serves. (GPU and
         simulated records were once tagged cold-cache too, under WOODPECKER_COLD_CACHE=1: the second key finds
         them.)"""
-        from woodpecker.hw.identity import toolchain
+        from woodpecker.hw.identity import TIMING, toolchain
         from woodpecker.measure.measurer import MeasureOptions
 
         preferred = self.toolchain(MeasureOptions())
-        other = toolchain(cold_cache="timing" not in preferred)
+        other = toolchain(cold_cache=TIMING not in preferred)
         return [preferred, other]
 
     def measurer(self, build_workers: int | None = None, options: Any = None, toolchain: Mapping[str, str] | None = None):

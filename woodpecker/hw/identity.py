@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from woodpecker.hw.profile import HardwareProfile
 from woodpecker.records.schema import Device
 
 # Bumped whenever a schedule template changes what a knob means: older records then no longer apply.
 SCHEDULE_VERSION = "1"
+TIMING = "timing"  # the toolchain entry that says how records were timed, where that changes the time
 
 
 def device_for(profile: HardwareProfile, threads: int | None = None) -> Device:
@@ -29,5 +32,11 @@ def toolchain(cold_cache: bool = False) -> dict[str, str]:
     tools = {"woodpecker": __version__, "tvm": tvm.__version__, "schedules": SCHEDULE_VERSION}
     if cold_cache:
         # cold-cache times are not comparable with hot-loop times: their records are kept apart
-        tools["timing"] = "cold-cache"
+        tools[TIMING] = "cold-cache"
     return tools
+
+
+def build_toolchain(tools: Mapping[str, str] | None) -> dict[str, str]:
+    """The part of a records' toolchain that decides what is built: how a candidate is timed does not, so hot and
+    cold sessions share compiled objects."""
+    return {k: v for k, v in (tools or {}).items() if k != TIMING}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import time
@@ -26,10 +25,10 @@ import numpy as np
 from woodpecker import config
 from woodpecker.errors import TargetError
 from woodpecker.lowering.model import Task
+from woodpecker.measure.jobs import build_path
 from woodpecker.measure.measurer import MeasureOptions, MeasureResult
 from woodpecker.measure.pool import WorkerPool
 from woodpecker.measure.reference import ReferenceStore
-from woodpecker.space.space import canonical_json
 
 _MODULES: dict[str, Any] = {}  # loaded libraries, per runner process
 _CALLBACK: dict[str, str] = {}  # the compile callback installed in this process: binary dir, compiler, arch
@@ -232,9 +231,7 @@ class CudaMeasurer:
         return task in self._references
 
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
-        # task.name: the kernel's symbol, which differs between models for one workload (see Measurer.library_path)
-        ident = json.dumps([task.key, task.name, canonical_json(knobs), self.target, self.compiler], sort_keys=True)
-        return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
+        return build_path(self.build_dir, task, knobs, self.target, self.compiler)
 
     def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
         return self.measure_many([(task, p) for p in points])

@@ -5,7 +5,10 @@ They take and return plain data (paths, dicts, tuples) so that nothing but argum
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pathlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +16,17 @@ from typing import Any
 import numpy as np
 
 _MODULES: dict[str, Any] = {}  # loaded libraries, per worker
+
+
+def build_path(build_dir, task, knobs: Mapping[str, Any], *identity: Any, suffix: str = ".so") -> str:
+    """Where a candidate's compiled object is cached: a hash of the workload, the kernel's symbol, the knobs and
+    whatever else decides the build (`identity`: target, compiler, toolchain). The symbol is part of it because one
+    workload is named differently in different models (a shared cache once handed ResNet-18 a library built under
+    ResNet-50's name)."""
+    from woodpecker.space.space import canonical_json
+
+    ident = json.dumps([task.key, task.name, canonical_json(knobs), *identity], sort_keys=True)
+    return str(pathlib.Path(build_dir) / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}{suffix}")
 
 
 def build_job(task, knobs: Mapping[str, Any], target: Mapping[str, Any], out_path: str, target_class: str) -> dict:

@@ -9,8 +9,6 @@ runner uses the thread count of the final runtime (TVM_NUM_THREADS).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -19,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from woodpecker import config
+from woodpecker.hw.identity import build_toolchain
 from woodpecker.lowering.model import Task
-from woodpecker.measure.jobs import build_job, run_job
+from woodpecker.measure.jobs import build_job, build_path, run_job
 from woodpecker.measure.pool import CallResult, WorkerPool
 from woodpecker.measure.reference import ReferenceStore
-from woodpecker.space.space import canonical_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +58,7 @@ class Measurer:
         self.target = dict(target)
         self.target_class = target_class
         self.options = options or MeasureOptions()  # configured defaults now, not at import
-        # how a candidate is timed does not change what is built: hot and cold sessions share compiled objects
-        self.toolchain = {k: v for k, v in (toolchain or {}).items() if k != "timing"}
+        self.toolchain = build_toolchain(toolchain)
         env = {"TVM_NUM_THREADS": str(threads), "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
         self.builders = WorkerPool(build_workers or max(1, (os.cpu_count() or 1)), env)
         self.runner = WorkerPool(1, env)
@@ -78,10 +75,7 @@ class Measurer:
 
     # -- measuring -----------------------------------------------------------------------------------------------
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
-        # task.name too: it is the kernel's symbol in the library, and the same workload is named differently in
-        # different models (a shared cache once handed ResNet-18 a library built under ResNet-50's name)
-        ident = json.dumps([task.key, task.name, canonical_json(knobs), self.target, self.toolchain], sort_keys=True)
-        return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.so")
+        return build_path(self.build_dir, task, knobs, self.target, self.toolchain)
 
     def build_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[CallResult]:
         """Compile candidates in the build workers (the on-disk cache first); value: {"path", "build_secs"}."""

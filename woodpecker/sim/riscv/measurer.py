@@ -10,8 +10,6 @@ reference before its estimate counts; run_secs holds one figure, the cycle model
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pathlib
 import time
@@ -21,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from woodpecker import config
+from woodpecker.hw.identity import build_toolchain
 from woodpecker.lowering.model import Task
+from woodpecker.measure.jobs import build_path
 from woodpecker.measure.measurer import MeasureOptions, MeasureResult
 from woodpecker.measure.pool import WorkerPool
 from woodpecker.measure.reference import ReferenceStore
 from woodpecker.sim.riscv.kernel import resolve_profile
-from woodpecker.space.space import canonical_json
 
 
 def build_object_job(task: Task, knobs: Mapping[str, Any], profile, out_path: str) -> dict:
@@ -70,8 +69,7 @@ class RiscvMeasurer:
         self.profile = resolve_profile(profile)
         self.options = options or MeasureOptions()  # configured defaults now, not at import
         self.cache = cache
-        # how a candidate is timed does not change what is built: hot and cold sessions share compiled objects
-        self.toolchain = {k: v for k, v in (toolchain or {}).items() if k != "timing"}
+        self.toolchain = build_toolchain(toolchain)
         env = {"WOODPECKER_CACHE_DIR": str(config.get().cache_dir), "TVM_NUM_THREADS": "1"}
         self.pool = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
         self.build_dir = config.get().cache_dir / "sim" / "objects"
@@ -88,10 +86,8 @@ class RiscvMeasurer:
 
     # -- measuring -----------------------------------------------------------------------------------------------
     def object_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
-        # task.name: the kernel's symbol, which differs between models for one workload (see Measurer.library_path)
-        ident = json.dumps([task.key, task.name, canonical_json(knobs), dict(self.profile.target),
-                            self.profile.target_class, self.toolchain], sort_keys=True)
-        return str(self.build_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.o")
+        return build_path(self.build_dir, task, knobs, dict(self.profile.target), self.profile.target_class,
+                          self.toolchain, suffix=".o")
 
     def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
         return self.measure_many([(task, p) for p in points])
