@@ -136,19 +136,6 @@ def run_woodpecker(model, task, searcher: str, trials: int, workdir: str) -> lis
     return curve_from_db(db)[:trials]
 
 
-def measure_knobs_us(task, lowered, knobs) -> float:
-    """Time one schedule with woodpecker's runner (used to re-time MetaSchedule's best on equal terms)."""
-    from woodpecker.hw.host import target_dict
-    from woodpecker.measure.measurer import Measurer
-    from woodpecker.measure.reference import reference_io
-
-    node, call = lowered.example(task.key)
-    with Measurer(target_dict(), options=HOT_LOOP) as m:
-        m.set_reference(task, *reference_io(task, node, lowered.graph, call.args))
-        r = m.measure(task, [knobs])[0]
-    return r.cost * 1e6 if r.ok else math.inf
-
-
 def run_metaschedule(task, lowered, trials: int, workdir: str) -> tuple[list[float], float]:
     import tvm
     from tvm.s_tir import meta_schedule as ms
