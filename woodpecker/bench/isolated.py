@@ -4,7 +4,7 @@ Why a process each: runtimes keep their worker threads spinning for a while afte
 intra-op pool, TVM's thread pool, torch's OpenMP workers), so in one process the contender that just ran steals the
 cores of the next. On the 2-core development machine ResNet-18 under woodpecker took 31 ms alone and 78 ms when
 it alternated with an onnxruntime session in the same process. A user deploys one runtime per process, so that is
-what is timed: the parent starts one worker process per contender (spawned, prepared one after another so that
+what is timed: the parent starts one worker process per contender (a fresh interpreter, woodpecker.measure.child, prepared one after another so that
 no preparation, e.g. MetaSchedule's tuning, competes with another), then runs rounds in which each worker in turn
 runs `warmup` untimed runs (they absorb the previous worker's spinning tail and refill the caches) and `per_round`
 timed runs back to back; the idle workers wait on a pipe. The order rotates by one contender each round, so that
@@ -17,7 +17,6 @@ error for its contender only.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -125,7 +124,8 @@ def time_isolated(recipes: Sequence[Recipe], feed: Mapping[str, np.ndarray], thr
                   per_round: int = 5, warmup: int = 3, prepare_timeout_s: float = 3600.0,
                   round_timeout_s: float = 600.0, progress: Callable[[str], None] = lambda msg: None) -> list[Timing]:
     """Timings in the order of `recipes`; see the module docstring for the method."""
-    ctx = mp.get_context("spawn")
+    from woodpecker.measure.child import CONTEXT as ctx
+
     workers: list[_Worker] = []
     try:
         for recipe in recipes:

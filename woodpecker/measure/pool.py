@@ -2,21 +2,22 @@
 
 A call that raises returns its error as data; a call whose process dies (segfault, out of memory, os._exit) or
 passes its deadline returns an error and the process is replaced. The parent is never taken down by a candidate.
-Workers are spawned (a fresh interpreter, no inherited TVM state) and persist across calls. When the parent dies
+Workers are fresh interpreters (no inherited TVM state; woodpecker.measure.child, which never re-runs the user's
+script) and persist across calls. When the parent dies
 (even by SIGKILL) each worker sees its pipe close and exits.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
-import os
 import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from woodpecker.measure.child import CONTEXT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +71,9 @@ def _describe_exit(code: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx) -> None:
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+    def __init__(self, env: dict[str, str]) -> None:
+        self.conn, child = CONTEXT.Pipe()
+        self.proc = CONTEXT.Process(target=_worker_main, args=(child,), daemon=True, env=env)
         self.proc.start()
         child.close()
 
@@ -86,24 +87,13 @@ class _Worker:
 class WorkerPool:
     def __init__(self, size: int, env: dict[str, str] | None = None) -> None:
         self.size = max(1, int(size))
-        self._ctx = mp.get_context("spawn")
         self._env = env or {}
         self._workers: list[_Worker | None] = [None] * self.size
 
     def _worker(self, i: int) -> _Worker:
         w = self._workers[i]
         if w is None or not w.proc.is_alive():
-            saved = {k: os.environ.get(k) for k in self._env}
-            os.environ.update(self._env)  # spawned children read the environment at start
-            try:
-                w = _Worker(self._ctx)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-            self._workers[i] = w
+            w = self._workers[i] = _Worker(self._env)
         return w
 
     def _replace(self, i: int) -> None:
