@@ -1,6 +1,6 @@
 """Shared helpers of the benchmarks: sessions, thread count, machine description, geometric mean.
 
-Whole-model timing lives in woodpecker.bench.isolated (one process per contender, interleaved rounds), shared with
+Whole-model timing lives in woodpecker.measure.isolated (one process per contender, interleaved rounds), shared with
 `woodpecker bench`."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 Method (see benchmarks/common.py): each model is compiled by woodpecker with its default schedules (and, with
 --db, with the best tuning records), and loaded in an onnxruntime session (all graph optimizations, MLAS); both
 use the same number of threads (TVM_NUM_THREADS, default: all cores). Each contender runs in a process of its own
-(woodpecker's models as saved artifacts, loaded as a user would; see woodpecker.bench.isolated for why), interleaved
+(woodpecker's models as saved artifacts, loaded as a user would; see woodpecker.measure.isolated for why), interleaved
 in rounds, on the same inputs; the figure is the median latency of single runs; the plan column says what the
 planner shipped (woodpecker's program, a mixed plan, or onnxruntime for the whole model); the ratio is onnxruntime / woodpecker
 (above 1: woodpecker is faster). Outputs are checked against onnxruntime before timing.
@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import geomean, machine, ort_session, threads  # noqa: E402
 
-from woodpecker.bench.isolated import Recipe, time_isolated  # noqa: E402
+from woodpecker.measure.isolated import Recipe, time_isolated  # noqa: E402
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert", "squeezenet", "shufflenet_v2"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,7 @@ def compile(  # noqa: A001 (the public name users expect)
     searcher: str = "ga",
     vendor: bool | None = None,
     blocked_layout: bool | None = None,
+    progress: bool | Callable[[str], None] = False,
 ) -> CompiledModel:
     """Compile a model for a target.
 
@@ -95,6 +96,8 @@ def compile(  # noqa: A001 (the public name users expect)
             cuBLAS through PyTorch) against each generated kernel, in place, and keep the fastest (default: on,
             unless WOODPECKER_VENDOR=0). GPU targets are planned only where a GPU is attached.
         blocked_layout: force the NCHW[b]c layout pass on or off (default: on for CPU targets).
+        progress: report the stages (import, optimize, build, planning call by call, whole-model timing): True
+            prints them to stderr with the elapsed time, a callable receives each message; silent by default.
 
     Returns:
         A CompiledModel: `.run({name: array})`, `.save(path)`, `.dsl()`.
@@ -104,18 +107,25 @@ def compile(  # noqa: A001 (the public name users expect)
     from woodpecker.passes.pipeline import optimize
     from woodpecker.targets import resolve
 
+    report = _progress_reporter(progress)
     resolved = resolve(target)
+    report("importing the model")
     model = as_onnx(model, example_inputs)
     if trials is not None:
         from woodpecker.tuner import default_db_path, tune
 
         db = db if db is not None else default_db_path()
+        report(f"tuning: {trials} trials")
         tune(model, resolved.profile.id, searcher=searcher, trials=trials, db=db, input_shapes=input_shapes)
     graph = import_model(model, input_shapes)
+    report(f"optimizing {len(graph.nodes)} nodes")
     lowered = lower_graph(optimize(graph, resolved.pass_options(blocked_layout)))
     knobs = _best_records(lowered, db, resolved)
     program, constants = make_program(lowered)
     metadata = _metadata(graph.name, resolved)
+    if resolved.target_class != "cpu":
+        report(f"building {len(lowered.tasks)} kernels for {resolved.profile.id}"
+               f"{' (simulated measurement)' if resolved.simulated else ''}")
     if resolved.target_class in ("riscv", "mcu"):
         return _compile_simulated(model, lowered, knobs, program, constants, metadata, resolved)
     plan = config.get().vendor if vendor is None else vendor
@@ -130,9 +140,10 @@ def compile(  # noqa: A001 (the public name users expect)
         from woodpecker.planner.choices import DEVICE_VENDORS
         from woodpecker.planner.planner import plan_model
 
-        return plan_model(gpu, lowered, None, vendors=DEVICE_VENDORS, threads=resolved.threads)
+        return plan_model(gpu, lowered, None, vendors=DEVICE_VENDORS, threads=resolved.threads, progress=report)
     from woodpecker.codegen.build import build_tasks
 
+    report(f"building {len(lowered.tasks)} kernels")
     executable, chosen = build_tasks(lowered.tasks, knobs, resolved.tvm_target())
     kernels = _kernel_infos(lowered, {k: (c.knobs, c.origin) for k, c in chosen.items()})
     compiled = CompiledModel(executable.mod, program, constants, kernels, metadata, executable=executable)
@@ -141,8 +152,20 @@ def compile(  # noqa: A001 (the public name users expect)
         from woodpecker.planner.planner import plan_model
 
         proto, _ = load_onnx_model(model)
-        compiled = plan_model(compiled, lowered, proto.SerializeToString(), threads=resolved.threads)
+        compiled = plan_model(compiled, lowered, proto.SerializeToString(), threads=resolved.threads, progress=report)
     return compiled
+
+
+def _progress_reporter(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
+    if callable(progress):
+        return progress
+    if not progress:
+        return lambda msg: None
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+    return lambda msg: print(f"[woodpecker {time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
 def _kernel_infos(lowered, chosen: Mapping[str, tuple[Mapping[str, Any], str]]) -> list[KernelInfo]:

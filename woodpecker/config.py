@@ -47,6 +47,9 @@ class Config:
     # model, where each kernel's weights were evicted by the kernels before it. On by default: hot-loop times
     # understate in-model ones about 2x on ResNet-50 and steer the tuner wrong (WOODPECKER_COLD_CACHE=0: hot loops).
     cold_cache: bool = True
+    # Fresh processes per whole-model contender when the planner decides between builds (one process is one sample:
+    # a process's speed mode lasts its life). Each costs a model load and 9 runs (WOODPECKER_PLAN_PROCESSES).
+    plan_processes: int = 5
 
 
 def _from_env() -> Config:
@@ -60,6 +63,7 @@ def _from_env() -> Config:
         vendor=_env_bool("WOODPECKER_VENDOR", True),
         profiles_dir=pathlib.Path(os.environ["WOODPECKER_PROFILES_DIR"]) if os.environ.get("WOODPECKER_PROFILES_DIR") else None,
         cold_cache=_env_bool("WOODPECKER_COLD_CACHE", True),
+        plan_processes=max(1, _env_int("WOODPECKER_PLAN_PROCESSES", 5)),
     )
 
 
@@ -107,4 +111,20 @@ def skip_torch_import() -> None:
 
     if "torch" not in sys.modules and "tvm" not in sys.modules:
         sys.modules["torch"] = None  # type: ignore[assignment]
+
+
+# Runtimes' wait policies for a process that mixes runtimes (per-call planning, a planned model): no runtime's idle
+# workers spin on the cores the next runtime's call needs. Read once, when a runtime loads (libgomp at load, TVM's
+# pool at its first launch), so they only take effect when set before.
+PASSIVE_WAITS = (("OMP_WAIT_POLICY", "PASSIVE"), ("TVM_THREAD_POOL_SPIN_COUNT", "0"))
+
+
+def use_passive_waits() -> bool:
+    """Set PASSIVE_WAITS in this process unless the user set them; False when a runtime has loaded already (too
+    late to take effect: a planned model then runs with spinning workers, slower than it was timed)."""
+    import sys
+
+    for k, v in PASSIVE_WAITS:
+        os.environ.setdefault(k, v)
+    return "torch" not in sys.modules and "tvm" not in sys.modules
 

@@ -107,9 +107,14 @@ def test_plan_is_recorded_and_replays_exactly(tmp_path):
         assert names[0] == "woodpecker" and "onnxruntime" in names and "torch" in names
         assert call["chosen"] in names
     assert plan["model"]["chosen"] in plan["model"]["times_ms"]
-    # the whole-model candidates were timed each in a process of its own, as they will be deployed
-    assert plan["model"]["timing"] == "one process per build"
+    # the whole-model candidates were timed in fresh processes, as they will be deployed, one sample a process
+    assert "fresh processes per build" in plan["model"]["timing"]
     assert set(plan["model"]["times_ms"]) >= {"woodpecker", "onnxruntime"}
+    assert all(len(ms) == 5 for ms in plan["model"]["process_ms"].values())
+    assert plan["model"]["reason"]
+    # the calls were timed apart from the compiling process, with no runtime's workers spinning, switches charged
+    assert plan["per_call_timing"].startswith("fresh process, passive wait policies")
+    assert plan["switch_us"] and all(us >= 0 for us in plan["switch_us"].values())
     path = tmp_path / "m.wpk"
     cm.save(path)
     again = woodpecker.load(path)

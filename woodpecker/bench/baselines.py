@@ -34,19 +34,22 @@ class Prepared:
     note: str = ""
 
 
-def prepare(name: str, model_bytes: bytes, feed: Mapping[str, np.ndarray], threads: int, trials: int = 64) -> Prepared:
+def prepare(name: str, model_bytes: bytes, feed: Mapping[str, np.ndarray], threads: int, trials: int = 64,
+            build_dir: str | None = None) -> Prepared:
+    """Build a baseline. `build_dir`, when given, is kept between the processes that time the same baseline: one
+    that builds for long (MetaSchedule tunes) stores its build there and the later processes load it."""
     fn = {"onnxruntime": _onnxruntime, "torch": _torch, "tvm-metaschedule": _metaschedule, "cudnn": _cudnn}.get(name)
     if fn is None:
         from woodpecker.errors import WoodpeckerError
 
         raise WoodpeckerError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     t0 = time.perf_counter()
-    prepared = fn(model_bytes, feed, threads, trials)
+    prepared = fn(model_bytes, feed, threads, trials, build_dir)
     prepared.setup_s = time.perf_counter() - t0
     return prepared
 
 
-def _onnxruntime(model_bytes, feed, threads, trials) -> Prepared:
+def _onnxruntime(model_bytes, feed, threads, trials, build_dir=None) -> Prepared:
     from woodpecker.planner.choices import ort_session
 
     session = ort_session(model_bytes, threads)
@@ -54,7 +57,7 @@ def _onnxruntime(model_bytes, feed, threads, trials) -> Prepared:
     return Prepared("onnxruntime", lambda: session.run(None, f), lambda: session.run(None, f), 0.0)
 
 
-def _cudnn(model_bytes, feed, threads, trials) -> Prepared:
+def _cudnn(model_bytes, feed, threads, trials, build_dir=None) -> Prepared:
     import torch
 
     from woodpecker.errors import TargetError
@@ -70,7 +73,7 @@ def _cudnn(model_bytes, feed, threads, trials) -> Prepared:
     return prepared
 
 
-def _torch(model_bytes, feed, threads, trials, device: str = "cpu") -> Prepared:
+def _torch(model_bytes, feed, threads, trials, build_dir=None, device: str = "cpu") -> Prepared:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import onnx
     import torch
@@ -134,7 +137,7 @@ def metaschedule_trials_per_iter(trials: int, tasks: int) -> int:
     return max(1, min(64, trials // max(1, tasks)))
 
 
-def _metaschedule(model_bytes, feed, threads, trials) -> Prepared:
+def _metaschedule(model_bytes, feed, threads, trials, build_dir=None) -> Prepared:
     import onnx
     import tvm
     from tvm import relax
@@ -154,10 +157,17 @@ def _metaschedule(model_bytes, feed, threads, trials) -> Prepared:
         fused = fuse(mod)
     tasks = ms.relax_integration.extract_tasks(fused, target, params=None)
     per_iter = metaschedule_trials_per_iter(trials, len(tasks))
-    with tempfile.TemporaryDirectory() as work:
-        db = ms.relax_integration.tune_relax(fused, params=None, target=target, work_dir=work, max_trials_global=trials,
-                                             num_trials_per_iter=per_iter, builder=metaschedule_builder(threads))
-        ex = ms.relax_integration.compile_relax(db, mod, target, params=None)
+    built = os.path.join(build_dir, f"metaschedule-{trials}.so") if build_dir else None
+    if built and os.path.exists(built):  # tuned by an earlier timing process of this run
+        ex = tvm.runtime.load_module(built)
+    else:
+        with tempfile.TemporaryDirectory() as work:
+            db = ms.relax_integration.tune_relax(fused, params=None, target=target, work_dir=work,
+                                                 max_trials_global=trials, num_trials_per_iter=per_iter,
+                                                 builder=metaschedule_builder(threads))
+            ex = ms.relax_integration.compile_relax(db, mod, target, params=None)
+        if built:
+            ex.export_library(built)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     args = [tvm.runtime.tensor(np.ascontiguousarray(feed[i.name])) for i in model.graph.input if i.name in feed]
 

@@ -4,7 +4,7 @@ Method. Every contender runs the same model on the same seeded inputs with the s
 process of its own (woodpecker's compiled models as saved artifacts, loaded as a user would); outputs are checked
 against onnxruntime first (max |out - ref| / max |ref| <= 1e-3). Timing is interleaved: rounds in which each
 contender in turn runs 3 warm-up runs and `per_round` timed runs back to back, so that drift hits all alike and no
-runtime's spinning worker threads land on another's time (woodpecker.bench.isolated); the figure is the median of
+runtime's spinning worker threads land on another's time (woodpecker.measure.isolated); the figure is the median of
 single-run latencies and the spread the interquartile range. Per-operator times come from
 timing each call of the compiled model in turn (woodpecker.runtime.executor.Executor.profile); achieved GFLOP/s
 are set against the machine's measured peak (woodpecker.hw.peak) for a roofline view.
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from woodpecker.bench import baselines as bl
-from woodpecker.bench.isolated import Recipe, time_isolated
+from woodpecker.measure.isolated import Recipe, time_isolated
 
 
 def _rel_err(out: np.ndarray, ref: np.ndarray) -> float:

@@ -91,17 +91,21 @@ def decide(results: Sequence[ChoiceResult]) -> str:
 
 def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np.ndarray], kernel_names: Sequence[str],
                  vendors: Sequence[str] = VENDORS, threads: int = 1, rounds: int = 20,
-                 make: Callable = make_vendor, timer: Callable = None) -> list[RegionDecision]:
+                 make: Callable = make_vendor, timer: Callable = None,
+                 on_timed: Callable[[str, Callable[[], None], float], None] | None = None,
+                 progress: Callable[[str], None] = lambda msg: None) -> list[RegionDecision]:
     """Decide every call. `executor` holds the all-woodpecker program with its inputs set and executed once: the
     host Executor (numpy views of its arena) or a DeviceExecutor (device tensors; each timed run ends with a
     device sync, so a run's time is its work, not its launch).
 
     `make(kind, region, constants, threads)` builds a vendor choice and `timer(runs, rounds)` times the correct
-    ones (seconds by name); tests replace them to control speed and correctness."""
+    ones (seconds by name); tests replace them to control speed and correctness. `on_timed(name, run, seconds)`
+    sees every timed run, bound to its buffers (the switch-cost measurement reuses them)."""
     timer = timer or time_interleaved
     sync = executor.sync
     decisions = []
     for region, kernel, (func, tvm_args) in zip(regions, kernel_names, executor._calls):
+        progress(f"planning: call {len(decisions) + 1}/{len(regions)} ({kernel})")
         ins = [executor.view(v, region.types[v].shape) for v in region.inputs]
         out_t = region.types[region.output]
         out = executor.view(region.output, out_t.shape)
@@ -136,6 +140,9 @@ def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np
         if "woodpecker" not in runs and not runs:
             raise RuntimeError(f"no implementation of {region.node} matches its reference")
         times = timer(runs, rounds)
+        if on_timed is not None:
+            for name, t in times.items():
+                on_timed(name, runs[name], t)
         results.extend(ChoiceResult(name, t * 1e6) for name, t in times.items())
         order = {n: i for i, n in enumerate(["woodpecker", *vendors])}
         results.sort(key=lambda r: order.get(r.name, 99))

@@ -1,8 +1,9 @@
 """plan_model: CompiledModel with woodpecker's kernels -> CompiledModel with the fastest implementation per call.
 
-See woodpecker.planner.plan for the procedure. The model-level comparison guards the whole: a plan whose vendor
-calls cost more in launch overhead than they save, or a model that onnxruntime runs faster as a whole, is not
-shipped; the artifact records every figure either way.
+See woodpecker.planner.plan for the per-call procedure and woodpecker.planner.percall for where it runs (a fresh
+process with passive wait policies) and how switches are charged. The model-level comparison guards the whole:
+each whole build is timed in fresh processes and woodpecker.measure.decision keeps woodpecker's own build unless
+the planned mix or onnxruntime is faster beyond the spread; the artifact records every figure either way.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from woodpecker.planner.choices import VENDORS, make_device_vendor, make_vendor, ort_session
-from woodpecker.planner.plan import plan_regions, planned_program, time_interleaved
+from woodpecker.measure.decision import ProcessSamples, choose
+from woodpecker.measure.reference import max_relative_error
+from woodpecker.planner.choices import VENDORS, make_device_vendor, ort_session
+from woodpecker.config import PASSIVE_WAITS
+from woodpecker.planner.percall import plan_calls_main
+from woodpecker.planner.plan import RTOL, plan_regions, planned_program, time_interleaved
 from woodpecker.planner.regions import regions_of
 from woodpecker.runtime.compiled import CompiledModel
 
 MODEL_ROUNDS = 12
+PLAN_TIMEOUT_S = 3600.0  # the per-call planning of a large model (every call against every vendor) in its child
 
 
 def planning_inputs(cm: CompiledModel, seed: int = 0) -> dict[str, np.ndarray]:
@@ -25,9 +31,12 @@ def planning_inputs(cm: CompiledModel, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Sequence[str] = VENDORS,
-               threads: int = 1, rounds: int = 20) -> CompiledModel:
+               threads: int = 1, rounds: int = 20, processes: int | None = None,
+               progress: Callable[[str], None] = lambda msg: None) -> CompiledModel:
     """The fastest plan of a compiled model: a CPU model (host Executor) or a GPU model (DeviceExecutor, whose
-    vendor is PyTorch on the device: `vendors` = choices.DEVICE_VENDORS, `model_onnx` None)."""
+    vendor is PyTorch on the device: `vendors` = choices.DEVICE_VENDORS, `model_onnx` None).
+
+    `processes`: fresh processes per whole-model contender (default: config.plan_processes)."""
     feed = planning_inputs(cm)
     ex = cm.executor
     on_device = ex.on_device
@@ -38,17 +47,26 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
     regions = regions_of(lowered)
     # all of the graph's constants: a region may read scalars that its generated kernel inlined as literals
     graph_constants = lowered.graph.constants
-    make = make_vendor
-    if on_device:
-        device = ex.torch_device
-
-        def make(kind, region, constants, _threads):  # noqa: F811 - the device's vendors instead of the host's
-            return make_device_vendor(kind, region, constants, device)
-
-    decisions = plan_regions(ex, regions, graph_constants, [c.func for c in cm.program.calls], vendors, threads,
-                             rounds, make=make)
-    program, vendor_regions = planned_program(cm.program, regions, decisions)
     metadata = dict(cm.metadata)
+    plan_info: dict = {"vendors": list(vendors)}
+    progress(f"planning: timing {len(regions)} calls against {', '.join(vendors)}")
+    if on_device:
+        def make(kind, region, constants, _threads):  # the device's vendors instead of the host's
+            return make_device_vendor(kind, region, constants, ex.torch_device)
+
+        decisions = plan_regions(ex, regions, graph_constants, [c.func for c in cm.program.calls], vendors,
+                                 threads, rounds, make=make, progress=progress)
+    else:
+        per_call = _plan_calls_apart(cm, regions, graph_constants, vendors, threads, rounds, progress)
+        if isinstance(per_call, str):  # the planning process failed: no per-call mix, the whole builds still compete
+            decisions, plan_info["per_call_error"] = [], per_call
+        else:
+            decisions = list(per_call.decisions)
+            plan_info["switch_us"] = dict(per_call.switch_us)
+            plan_info["chosen_alone"] = list(per_call.alone_chosen)
+            plan_info["per_call_timing"] = "fresh process, passive wait policies (" + \
+                ", ".join(f"{k}={v}" for k, v in PASSIVE_WAITS) + "), switch costs charged"
+    program, vendor_regions = planned_program(cm.program, regions, decisions) if decisions else (cm.program, {})
 
     def variant(prog, vregions, onnx_bytes=None, chosen: str = "") -> CompiledModel:
         constants = dict(cm.constants)
@@ -58,56 +76,80 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
         return cm.with_plan(prog, constants, md, vregions, onnx_bytes)
 
     candidates = {"woodpecker": variant(cm.program, {}, chosen="woodpecker")}
-    planned = variant(program, vendor_regions, chosen="planned")
-    runs = {"woodpecker": cm.runner(feed)}
     rejected = ""
     if vendor_regions:
+        planned = variant(program, vendor_regions, chosen="planned")
         outs = planned.run(feed)
         for name, ref in reference.items():
-            err = float(np.max(np.abs(outs[name] - ref))) / max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-6)
-            if not err <= 1e-3:  # every call was checked alone; this guards the composition
+            err = max_relative_error(outs[name], ref)
+            if not err <= RTOL:  # every call was checked alone; this guards the composition
                 rejected = f"planned model output {name} differs from the generated model ({err:.2e})"
                 break
         if not rejected:
-            runs["planned"] = planned.runner(feed)
             candidates["planned"] = planned
     if model_onnx is not None and "onnxruntime" in vendors:
         session = ort_session(model_onnx, threads)
-        ort_feed = {t.name: np.asarray(feed[t.name]) for t in cm.program.inputs}
-        ort_out = session.run(None, ort_feed)
-        for spec, out in zip(cm.program.outputs, ort_out):
-            ref = reference[spec.name]
-            err = float(np.max(np.abs(out - ref))) / max(float(np.max(np.abs(ref))) if ref.size else 0.0, 1e-6)
-            if not err <= 1e-3:
-                session = None  # onnxruntime disagrees with the reference: never chosen
-                break
-        if session is not None:
-            runs["onnxruntime"] = lambda: session.run(None, ort_feed)
+        ort_out = session.run(None, {t.name: np.asarray(feed[t.name]) for t in cm.program.inputs})
+        if all(max_relative_error(out, reference[spec.name]) <= RTOL for spec, out in zip(cm.program.outputs, ort_out)):
             candidates["onnxruntime"] = variant(cm.program, {}, model_onnx, chosen="onnxruntime")
-    if on_device:
-        # one process: a device's runtimes keep no spinning CPU workers that would tax each other, and a planned
-        # GPU model runs TVM's and torch's kernels in one process anyway; a GPU model's runner waits for the device
-        times = time_interleaved(runs, MODEL_ROUNDS, warmup=2)
-        method = "in process, interleaved by blocks, device synchronized"
-    else:
-        times, method = time_builds(candidates, runs, feed, threads)
-    # the generated model wins ties within 3 %; then the per-call plan; the whole-model vendor last
-    best = min(times.values())
-    chosen = next(name for name in ("woodpecker", "planned", "onnxruntime") if name in times and times[name] <= best * 1.03)
-    metadata["plan"] = {
-        "vendors": list(vendors),
-        "calls": [d.to_json() for d in decisions],
-        "model": {"times_ms": {k: v * 1e3 for k, v in times.items()}, "chosen": chosen, "timing": method},
-    }
+        del session  # onnxruntime disagreeing with the reference is never chosen
+    samples, method = _time_builds(candidates, feed, threads, on_device, processes, progress)
+    decision = choose(samples)
+    plan_info["calls"] = [d.to_json() for d in decisions]
+    plan_info["model"] = {"times_ms": {k: s.median_ms for k, s in samples.items()},
+                          "process_ms": {k: list(s.process_ms) for k, s in samples.items()},
+                          "chosen": decision.chosen, "reason": decision.reason,
+                          "within_noise": decision.within_noise, "timing": method}
     if rejected:
-        metadata["plan"]["model"]["rejected"] = rejected
+        plan_info["model"]["rejected"] = rejected
     if on_device:  # the device the choices were timed on, which need not be the profile's
-        metadata["plan"]["timed_on"] = _device_name(ex.device)
-    if chosen == "planned":
+        plan_info["timed_on"] = _device_name(ex.device)
+    metadata["plan"] = plan_info
+    if decision.chosen == "planned":
         return variant(program, vendor_regions)
-    if chosen == "onnxruntime":
+    if decision.chosen == "onnxruntime":
         return variant(cm.program, {}, model_onnx)
     return variant(cm.program, {})
+
+
+def _plan_calls_apart(cm: CompiledModel, regions, constants, vendors, threads: int, rounds: int,
+                      progress: Callable[[str], None]):
+    """PerCallPlan from a fresh process with passive wait policies (see woodpecker.planner.percall), or the one-line
+    reason it failed (crashed, hung past PLAN_TIMEOUT_S)."""
+    import os
+    import tempfile
+    import time
+
+    from woodpecker.measure.child import CONTEXT
+    from woodpecker.measure.pool import describe_exit
+
+    with tempfile.TemporaryDirectory(prefix="woodpecker-plan-") as work:
+        path = os.path.join(work, "model.wpk")
+        cm.save(path)
+        env = {**dict(PASSIVE_WAITS), "TVM_NUM_THREADS": str(threads)}
+        conn, child = CONTEXT.Pipe()
+        proc = CONTEXT.Process(plan_calls_main, (child, path, [r.to_json() for r in regions], dict(constants),
+                                                 [c.func for c in cm.program.calls], tuple(vendors), threads, rounds),
+                               env=env)
+        proc.start()
+        child.close()
+        deadline = time.monotonic() + PLAN_TIMEOUT_S
+        try:
+            while True:
+                if not conn.poll(max(0.0, deadline - time.monotonic())):
+                    return f"per-call planning hung (no answer within {PLAN_TIMEOUT_S:.0f} s)"
+                kind, value = conn.recv()
+                if kind == "progress":
+                    progress(value)
+                    continue
+                return value if kind == "done" else f"per-call planning failed: {value}"
+        except (EOFError, OSError):
+            proc.join(5)
+            return f"per-call planning failed: {describe_exit(proc.exitcode)}"
+        finally:
+            conn.close()
+            proc.join(5)
+            proc.kill()
 
 
 def _device_name(device) -> str:
@@ -118,30 +160,39 @@ def _device_name(device) -> str:
     return f"{name} ({device})" if name else str(device)
 
 
-def time_builds(candidates: Mapping[str, CompiledModel], runs: Mapping[str, Callable[[], object]],
-                feed: Mapping[str, np.ndarray], threads: int) -> tuple[dict[str, float], str]:
-    """Seconds per run of each whole-model candidate, and how they were timed.
+def _time_builds(candidates: Mapping[str, CompiledModel], feed: Mapping[str, np.ndarray], threads: int,
+                 on_device: bool, processes: int | None,
+                 progress: Callable[[str], None] = lambda msg: None) -> tuple[dict[str, ProcessSamples], str]:
+    """Per-process samples of each whole-model candidate, and how they were taken.
 
-    Each candidate is saved and timed in a process of its own (woodpecker.bench.isolated), as it will be deployed.
-    In one process the runtimes' spinning worker threads slow whichever runs next: MobileNetV2's generated model
-    timed 8.2 ms there and 4.5 ms alone, ResNet-50's 93 ms in-process against onnxruntime's 49, so the choice
-    followed the order of the runs rather than the builds. Inside a daemonic process (which may not start
-    children), or if a candidate cannot be timed apart, the in-process interleaved timing is the fallback."""
-    import multiprocessing
+    CPU: each candidate saved and timed in fresh processes, as it will be deployed (woodpecker.measure.isolated;
+    the planned build with the passive wait policies it runs with). In one process the runtimes' spinning worker
+    threads slow whichever runs next: MobileNetV2's generated model timed 8.2 ms there and 4.5 ms alone.
+    GPU: in one process, interleaved by blocks (a device's runtimes keep no spinning CPU workers, and a planned GPU
+    model runs TVM's and torch's kernels in one process anyway); one sample each."""
     import os
     import tempfile
 
-    if not multiprocessing.current_process().daemon:
-        from woodpecker.bench.isolated import Recipe, time_isolated
+    from woodpecker import config
+    from woodpecker.measure.isolated import Recipe, time_isolated
 
-        with tempfile.TemporaryDirectory(prefix="woodpecker-plan-") as work:
-            recipes = []
-            for name, model in candidates.items():
-                path = os.path.join(work, f"{name}.wpk")
-                model.save(path)
-                recipes.append(Recipe(name, "artifact", path))
-            timings = time_isolated(recipes, feed, threads, rounds=MODEL_ROUNDS // 3, per_round=5, warmup=3)
-        times = {t.name: t.median_ms / 1e3 for t in timings if t.error is None and t.median_ms}
-        if set(times) == set(candidates):
-            return times, "one process per build"
-    return time_interleaved(runs, MODEL_ROUNDS, warmup=2), "in process, interleaved by blocks"
+    if on_device:
+        runs = {name: m.runner(feed) for name, m in candidates.items()}
+        times = time_interleaved(runs, MODEL_ROUNDS, warmup=2)
+        return ({k: ProcessSamples(k, (t * 1e3,)) for k, t in times.items()},
+                "in process, interleaved by blocks, device synchronized")
+    n = processes or config.get().plan_processes
+    with tempfile.TemporaryDirectory(prefix="woodpecker-plan-") as work:
+        recipes = []
+        for name, model in candidates.items():
+            path = os.path.join(work, f"{name}.wpk")
+            model.save(path)
+            env = PASSIVE_WAITS if name == "planned" else ()
+            recipes.append(Recipe(name, "artifact", path, env=env))
+        timings = time_isolated(recipes, feed, threads, rounds=n, per_round=6, warmup=3,
+                                progress=lambda msg: progress(f"whole builds: {msg}"))
+    samples = {t.name: t.samples for t in timings if t.error is None and t.samples is not None}
+    if "woodpecker" not in samples:
+        failed = next(t.error for t in timings if t.name == "woodpecker")
+        raise RuntimeError(f"woodpecker's own build could not be timed: {failed}")
+    return samples, f"{n} fresh processes per build (6 timed runs each), median of per-process medians"

@@ -188,6 +188,11 @@ def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
     lib_path = _unpack_library(manifest, files)
     if manifest.get("backend") == "cuda":
         return _load_gpu(manifest, files, label, lib_path)
+    if any(c.get("vendor") for c in manifest["program"]["calls"]):
+        from woodpecker import config
+
+        # a per-call mix runs several runtimes in this process: as it was planned and timed, none may spin
+        config.use_passive_waits()
     import tvm  # after the checks: importing TVM takes seconds, a damaged artifact is reported at once
 
     try:

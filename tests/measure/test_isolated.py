@@ -1,11 +1,12 @@
-"""Contenders timed in processes of their own: figures for every live contender, one-line errors for the others."""
+"""Contenders timed in fresh processes, one process one sample: figures for every live contender, one-line errors
+for the others."""
 
 from __future__ import annotations
 
 import numpy as np
 
 import woodpecker
-from woodpecker.bench.isolated import Recipe, time_isolated
+from woodpecker.measure.isolated import Recipe, time_isolated
 from woodpecker.testing.models import tiny_cnn
 
 
@@ -27,6 +28,7 @@ def test_isolated_timing_outputs_and_failures(tmp_path):
     wp, ort, missing, unknown = timings
     for t in (wp, ort):
         assert t.error is None and t.runs == 6 and 0 < t.p25_ms <= t.median_ms <= t.p75_ms
+        assert len(t.process_ms) == 2 and t.samples.median_ms == t.median_ms  # one figure per fresh process
     # both processes computed the same function of the same inputs
     np.testing.assert_allclose(wp.outputs[0], ort.outputs[0], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(wp.outputs[0], cm.run(feed)[cm.outputs[0].name], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,40 @@
+"""The switch-aware per-call choice: a vendor call is taken only where its gain pays for the switches it causes."""
+
+from __future__ import annotations
+
+from woodpecker.planner.percall import cheapest_path
+from woodpecker.planner.plan import ChoiceResult, RegionDecision
+
+
+def call(i, **times_us):
+    results = tuple(ChoiceResult(k, v) for k, v in times_us.items())
+    return RegionDecision(i, f"n{i}", f"k{i}", "woodpecker", results)
+
+
+def test_a_gain_smaller_than_the_switches_is_not_taken():
+    calls = [call(0, woodpecker=100, onnxruntime=80), call(1, woodpecker=100, onnxruntime=120)]
+    # 20 us faster, but entering and leaving onnxruntime costs 2 x 15 us
+    assert cheapest_path(calls, {"onnxruntime": 15.0}) == ["woodpecker", "woodpecker"]
+    assert cheapest_path(calls, {"onnxruntime": 5.0}) == ["onnxruntime", "woodpecker"]
+
+
+def test_a_run_of_vendor_calls_pays_one_entry_and_one_exit():
+    calls = [call(i, woodpecker=100, torch=85) for i in range(4)]
+    # each call alone gains 15 us, less than a 2 x 20 us round trip; four in a row pay it once
+    assert cheapest_path(calls, {"torch": 20.0}) == ["torch"] * 4
+    assert cheapest_path(calls[:1], {"torch": 20.0}) == ["woodpecker"]
+
+
+def test_failed_choices_are_never_taken_and_ties_stay_with_woodpecker():
+    calls = [call(0, woodpecker=100, numpy=99), RegionDecision(1, "n1", "k1", "woodpecker",
+                                                              (ChoiceResult("woodpecker", 50.0),
+                                                               ChoiceResult("torch", None, "wrong result")))]
+    assert cheapest_path(calls, {"numpy": 0.0, "torch": 0.0}) == ["woodpecker", "woodpecker"]
+
+
+def test_between_two_vendors_the_switch_is_charged_too():
+    calls = [call(0, woodpecker=200, torch=100, onnxruntime=150), call(1, woodpecker=200, torch=180, onnxruntime=100)]
+    # torch then onnxruntime saves most if a torch <-> onnxruntime switch is cheap
+    assert cheapest_path(calls, {"torch": 1.0, "onnxruntime": 1.0}) == ["torch", "onnxruntime"]
+    # with dear switches one library for both calls is better
+    assert cheapest_path(calls, {"torch": 60.0, "onnxruntime": 10.0}) == ["onnxruntime", "onnxruntime"]

@@ -1,0 +1,130 @@
+"""Per-call planning of a CPU model in a fresh process whose runtimes wait passively, and the switch-aware choice.
+
+Why a fresh process: every runtime keeps its worker threads spinning after a call (TVM's pool, PyTorch's OpenMP
+workers), and on a 2-core machine whatever runs next shares its cores with them. Timed in the compiling process,
+woodpecker's kernels after a vendor block read up to 8x slower than in their own program (one call 3846 us against
+449 us), so the planner gave the vendors calls they lose. The wait policies are read once, when a runtime loads
+(libgomp at load, TVM's pool at its first launch), and torch is usually loaded already (tvm_ffi imports it), so
+they can only be set in a process that has loaded nothing: the compiled model is saved, and the planning runs in
+a woodpecker.measure.child process started with PASSIVE_WAITS, the same policies a planned model runs with.
+
+The choice charges the switch: the cost of entering and leaving a vendor library between two generated kernels is
+measured in the same process (`switch_costs_us`), and the plan is the cheapest path through the calls (Viterbi:
+each call's time under each library, plus a switch wherever consecutive calls change library), so a vendor call
+is taken only where its gain pays for the switches it causes, and runs of calls stay in one library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from woodpecker.config import PASSIVE_WAITS
+from woodpecker.planner.plan import TIE, RegionDecision
+
+
+
+@dataclasses.dataclass(frozen=True)
+class PerCallPlan:
+    decisions: tuple[RegionDecision, ...]  # `chosen` is the switch-aware choice
+    switch_us: Mapping[str, float]  # measured cost of one switch between woodpecker's kernels and each vendor
+    alone_chosen: tuple[str, ...]  # what each call would pick timed alone (before switches were charged)
+
+
+def switch_costs_us(ours: Callable[[], None], vendors: Mapping[str, Callable[[], None]], reps: int = 60,
+                    rounds: int = 5) -> dict[str, float]:
+    """Added latency of one switch between a generated kernel and each vendor call: the median time of the pair
+    (ours, vendor) in alternation, less the two calls' times in runs of their own, halved (two switches a pair)."""
+
+    def loop(calls: Sequence[Callable[[], None]]) -> float:
+        for c in calls:
+            c()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            for c in calls:
+                c()
+        return (time.perf_counter() - t0) / reps
+
+    out = {}
+    for name, theirs in vendors.items():
+        extra = []
+        for _ in range(rounds):
+            alone = loop([ours]) + loop([theirs])
+            extra.append((loop([ours, theirs]) - alone) / 2)
+        out[name] = max(0.0, statistics.median(extra) * 1e6)
+    return out
+
+
+def cheapest_path(decisions: Sequence[RegionDecision], switch_us: Mapping[str, float]) -> list[str]:
+    """The library of each call minimising the sum of call times and switch costs (Viterbi over the calls).
+
+    The model starts and ends in woodpecker's executor; a change between two vendors costs the mean of their two
+    switch costs. A vendor's time carries the tie margin, so woodpecker's kernel keeps near-ties."""
+
+    def switch(a: str, b: str) -> float:
+        if a == b:
+            return 0.0
+        return (switch_us.get(a, 0.0) + switch_us.get(b, 0.0)) / (2 if "woodpecker" not in (a, b) else 1)
+
+    best: dict[str, tuple[float, list[str]]] = {"woodpecker": (0.0, [])}
+    for d in decisions:
+        times = {r.name: r.median_us * (1 if r.name == "woodpecker" else 1 + TIE)
+                 for r in d.results if r.median_us is not None and r.error is None}
+        step: dict[str, tuple[float, list[str]]] = {}
+        for lib, t in times.items():
+            prev, (cost, path) = min(((p, v) for p, v in best.items()), key=lambda pv: pv[1][0] + switch(pv[0], lib))
+            step[lib] = (cost + switch(prev, lib) + t, path + [lib])
+        best = step
+    _, (_, path) = min(best.items(), key=lambda kv: kv[1][0] + switch(kv[0], "woodpecker"))
+    return path
+
+
+def plan_calls_main(conn, artifact: str, region_jsons: Sequence[Mapping[str, Any]],
+                    constants: Mapping[str, np.ndarray], kernel_names: Sequence[str], vendors: Sequence[str],
+                    threads: int, rounds: int) -> None:
+    """The planning child's entry: ("progress", text) messages, then ("done", PerCallPlan) or ("error", line)."""
+    from woodpecker.measure.pool import describe_error
+
+    try:
+        plan = plan_calls(artifact, region_jsons, constants, kernel_names, vendors, threads, rounds,
+                          progress=lambda msg: conn.send(("progress", msg)))
+        conn.send(("done", plan))
+    except Exception as err:  # noqa: BLE001 - the parent reports it and ships a build without the per-call mix
+        conn.send(("error", describe_error(err)))
+
+
+def plan_calls(artifact: str, region_jsons: Sequence[Mapping[str, Any]], constants: Mapping[str, np.ndarray],
+               kernel_names: Sequence[str], vendors: Sequence[str], threads: int, rounds: int,
+               progress: Callable[[str], None] = lambda msg: None) -> PerCallPlan:
+    """Load the saved model, run it on the planning inputs, time every call's choices in place, measure the switch
+    costs, and choose."""
+    import woodpecker
+    from woodpecker.planner.plan import plan_regions
+    from woodpecker.planner.regions import Region
+
+    cm = woodpecker.load(artifact)
+    ex = cm.executor
+    ex.set_inputs(cm.random_inputs(0))
+    ex.execute()
+    regions = [Region.from_json(r) for r in region_jsons]
+    # each library's shortest correct call: the switch costs are differences of times, best measured on short calls
+    shortest: dict[str, tuple[float, Callable[[], None]]] = {}
+
+    def keep(name: str, run: Callable[[], None], median_s: float) -> None:
+        if name not in shortest or median_s < shortest[name][0]:
+            shortest[name] = (median_s, run)
+
+    decisions = plan_regions(ex, regions, constants, kernel_names, vendors, threads, rounds, on_timed=keep,
+                             progress=progress)
+    progress("planning: measuring the cost of switching runtimes")
+    ours = shortest["woodpecker"][1]
+    switch = switch_costs_us(ours, {k: run for k, (_, run) in shortest.items() if k != "woodpecker"})
+    alone = tuple(d.chosen for d in decisions)
+    path = cheapest_path(decisions, switch)
+    chosen = tuple(dataclasses.replace(d, chosen=lib) for d, lib in zip(decisions, path))
+    return PerCallPlan(chosen, switch, alone)
