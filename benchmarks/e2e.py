@@ -1,13 +1,17 @@
 """End-to-end latency of the zoo models: woodpecker (untuned, and tuned with --db) against onnxruntime, same run.
 
     python benchmarks/e2e.py [--models resnet50,mobilenet_v2] [--db records.db] [--rounds 10] [--json out.json]
-                             [--no-vendor]
+                             [--no-vendor | --plan]
+
+With --plan, each model is compiled with the planner and the builds it compared are timed again here: woodpecker's
+own kernels, the per-call mix (when the planner made one) and onnxruntime, with what the planner shipped.
 
 Method (see benchmarks/common.py): each model is compiled by woodpecker with its default schedules (and, with
 --db, with the best tuning records), and loaded in an onnxruntime session (all graph optimizations, MLAS); both
-use the same number of threads (TVM_NUM_THREADS, default: all cores). Each contender runs in a process of its own
-(woodpecker's models as saved artifacts, loaded as a user would; see woodpecker.measure.isolated for why), interleaved
-in rounds, on the same inputs; the figure is the median latency of single runs; the plan column says what the
+use the same number of threads (TVM_NUM_THREADS, default: all cores). Each contender runs in fresh processes, one
+per round (woodpecker's models as saved artifacts, loaded as a user would; see woodpecker.measure.isolated for why),
+rotated, on the same inputs; the figure is the median of the per-process medians with their quartiles as the spread
+(woodpecker.measure.decision, which also says whether a difference is beyond the spread); the plan column says what the
 planner shipped (woodpecker's program, a mixed plan, or onnxruntime for the whole model); the ratio is onnxruntime / woodpecker
 (above 1: woodpecker is faster). Outputs are checked against onnxruntime before timing.
 """
@@ -26,6 +30,7 @@ import numpy as np
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import geomean, machine, ort_session, threads  # noqa: E402
 
+from woodpecker.config import PASSIVE_WAITS  # noqa: E402
 from woodpecker.measure.isolated import Recipe, time_isolated  # noqa: E402
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert", "squeezenet", "shufflenet_v2"]
@@ -44,12 +49,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
     ap.add_argument("--db", default=None, help="records database: also time the tuned compile")
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--per-round", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=8, help="fresh processes per contender")
+    ap.add_argument("--per-round", type=int, default=6, help="timed runs per process")
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-vendor", action="store_true",
                     help="woodpecker's own kernels only (no planner vendor choices, no whole-model onnxruntime)")
+    ap.add_argument("--plan", action="store_true", help="time the planner's candidates: own, per-call mix, onnxruntime")
     args = ap.parse_args()
+    if args.plan:
+        plan_table(args)
+        return
 
     import woodpecker
     from woodpecker import models
@@ -103,6 +112,65 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "threads": n_threads, "rows": rows}, f, indent=1)
+
+
+def plan_table(args) -> None:
+    """Own kernels, the planner's per-call mix and onnxruntime, per model, with what the planner shipped."""
+    import woodpecker
+    from woodpecker import models
+    from woodpecker.measure.decision import beats
+
+    n_threads = threads()
+    print(f"machine: {machine()}; threads per contender: {n_threads}; {args.rounds} processes per contender")
+    rows = []
+    for name in args.models.split(","):
+        proto = models.build(name)
+        t0 = time.perf_counter()
+        shipped = woodpecker.compile(proto, db=args.db, vendor=True)
+        compile_s = time.perf_counter() - t0
+        plan = shipped.metadata["plan"]
+        feed = inputs_for(name, shipped)
+        ref = ort_session(proto.SerializeToString(), n_threads).run(None, feed)[0]
+        with tempfile.TemporaryDirectory() as work:
+            model_path = os.path.join(work, "model.onnx")
+            with open(model_path, "wb") as f:
+                f.write(proto.SerializeToString())
+            recipes = [Recipe("onnxruntime", "baseline", model_path)]
+            for label in ("woodpecker", "planned"):
+                cm = shipped.plan_candidates.get(label)
+                if cm is not None:
+                    path = os.path.join(work, label + ".wpk")
+                    cm.save(path)
+                    recipes.append(Recipe(label, "artifact", path, env=PASSIVE_WAITS if label == "planned" else ()))
+            timings = time_isolated(recipes, feed, n_threads, rounds=args.rounds, per_round=args.per_round)
+        samples = {}
+        for t in timings:
+            assert t.error is None, f"{name} {t.name}: {t.error}"
+            err = float(np.max(np.abs(t.outputs[0] - ref)) / max(float(np.max(np.abs(ref))), 1e-6))
+            assert err <= 1e-3, f"{name} {t.name}: output differs from onnxruntime (relative error {err:.2e})"
+            samples[t.name] = t.samples
+        own, ort = samples["woodpecker"], samples["onnxruntime"]
+        mix = samples.get("planned")
+        best_pure = min((own, ort), key=lambda s: s.median_ms)
+        vendor_calls = sum(1 for c in plan["calls"] if c["chosen"] != "woodpecker")
+        row = {"model": name, "compile_s": compile_s, "shipped": plan["model"]["chosen"],
+               "reason": plan["model"].get("reason", ""), "vendor_calls": vendor_calls, "calls": len(plan["calls"]),
+               "switch_us": plan.get("switch_us", {}), **{k: v.to_json() for k, v in samples.items()}}
+        if mix is not None:
+            row["mix_vs_best_pure"] = best_pure.median_ms / mix.median_ms
+            row["mix_beats_both"] = beats(mix, own) and beats(mix, ort)
+            row["mix_slower_beyond_spread"] = beats(best_pure, mix)
+        rows.append(row)
+        mix_text = (f"mix {mix.describe()} ({vendor_calls}/{len(plan['calls'])} vendor calls, "
+                    f"{row['mix_vs_best_pure']:.2f}x the better pure build"
+                    f"{', beats both beyond the spread' if row['mix_beats_both'] else ''}"
+                    f"{', SLOWER beyond the spread' if row['mix_slower_beyond_spread'] else ''})"
+                    if mix is not None else "no per-call mix (every call stayed with woodpecker)")
+        print(f"{name:14s} own {own.describe()}  onnxruntime {ort.describe()}  {mix_text}  "
+              f"shipped: {row['shipped']} ({row['reason']})", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "threads": n_threads, "processes": args.rounds, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

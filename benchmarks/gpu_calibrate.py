@@ -20,6 +20,9 @@ squares on log time (woodpecker/sim/gpu/fit.py); Kendall's tau between model and
 and after the fit. The rows (knobs, measured seconds, features, registers) go to DIR/<device>.json (default
 benchmarks/results/gpu_calibration) so the fit can be redone without a GPU (--refit, which also rewrites the
 file's fit). Without an NVIDIA GPU the script stops with a one-line error.
+
+On a GPU machine without TVM's compiler, the device kit (python -m woodpecker.devicekit build/refit, see the
+README) prebuilds this suite here from the functions below and times it there; its refit writes the same file.
 """
 
 from __future__ import annotations

@@ -106,10 +106,14 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
         plan_info["timed_on"] = _device_name(ex.device)
     metadata["plan"] = plan_info
     if decision.chosen == "planned":
-        return variant(program, vendor_regions)
-    if decision.chosen == "onnxruntime":
-        return variant(cm.program, {}, model_onnx)
-    return variant(cm.program, {})
+        shipped = variant(program, vendor_regions)
+    elif decision.chosen == "onnxruntime":
+        shipped = variant(cm.program, {}, model_onnx)
+    else:
+        shipped = variant(cm.program, {})
+    # in memory only (not saved): the builds that competed, for benchmarks that time them again
+    shipped.plan_candidates = candidates
+    return shipped
 
 
 def _plan_calls_apart(cm: CompiledModel, regions, constants, vendors, threads: int, rounds: int,

@@ -58,6 +58,8 @@ class CompiledModel:
         self._executable = executable  # kept to export the library when saving
         self._executor: Executor | None = None
         self._whole_session = None
+        # the whole builds the planner compared (name -> CompiledModel), in memory only; empty when not planned
+        self.plan_candidates: dict[str, CompiledModel] = {}
 
     def with_plan(self, program: Program, constants: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
                   vendor_regions: Mapping[str, Any], model_onnx: bytes | None = None) -> CompiledModel:

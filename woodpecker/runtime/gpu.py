@@ -175,7 +175,8 @@ class GpuModel(CompiledModel):
     def _load(self):
         import tvm
 
-        from woodpecker.measure.cuda import _install_callback, cuda_compiler, gpu_available, probe_job
+        # the runtime-only helpers: woodpecker.measure.cuda would import the DSL parser, absent on a kit machine
+        from woodpecker.runtime.cuda_load import cuda_compiler, device_arch, gpu_available, install_callback
 
         if not gpu_available():
             raise TargetError(
@@ -191,7 +192,7 @@ class GpuModel(CompiledModel):
         binary_dir = config.get().cache_dir / "builds-cuda" / "binaries"
         os.makedirs(binary_dir, exist_ok=True)
         # the source is compiled for the attached device's architecture, whatever the profile says
-        _install_callback(str(binary_dir), compiler, probe_job()["arch"])
+        install_callback(str(binary_dir), compiler, device_arch())
         assert self._library_path is not None
         return tvm.runtime.load_module(self._library_path), tvm.cuda(0)
 
