@@ -114,14 +114,27 @@ def main() -> None:
             json.dump({"machine": machine(), "threads": n_threads, "rows": rows}, f, indent=1)
 
 
+def roofline_floor_ms(cm, peak) -> float:
+    """The model's floor on this machine: its FLOPs at the measured peak, or its weights read once at the measured
+    bandwidth, whichever takes longer (batch 1: every weight is read once per run)."""
+    weight_bytes = sum(np.asarray(v).nbytes for v in cm.constants.values())
+    compute_ms = cm.gflop / peak.gflops * 1e3
+    memory_ms = weight_bytes / (peak.bandwidth_gbs * 1e9) * 1e3 if peak.bandwidth_gbs else 0.0
+    return max(compute_ms, memory_ms)
+
+
 def plan_table(args) -> None:
     """Own kernels, the planner's per-call mix and onnxruntime, per model, with what the planner shipped."""
     import woodpecker
     from woodpecker import models
     from woodpecker.measure.decision import beats
 
+    from woodpecker.hw.peak import measure_peak
+
     n_threads = threads()
-    print(f"machine: {machine()}; threads per contender: {n_threads}; {args.rounds} processes per contender")
+    peak = measure_peak(n_threads)
+    print(f"machine: {machine()}; threads per contender: {n_threads}; {args.rounds} processes per contender; "
+          f"peak {peak.gflops:.0f} GFLOP/s, bandwidth {peak.bandwidth_gbs:.1f} GB/s (measured)")
     rows = []
     for name in args.models.split(","):
         proto = models.build(name)
@@ -153,7 +166,9 @@ def plan_table(args) -> None:
         mix = samples.get("planned")
         best_pure = min((own, ort), key=lambda s: s.median_ms)
         vendor_calls = sum(1 for c in plan["calls"] if c["chosen"] != "woodpecker")
-        row = {"model": name, "compile_s": compile_s, "shipped": plan["model"]["chosen"],
+        floor_ms = roofline_floor_ms(shipped, peak)
+        row = {"model": name, "compile_s": compile_s, "shipped": plan["model"]["chosen"], "floor_ms": floor_ms,
+               "of_floor": {k: floor_ms / v.median_ms for k, v in samples.items()},
                "reason": plan["model"].get("reason", ""), "vendor_calls": vendor_calls, "calls": len(plan["calls"]),
                "switch_us": plan.get("switch_us", {}), **{k: v.to_json() for k, v in samples.items()}}
         if mix is not None:
@@ -167,10 +182,12 @@ def plan_table(args) -> None:
                     f"{', SLOWER beyond the spread' if row['mix_slower_beyond_spread'] else ''})"
                     if mix is not None else "no per-call mix (every call stayed with woodpecker)")
         print(f"{name:14s} own {own.describe()}  onnxruntime {ort.describe()}  {mix_text}  "
-              f"shipped: {row['shipped']} ({row['reason']})", flush=True)
+              f"shipped: {row['shipped']} ({row['reason']}); roofline floor {floor_ms:.2f} ms: own at "
+              f"{row['of_floor']['woodpecker']:.0%}, onnxruntime at {row['of_floor']['onnxruntime']:.0%}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "threads": n_threads, "processes": args.rounds, "rows": rows}, f, indent=1)
+            json.dump({"machine": machine(), "threads": n_threads, "processes": args.rounds,
+                       "peak_gflops": peak.gflops, "bandwidth_gbs": peak.bandwidth_gbs, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def choose(samples: Mapping[str, ProcessSamples], incumbent: str = "woodpecker",
     winners = [s for s in ranked if s.name != incumbent and beats(s, inc, tie)]
     if winners:
         w = winners[0]
-        return Decision(w.name, False, f"{w.name} is faster beyond the spread ({inc.median_ms / w.median_ms:.2f}x)")
+        return Decision(w.name, False, f"{w.name} is {inc.median_ms / w.median_ms:.2f}x faster than {incumbent}, "
+                                       f"beyond the spread")
     faster = [s for s in ranked if s.name != incumbent and s.median_ms < inc.median_ms]
     if faster:
         f = faster[0]
@@ -97,11 +98,13 @@ def choose(samples: Mapping[str, ProcessSamples], incumbent: str = "woodpecker",
     return Decision(incumbent, False, f"{incumbent} is the fastest")
 
 
-def ratio_line(shipped: ProcessSamples, baseline: ProcessSamples | None, label: str) -> str:
-    """'shipping woodpecker's kernels: 39.0 ms (38.1-40.2) vs onnxruntime 40.9 ms (39.5-44.0): 1.05x, within noise'."""
+def ratio_line(shipped: ProcessSamples, baseline: ProcessSamples | None, label: str,
+               baseline_label: str = "") -> str:
+    """'shipping woodpecker's kernels: 39.0 ms (38.1-40.2) vs onnxruntime 40.9 ms (39.5-44.0): 1.05x, within noise'
+    (the ratio is the baseline's time over the shipped one's: above 1, what ships is faster)."""
     line = f"shipping {label}: {shipped.describe()}"
     if baseline is None or baseline.name == shipped.name:
         return line
     ratio = baseline.median_ms / shipped.median_ms
     noise = "beyond the spread" if (beats(shipped, baseline) or beats(baseline, shipped)) else "within noise"
-    return f"{line} vs {baseline.name} {baseline.describe()}: {ratio:.2f}x, {noise}"
+    return f"{line} vs {baseline_label or baseline.name} {baseline.describe()}: {ratio:.2f}x, {noise}"

@@ -25,8 +25,10 @@ def plan_lines(plan: Mapping[str, Any] | None) -> list[str]:
     per_process = model.get("process_ms") or {k: [v] for k, v in model["times_ms"].items()}
     samples = {k: ProcessSamples(k, tuple(v)) for k, v in per_process.items()}
     chosen = model["chosen"]
-    baseline = samples.get("onnxruntime")
-    lines = [ratio_line(samples[chosen], baseline, LABELS.get(chosen, chosen))]
+    # against onnxruntime; when onnxruntime ships, against woodpecker's own kernels
+    other = "onnxruntime" if chosen != "onnxruntime" else "woodpecker"
+    baseline = samples.get(other)
+    lines = [ratio_line(samples[chosen], baseline, LABELS.get(chosen, chosen), LABELS.get(other, other))]
     if model.get("reason"):
         lines[0] += f" ({model['reason']})"
     lines.append(_per_call_line(plan, samples, chosen))
