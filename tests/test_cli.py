@@ -254,3 +254,67 @@ def test_db_stats_says_how_records_were_timed(timing, device, label):
     from woodpecker.cli import _timing_label
 
     assert _timing_label({"timing": timing, "device": device}) == label
+
+
+def _piped(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
+    """As `woodpecker ... | cat` runs: stdout is a pipe and COLUMNS is unset (rich would assume 80 columns)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "WOODPECKER_DEBUG")}
+    return subprocess.run([sys.executable, "-m", "woodpecker", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_piped_tables_keep_whole_names(workdir):
+    from woodpecker.hw.profile import list_profiles
+
+    proc = _piped("targets", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    for p in list_profiles():  # every profile's row carries its whole description and measurement
+        row = next(line for line in lines if line.split()[0] == p.id)
+        assert p.name in row, (p.name, row)
+    assert max(len(line) for line in lines) > 80  # not fitted to an assumed 80-column terminal
+
+
+def test_piped_db_stats_keeps_whole_kernel_names(workdir, tmp_db):
+    from woodpecker.testing.fakes import FakeMeasurer
+    from woodpecker.testing.models import tiny_cnn
+    from woodpecker.tuner import tune
+
+    report = tune(tiny_cnn(), trials=12, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0)
+    proc = _piped("db", "stats", str(tmp_db), cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    for t in report.tasks:
+        assert any(line.split()[0] == t.name for line in proc.stdout.splitlines()), (t.name, proc.stdout)
+
+
+def test_help_shows_flags_as_flags_and_every_option_has_help(workdir):
+    import typer.main
+
+    from woodpecker.cli import app
+
+    for args in (["--help"], ["tune", "--help"], ["bench", "--help"], ["run", "--help"]):
+        proc = cli(*args, cwd=workdir)
+        assert proc.returncode == 0 and "<bool>" not in proc.stdout, proc.stdout
+    assert "--input-shape NAME=D1,D2,..." in cli("tune", "--help", cwd=workdir).stdout
+
+    def undocumented(cmd, path):
+        for p in cmd.params:
+            if not getattr(p, "help", None):
+                yield f"{path} {p.name}"
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from undocumented(sub, f"{path} {name}")
+
+    assert not list(undocumented(typer.main.get_command(app), "woodpecker"))
+
+
+def test_tune_says_how_many_trials_were_defaults(capsys):
+    from woodpecker.cli import _print_tune_report
+    from woodpecker.tuner import TuneReport
+
+    _print_tune_report(TuneReport((), 60, 30.0, "budget", "t.db", None, defaults=28))
+    out = capsys.readouterr().out
+    assert "after 60 trials (28 defaults measured, 32 trials searched)" in out
+    _print_tune_report(TuneReport((), 30, 30.0, "budget", "t.db", None, defaults=28))
+    assert "the default schedules took 28 of the 30 trials" in capsys.readouterr().out

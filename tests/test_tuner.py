@@ -142,3 +142,15 @@ def test_parse_duration():
     for bad in ("soon", "h", "-", "3x"):
         with pytest.raises(BudgetError):
             parse_duration(bad)
+
+
+def test_report_and_progress_say_how_many_trials_were_defaults(tmp_db):
+    """`--trials 60` on a model of 28 kernels searched 32: the default schedules count, and both the progress and
+    the report say how many of the trials they took."""
+    seen = []
+    report = tune(tiny_cnn(), trials=20, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0, progress=seen.append)
+    n_tasks = len(report.tasks)
+    assert report.trials == 20 and report.defaults == n_tasks and report.searched == 20 - n_tasks
+    assert seen[-1].defaults == n_tasks and seen[-1].searched == seen[-1].trials - n_tasks
+    again = tune(tiny_cnn(), trials=10, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0)
+    assert again.defaults == 0 and again.searched == 10  # resumed: the defaults are on record

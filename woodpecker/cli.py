@@ -6,18 +6,55 @@ with --debug (or WOODPECKER_DEBUG=1). Anything else is a bug, reported as such w
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="woodpecker: hardware-aware inference compiler and autotuner")
+# Plain click help (rich_markup_mode=None): typer 0.29's rich help prints a type for every option, flags included
+# (`--debug <bool>`, `--help <bool>`), which reads as if the flag took a value.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="woodpecker: hardware-aware inference compiler and autotuner")
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
+SHAPE_METAVAR = "NAME=D1,D2,..."
+SHAPE_HELP = "shape of an input with symbolic dimensions, e.g. input=1,3,224,224 (repeat for several inputs)"
+
+
+def _short_kernel(name: str) -> str:
+    """A kernel's name for a narrow terminal: without the `fused_` prefix every fused kernel's name starts with (its
+    operators and index remain: conv2d_nchwc_add_relu_4)."""
+    return name[len("fused_"):] if name.startswith("fused_") else name
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None,
+                 caption: str | None = None, left: Sequence[str] = ()) -> None:
+    """A table on stdout. On a terminal, rich's, with long cells wrapped onto more lines, never cut; piped or
+    redirected, plain rows padded to the widest cell, so that every name is whole (rich would fit the table to 80
+    columns and cut names to `fused_...`) and the output greps and splits on runs of spaces."""
+    if console.is_terminal:
+        table = Table(title=title, caption=caption)
+        for col in columns:
+            table.add_column(col, overflow="fold", justify="left" if col in left else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    cells = [list(columns), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    if title:
+        console.print(title, markup=False, highlight=False)
+    for r in cells:
+        console.print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), markup=False, highlight=False,
+                      crop=False, soft_wrap=True)
+    if caption:
+        console.print(caption, markup=False, highlight=False)
 
 
 @app.callback()
@@ -68,6 +105,7 @@ def compile_cmd(
     trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="tune first with this many measurements")] = None,
     searcher: Annotated[str, typer.Option("--searcher", "-s", help="searcher for --trials: ga | rl | random")] = "ga",
     vendor: Annotated[bool, typer.Option("--vendor/--no-vendor", help="let the planner pick vendor libraries per operator")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display (it is shown only on a terminal)")] = False,
 ) -> None:
     """Compile a model into a runnable artifact."""
     import time
@@ -83,47 +121,78 @@ def compile_cmd(
 
         raise ArtifactError(f"{out}: cannot write the artifact (no folder {out.parent})")
     t0 = time.perf_counter()
-    cm = woodpecker.compile(_model_arg(model), target=target, input_shapes=_parse_shapes(input_shape),
-                            db=str(db) if db else None, trials=trials, searcher=searcher, vendor=vendor)
+    with _progress(quiet) as progress:
+        cm = woodpecker.compile(_model_arg(model), target=target, input_shapes=_parse_shapes(input_shape),
+                                db=str(db) if db else None, trials=trials, searcher=searcher, vendor=vendor,
+                                progress=progress)
     elapsed = time.perf_counter() - t0
     cm.save(out)
     origins = {}
     for k in cm.kernels:
         origins[k.origin] = origins.get(k.origin, 0) + 1
+    simulated = " (simulated: no such device attached)" if cm.metadata["target"].get("measurement") == "simulated" else ""
     console.print(
-        f"compiled {cm.metadata['model']} for {cm.metadata['target']['profile']} in {elapsed:.1f} s: "
+        f"compiled {cm.metadata['model']} for {cm.metadata['target']['profile']}{simulated} in {elapsed:.1f} s: "
         f"{len(cm.kernels)} kernels ({', '.join(f'{n} {o}' for o, n in sorted(origins.items()))}), "
         f"{sum(k.calls for k in cm.kernels)} launches, {cm.gflop:.2f} GFLOP per run -> {out}"
     )
-    summary = _plan_summary(cm)
-    if summary:
-        console.print(summary)
+    for line in _plan_summary(cm):
+        console.print(line)
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool):
+    """A live status line on a terminal ('[ 41.2 s] planning: call 14/53 (...)'); nothing when piped or quiet."""
+    import time
+
+    if quiet or not err_console.is_terminal:
+        yield False
+        return
+    t0 = time.perf_counter()
+    with err_console.status("starting") as status:
+        def update(msg: str) -> None:
+            status.update(f"[{time.perf_counter() - t0:6.1f} s] {msg}")
+            if not msg.startswith(("planning: call", "whole builds: timing")):  # stages stay on screen, steps do not
+                err_console.print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", markup=False)
+
+        yield update
 
 
 def _tune_view(p) -> Table:
-    """Progress table of a tuning session: the tasks that weigh most in the model's latency."""
+    """Progress table of a tuning session (the live view on a terminal): the tasks that weigh most in the model's
+    latency. The kernel column carries the name without `fused_` and wraps rather than cuts (the family column it
+    used to share the width with repeated the name's first operator)."""
     table = Table(title=None, expand=False)
-    for col in ("kernel", "family", "calls", "trials", "default us", "best us", "speedup", "GFLOP/s", ""):
-        table.add_column(col, justify="right" if col not in ("kernel", "family", "") else "left")
+    for col in ("kernel", "calls", "trials", "default us", "best us", "speedup", "GFLOP/s", ""):
+        table.add_column(col, justify="right" if col not in ("kernel", "") else "left",
+                         overflow="fold", min_width=12 if col == "kernel" else None)
     rows = sorted(p.tasks, key=lambda s: -(s.calls * (s.best_us or s.default_us or 0.0)))
     for s in rows[:16]:
         speed = f"{s.default_us / s.best_us:.2f}x" if s.default_us and s.best_us else "-"
         gf = f"{s.task.flops / (s.best_us * 1e3):.1f}" if s.best_us and s.task.flops else "-"
-        table.add_row(s.task.name, s.task.family, str(s.calls), str(s.previous + s.trials),
+        table.add_row(_short_kernel(s.task.name), str(s.calls), str(s.previous + s.trials),
                       f"{s.default_us:.1f}" if s.default_us else "-", f"{s.best_us:.1f}" if s.best_us else "-",
                       speed, gf, s.done)
     if len(rows) > 16:
-        table.add_row(f"... {len(rows) - 16} more", "", "", "", "", "", "", "", "")
+        table.add_row(f"... {len(rows) - 16} more", "", "", "", "", "", "", "")
     eta = f"{p.eta_s / 60:.1f} min" if p.eta_s is not None else "-"
     budget = f"/{p.trial_budget}" if p.trial_budget else ""
-    table.caption = (f"trials {p.trials}{budget}   elapsed {p.elapsed_s / 60:.1f} min   ETA {eta}   "
+    table.caption = (f"trials {p.trials}{budget} ({_trial_split(p.defaults, p.searched)})   elapsed {p.elapsed_s / 60:.1f} min   ETA {eta}   "
                      f"model estimate {p.model_ms:.2f} ms")
     return table
 
 
+def _trial_split(defaults: int, searched: int) -> str:
+    """How a session's trials divide: the default schedules count against --trials, which surprised users."""
+    return f"{defaults} defaults measured, {searched} trials searched"
+
+
 def _print_tune_report(report) -> None:
-    console.print(f"tuning {report.stopped} after {report.trials} trials in {report.seconds / 60:.1f} min; "
-                  f"records in {report.db_path}")
+    console.print(f"tuning {report.stopped} after {report.trials} trials ({_trial_split(report.defaults, report.searched)}) "
+                  f"in {report.seconds / 60:.1f} min; records in {report.db_path}")
+    if report.stopped == "budget" and report.defaults and report.searched < report.defaults:
+        console.print(f"note: the default schedules took {report.defaults} of the {report.trials} trials; a rerun "
+                      "with the same --db measures them no more, so all of its trials search")
     improved = [t for t in report.tasks if t.speedup and t.speedup > 1.001]
     for t in sorted(improved, key=lambda t: -(t.calls * (t.default_us - t.best_us))):
         console.print(f"  {t.name}: {t.default_us:.1f} -> {t.best_us:.1f} us ({t.speedup:.2f}x, {t.trials} trials)")
@@ -135,16 +204,17 @@ def _print_tune_report(report) -> None:
 @app.command("tune")
 def tune_cmd(
     model: Annotated[str, typer.Argument(help="ONNX file, or zoo:<name>")],
-    target: Annotated[str, typer.Option("--target", "-t")] = "host",
+    target: Annotated[str, typer.Option("--target", "-t", help="hardware profile (see `woodpecker targets`)")] = "host",
     searcher: Annotated[str, typer.Option("--searcher", "-s", help="ga | rl | random")] = "ga",
-    trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="measurements in this session")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="measurements in this session; each "
+                                                   "kernel's default schedule is measured first and counts")] = None,
     budget: Annotated[Optional[str], typer.Option("--budget", "-b", help="wall-clock budget: 90s, 15m, 8h")] = None,
     db: Annotated[Optional[pathlib.Path], typer.Option("--db", help="records database (default: per-user cache)")] = None,
     seed: Annotated[int, typer.Option(help="random seed of the searchers")] = 0,
     batch: Annotated[int, typer.Option(help="candidates measured per round")] = 8,
     cost_model: Annotated[bool, typer.Option("--cost-model/--no-cost-model", help="rank candidates with a learned model")] = False,
     early_stop: Annotated[int, typer.Option(help="stop a kernel after N trials without 1% gain (0: never)")] = 64,
-    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", metavar=SHAPE_METAVAR, help=SHAPE_HELP)] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="build and time on Ray: ray://HOST:PORT, HOST:PORT "
                                                    "or local-ray")] = None,
     rpc_tracker: Annotated[Optional[str], typer.Option("--rpc-tracker", help="time on a device of this TVM RPC "
@@ -174,7 +244,7 @@ def tune_cmd(
         elif time.monotonic() - last_print[0] > 15 or p.trials == 0:
             last_print[0] = time.monotonic()
             eta = f"{p.eta_s / 60:.1f} min" if p.eta_s is not None else "-"
-            console.print(f"[{p.elapsed_s / 60:5.1f} min] trials {p.trials}  model estimate {p.model_ms:.3f} ms  "
+            console.print(f"[{p.elapsed_s / 60:5.1f} min] trials {p.trials} ({_trial_split(p.defaults, p.searched)})  model estimate {p.model_ms:.3f} ms  "
                           f"ETA {eta}  last: {p.last_task}")
 
     if live is not None:
@@ -217,13 +287,12 @@ def db_stats(path: Annotated[pathlib.Path, typer.Argument(help="records database
     if not path.exists():
         raise DatabaseError(f"{path}: no such file")
     with RecordsDatabase(path) as db:
-        table = Table("kernel", "family", "device", "timing", "records", "failed", "best us", "GFLOP/s")
         rows = db.stats()
-        for r in rows:
-            table.add_row(r["name"] or r["workload"], r["family"], r["device"], _timing_label(r), str(r["records"]),
-                          str(r["failed"]), f"{r['best_us']:.1f}" if r["best_us"] else "-",
-                          f"{r['gflops']:.1f}" if r["gflops"] else "-")
-        console.print(table)
+        _print_table(("kernel", "family", "device", "timing", "records", "failed", "best us", "GFLOP/s"),
+                     [(r["name"] or r["workload"], r["family"], r["device"], _timing_label(r), str(r["records"]),
+                       str(r["failed"]), f"{r['best_us']:.1f}" if r["best_us"] else "-",
+                       f"{r['gflops']:.1f}" if r["gflops"] else "-") for r in rows],
+                     left=("kernel", "family", "device", "timing"))
         console.print(f"{db.count()} records, {len(rows)} (kernel, device, timing) rows")
 
 
@@ -247,7 +316,7 @@ def _timing_label(row) -> str:
 
 
 @db_app.command("export")
-def db_export(path: Annotated[pathlib.Path, typer.Argument()], out: Annotated[pathlib.Path, typer.Argument(help=".jsonl to write")]) -> None:
+def db_export(path: Annotated[pathlib.Path, typer.Argument(help="records database")], out: Annotated[pathlib.Path, typer.Argument(help=".jsonl to write")]) -> None:
     """Write every record as JSON lines (to share between machines)."""
     from woodpecker.errors import DatabaseError
     from woodpecker.records.db import RecordsDatabase
@@ -270,55 +339,53 @@ def db_import(path: Annotated[pathlib.Path, typer.Argument(help="records databas
     console.print(f"imported {n} new records into {path}")
 
 
-def _plan_summary(cm) -> str:
-    plan = cm.metadata.get("plan")
-    if not plan:
-        return ""
-    if "skipped" in plan:
-        return f"plan: none ({plan['skipped']})"
-    counts: dict[str, int] = {}
-    for c in plan["calls"]:
-        counts[c["chosen"]] = counts.get(c["chosen"], 0) + 1
-    times = ", ".join(f"{k} {v:.2f} ms" for k, v in plan["model"]["times_ms"].items())
-    return (f"plan: {', '.join(f'{n} {k}' for k, n in sorted(counts.items()))} (per call); whole model: {times}; "
-            f"running: {plan['model']['chosen']}")
+def _plan_summary(cm) -> list[str]:
+    from woodpecker.planner.summary import plan_lines
+
+    return plan_lines(cm.metadata.get("plan"))
 
 
 @app.command("bench")
 def bench_cmd(
     model: Annotated[str, typer.Argument(help="ONNX file, or zoo:<name>")],
-    target: Annotated[str, typer.Option("--target", "-t")] = "host",
+    target: Annotated[str, typer.Option("--target", "-t", help="hardware profile (see `woodpecker targets`)")] = "host",
     baselines: Annotated[str, typer.Option(help="comma-separated: onnxruntime, torch, tvm-metaschedule, cudnn (an NVIDIA GPU)")] = "onnxruntime,torch",
     db: Annotated[Optional[pathlib.Path], typer.Option("--db", help="also bench the model tuned with these records")] = None,
     trials: Annotated[Optional[int], typer.Option("--trials", "-n", help="tune woodpecker with this budget first "
                                                    "(MetaSchedule gets the same)")] = None,
-    rounds: Annotated[int, typer.Option(min=1)] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="interleaved timing rounds (each contender runs 5 timed runs "
+                                        "a round)")] = 10,
     out: Annotated[pathlib.Path, typer.Option("--out", "-o", help="folder for report.json/.png/.html")] = pathlib.Path("bench-report"),
-    vendor: Annotated[bool, typer.Option("--vendor/--no-vendor")] = True,
+    vendor: Annotated[bool, typer.Option("--vendor/--no-vendor", help="let the planner pick vendor libraries per "
+                                         "operator")] = True,
 ) -> None:
     """Compare woodpecker with other runtimes on the same machine, in the same run; write JSON, PNG and HTML."""
-    from woodpecker.bench.report import run_bench, write_outputs
+    from woodpecker.bench.report import PLOT_HINT, plotting_available, run_bench, write_outputs
 
+    if not plotting_available():  # said before the minutes of work, not after them
+        err_console.print(f"note: {PLOT_HINT}", markup=False)
     report = run_bench(_model_arg(model), target, [b.strip() for b in baselines.split(",") if b.strip()],
                        str(db) if db else None, trials, rounds, vendor=vendor,
                        progress=lambda msg: err_console.print(f"[bench] {msg}", markup=False))
-    table = Table("contender", "median ms", "IQR ms", "vs fastest", "setup s", "note")
+    rows = []
     best = min((c["median_ms"] for c in report["contenders"] if c["median_ms"]), default=None)
     for c in report["contenders"]:
         if c["median_ms"]:
-            table.add_row(c["name"], f"{c['median_ms']:.3f}", f"{c['p25_ms']:.3f}-{c['p75_ms']:.3f}",
-                          f"{c['median_ms'] / best:.2f}x", f"{c['setup_s']:.1f}", c["note"] or "")
+            rows.append((c["name"], f"{c['median_ms']:.3f}", f"{c['p25_ms']:.3f}-{c['p75_ms']:.3f}",
+                         f"{c['median_ms'] / best:.2f}x", f"{c['setup_s']:.1f}", c["note"] or ""))
         else:
-            table.add_row(c["name"], "-", "-", "-", "-", c["error"] or "")
-    console.print(table)
+            rows.append((c["name"], "-", "-", "-", "-", c["error"] or ""))
+    _print_table(("contender", "median ms", "IQR ms", "vs fastest", "setup s", "note"), rows, left=("contender", "note"))
     for variant, ops in report["operators"].items():
         top = sorted(ops, key=lambda o: -o["us"])[:12]
-        t = Table("kernel", "impl", "us", "GFLOP/s", "of peak", "choices (us)", title=f"slowest operators: {variant}")
-        for o in top:
-            t.add_row(o["kernel"], o["implementation"], f"{o['us']:.1f}", f"{o['gflops']:.1f}",
-                      f"{100 * o['gflops'] / report['peak']['gflops']:.0f}%",
-                      ", ".join(f"{k} {v:.0f}" for k, v in o["alternatives_us"].items()))
-        console.print(t)
+        _print_table(("kernel", "impl", "us", "GFLOP/s", "of peak", "choices (us)"),
+                     [(_short_kernel(o["kernel"]) if console.is_terminal else o["kernel"], o["implementation"],
+                       f"{o['us']:.1f}", f"{o['gflops']:.1f}", f"{100 * o['gflops'] / report['peak']['gflops']:.0f}%",
+                       ", ".join(f"{k} {v:.0f}" for k, v in o["alternatives_us"].items())) for o in top],
+                     title=f"slowest operators: {variant} (us: {report.get('operator_timing', 'per call')})",
+                     left=("kernel", "impl", "choices (us)"))
+    for variant, error in (report.get("operator_errors") or {}).items():
+        console.print(f"operators of {variant}: {error}", markup=False)
     paths = write_outputs(report, out)
     console.print(f"peak {report['peak']['gflops']:.0f} GFLOP/s (measured); reports: "
                   f"{', '.join(str(p) for p in paths.values())}")
@@ -330,7 +397,7 @@ def run_cmd(
     inputs: Annotated[Optional[pathlib.Path], typer.Option("--inputs", "-i", help=".npz with one array per input (random if omitted)")] = None,
     output: Annotated[Optional[pathlib.Path], typer.Option("--output", "-o", help="write the outputs to this .npz")] = None,
     repeat: Annotated[int, typer.Option("--repeat", "-n", min=1, help="timed runs")] = 1,
-    print_time: Annotated[bool, typer.Option("--print-time", help="print latency (median, min, max)")] = False,
+    print_time: Annotated[bool, typer.Option("--print-time", help="print latency (median, min, max) over --repeat runs")] = False,
 ) -> None:
     """Run a compiled model."""
     import numpy as np
@@ -402,7 +469,7 @@ def _report_simulated(cm, feed, outs) -> None:
 @app.command("lower")
 def lower_cmd(
     model: Annotated[str, typer.Argument(help="ONNX file, or zoo:<name>")],
-    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", metavar=SHAPE_METAVAR, help=SHAPE_HELP)] = None,
     no_layout: Annotated[bool, typer.Option("--no-layout", help="keep NCHW (skip the blocked layout pass)")] = False,
 ) -> None:
     """Print the DSL program of every (fused) operator."""
@@ -424,17 +491,19 @@ def targets_cmd() -> None:
     """List hardware profiles and how a schedule is measured on each."""
     from woodpecker.hw.profile import list_profiles
 
-    table = Table("target", "aliases", "kind", "measured by", "description")
+    rows = []
     for p in list_profiles():
         how = "real timing on this machine" if p.measurement == "real" else p.measurement.replace("simulated:", "simulated: ")
-        table.add_row(p.id, ", ".join(p.aliases), p.kind, how, p.name)
-    console.print(table)
+        rows.append((p.id, ", ".join(p.aliases), p.kind, how, p.name))
+    _print_table(("target", "aliases", "kind", "measured by", "description"), rows,
+                 left=("target", "aliases", "kind", "measured by", "description"))
 
 
 @app.command("zoo")
 def zoo_cmd(
     name: Annotated[Optional[str], typer.Argument(help="model name; omit to list them")] = None,
-    output: Annotated[Optional[pathlib.Path], typer.Option("--output", "-o")] = None,
+    output: Annotated[Optional[pathlib.Path], typer.Option("--output", "-o", help="ONNX file to write (default: "
+                                                            "NAME.onnx)")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="input resolution of CNNs")] = None,
 ) -> None:
     """List the built-in models, or write one as an ONNX file."""

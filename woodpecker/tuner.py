@@ -83,11 +83,16 @@ class TaskReport:
 @dataclasses.dataclass(frozen=True)
 class TuneReport:
     tasks: tuple[TaskReport, ...]
-    trials: int
+    trials: int  # every measurement of the session: the default schedules' and the searched ones
     seconds: float
     stopped: str  # "budget" | "converged" | "interrupted"
     db_path: str
     device: Device
+    defaults: int = 0  # of `trials`, default schedules (measured first, once per task without a record of one)
+
+    @property
+    def searched(self) -> int:
+        return self.trials - self.defaults
 
     @property
     def default_ms(self) -> float:
@@ -103,11 +108,16 @@ class Progress:
     """A snapshot for progress displays (the CLI renders it; tune() does not print)."""
 
     tasks: tuple[TaskState, ...]
-    trials: int
+    trials: int  # measurements so far, the default schedules' included
     trial_budget: int | None
     elapsed_s: float
     time_budget_s: float | None
     last_task: str
+    defaults: int = 0  # of `trials`, default schedules
+
+    @property
+    def searched(self) -> int:
+        return self.trials - self.defaults
 
     @property
     def eta_s(self) -> float | None:
@@ -202,7 +212,9 @@ def tune(
     """Tune every kernel of a model for a target, keeping every measurement in the records database.
 
     Args:
-        trials: measurements to make in this session (the default schedules count).
+        trials: measurements to make in this session. The default schedules count: each task without one on
+            record has its default measured first, so a budget under the number of tasks searches nothing
+            (Progress and TuneReport say how many of the trials were defaults).
         budget_s: wall-clock budget in seconds (the session stops after the batch that crosses it).
         db: database path (default: the per-user cache) or an open RecordsDatabase.
         early_stop: a task stops after this many trials without a 1 % improvement (None or 0: never).
@@ -282,6 +294,7 @@ def tune(
         measurer = resolved.measurer(build_workers, options, tools)
     t0 = time.monotonic()
     done_trials = 0
+    default_trials = 0  # of done_trials; said in the progress and the report, where they can surprise a budget
     stopped = "converged"
     last = ""
 
@@ -294,7 +307,9 @@ def tune(
         return budget_s is not None and time.monotonic() - t0 >= budget_s
 
     def record(state: TaskState, points, results, searcher_name: str) -> None:
-        nonlocal done_trials
+        nonlocal done_trials, default_trials
+        if searcher_name == "default":
+            default_trials += len(points)
         recs = [TuningRecord(state.task.key, device, tools, dict(p), r.run_secs, r.error, searcher_name, now_iso(), session)
                 for p, r in zip(points, results)]
         database.add(recs)  # one transaction per batch
@@ -319,7 +334,8 @@ def tune(
 
     def report_progress() -> None:
         if progress is not None:
-            progress(Progress(tuple(states), done_trials, trials, time.monotonic() - t0, budget_s, last))
+            progress(Progress(tuple(states), done_trials, trials, time.monotonic() - t0, budget_s, last,
+                              default_trials))
 
     try:
         for state in states:
@@ -377,4 +393,4 @@ def tune(
         for s in states
     )
     path = str(database.path)
-    return TuneReport(reports, done_trials, time.monotonic() - t0, stopped, path, device)
+    return TuneReport(reports, done_trials, time.monotonic() - t0, stopped, path, device, default_trials)

@@ -269,9 +269,12 @@ class Executor:
             times.append(time.perf_counter() - t0)
         return times
 
-    def profile(self, repeat: int = 20) -> list[tuple[str, float]]:
-        """Median seconds of each kernel call, in call order (inputs already set)."""
+    def profile(self, repeat: int = 20, each: bool = False) -> list[tuple[str, float]]:
+        """Median seconds of each kernel call, in call order (inputs already set). `each`: every call is timed by
+        itself, the way the planner times its choices (see profile_each_call), instead of in model order."""
         self.execute()
+        if each:
+            return profile_each_call(self.program, self._calls, repeat)
         return profile_calls(self.program, self._calls, repeat)
 
 
@@ -289,3 +292,16 @@ def profile_calls(program: Program, calls: Sequence[tuple[Callable, tuple]], rep
             per_call[i].append(time.perf_counter() - t0)
     return [(c.func, sorted(ts)[len(ts) // 2]) for c, ts in zip(program.calls, per_call)]
 
+
+def profile_each_call(program: Program, calls: Sequence[tuple[Callable, tuple]], repeat: int) -> list[tuple[str, float]]:
+    """Median seconds of each bound call, timed call by call with the planner's method
+    (woodpecker.planner.plan.time_interleaved: warm-up runs, then blocks of back-to-back runs), so that a call's
+    figure and the planner's timing of the same choice agree. Why not in model order (profile_calls): there a call
+    pays for the worker threads the previous call's runtime leaves spinning (onnxruntime, OpenMP, TVM's pool); a
+    bench report showed an 11 us pooling kernel at 1931 us and a convolution at 10x its planned time."""
+    from woodpecker.planner.plan import time_interleaved
+
+    timed = []
+    for c, (func, args) in zip(program.calls, calls):
+        timed.append((c.func, time_interleaved({"call": lambda f=func, a=args: f(*a)}, repeat)["call"]))
+    return timed
