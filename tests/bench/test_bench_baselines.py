@@ -24,7 +24,8 @@ def test_metaschedule_baseline_matches_onnxruntime():
     feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     ms = bl.prepare("tvm-metaschedule", proto.SerializeToString(), feed, threads=2, trials=4)
     ort = bl.prepare("onnxruntime", proto.SerializeToString(), feed, threads=2)
-    for got, want in zip(ms.outputs(), ort.outputs()):
+    # strict: a baseline that drops or adds an output fails here instead of being compared on a prefix
+    for got, want in zip(ms.outputs(), ort.outputs(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
     assert ms.note.startswith("4 trials over") and ms.setup_s > 0
 
@@ -53,7 +54,7 @@ def test_torch_baseline_matches_onnxruntime():
     feed = _feed(proto)
     got = bl.prepare("torch", proto.SerializeToString(), feed, threads=2).outputs()
     want = bl.prepare("onnxruntime", proto.SerializeToString(), feed, threads=2).outputs()
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
 
 
@@ -65,6 +66,6 @@ def test_cudnn_baseline_matches_onnxruntime():
     feed = _feed(proto)
     cudnn = bl.prepare("cudnn", proto.SerializeToString(), feed, threads=2)
     want = bl.prepare("onnxruntime", proto.SerializeToString(), feed, threads=2).outputs()
-    for g, w in zip(cudnn.outputs(), want):
+    for g, w in zip(cudnn.outputs(), want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
     assert "cudnn.benchmark" in cudnn.note

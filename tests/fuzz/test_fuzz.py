@@ -79,7 +79,7 @@ def test_check_reports_a_wrong_compiler():
 
     class Off:
         def __init__(self, model):
-            self.inner = woodpecker.compile(model)
+            self.inner = woodpecker.compile(model, vendor=False)
 
         def run(self, feed):
             return {k: (v + np.abs(v).max() * 0.01 + 0.01 if v.dtype.kind == "f" else v + 1)

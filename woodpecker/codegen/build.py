@@ -1,8 +1,9 @@
 """Scheduled tasks -> one TVM Executable with one function per task (named after the task).
 
-Each task is scheduled with its chosen knobs; if those knobs do not give a legal schedule the task falls back to
-its family's default knobs, then to the unscheduled loop nest, so that a compile always produces a correct
-library. Which schedule each task got is returned with the library.
+Each task is scheduled with its chosen knobs; if those knobs do not give a legal schedule (TVM's ScheduleError)
+the task falls back to its family's default knobs, then to the unscheduled loop nest, so that a compile always
+produces a correct library. Any other error in a template propagates: it is a bug, not a knob that does not
+apply. Which schedule each task got is returned with the library.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from woodpecker.errors import BuildError
 from woodpecker.lowering.model import Task
 from woodpecker.schedule.apply import default_knobs, prim_func, schedule
+from woodpecker.schedule.errors import not_applicable
 
 log = logging.getLogger("woodpecker.codegen")
 
@@ -36,7 +38,7 @@ def schedule_with_fallback(task: Task, knobs: Mapping[str, int | str] | None, or
     for k, how in attempts:
         try:
             return schedule(task, k, target_class), ScheduledTask(task, k, how)
-        except Exception as err:  # ScheduleError / TVMError: illegal knobs for this shape
+        except not_applicable() as err:  # illegal knobs for this shape; any other error is a template bug
             log.warning("task %s: %s schedule failed (%s); trying the next", task.name, how, str(err).splitlines()[0])
     func = prim_func(task).with_attr("global_symbol", task.name)
     return tvm.IRModule({task.name: func}), ScheduledTask(task, {}, "unscheduled")

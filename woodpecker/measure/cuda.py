@@ -11,11 +11,7 @@ architecture is the attached device's (sm_XY from its compute capability), whate
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,28 +26,19 @@ from woodpecker.measure.measurer import MeasureOptions, MeasureResult
 from woodpecker.measure.pool import WorkerPool
 from woodpecker.measure.reference import ReferenceStore
 
+# The CUDA helpers live with the runtime, which loads artifacts without the tuner's dependencies; they are
+# imported here (not copied) so the tuner and the runtime compile, cache and load device code the same way,
+# and so one compile callback state serves a process that both tunes and runs. cuda_compiler and
+# gpu_available are part of this module's interface (woodpecker.targets, woodpecker.api import them here).
+from woodpecker.runtime.cuda_load import (  # noqa: F401
+    cached_binary,
+    cuda_compiler,
+    device_arch,
+    gpu_available,
+    install_callback,
+)
+
 _MODULES: dict[str, Any] = {}  # loaded libraries, per runner process
-_CALLBACK: dict[str, str] = {}  # the compile callback installed in this process: binary dir, compiler, arch
-
-
-def cuda_compiler() -> str | None:
-    """ "nvrtc" when cuda-bindings is installed, else "nvcc" when it is on the PATH, else None."""
-    if importlib.util.find_spec("cuda") is not None and importlib.util.find_spec("cuda.bindings") is not None:
-        return "nvrtc"
-    return "nvcc" if shutil.which("nvcc") else None
-
-
-@functools.cache
-def gpu_available() -> bool:
-    """Whether TVM sees an NVIDIA GPU here (cheap without one: no device node and no driver, no TVM call)."""
-    if not (os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
-        return False
-    import tvm
-
-    try:
-        return bool(tvm.cuda(0).exist)
-    except Exception:  # a TVM build without the CUDA runtime
-        return False
 
 
 def probe_job() -> dict:
@@ -61,27 +48,12 @@ def probe_job() -> dict:
     dev = tvm.cuda(0)
     if not dev.exist:
         raise RuntimeError("tvm.cuda(0).exist is False")
-    version = str(dev.compute_version)
     return {
         "name": str(dev.device_name),
-        "compute_version": version,
-        "arch": "sm_" + version.replace(".", ""),
+        "compute_version": str(dev.compute_version),
+        "arch": device_arch(),
         "sm_count": int(dev.multi_processor_count),
     }
-
-
-def _binary(code: str, arch: str, compiler: str) -> bytes:
-    import tvm
-    from tvm.support import nvcc
-
-    fmt = "fatbin" if compiler == "nvcc" else "cubin"
-    # compile_cuda reads the compute version from the current target even when given `arch`
-    with tvm.target.Target({"kind": "cuda", "arch": arch}):
-        return bytes(nvcc.compile_cuda(code, target_format=fmt, arch=arch, compiler=compiler))
-
-
-def _binary_path(binary_dir: str, code: str) -> str:
-    return os.path.join(binary_dir, hashlib.sha256(code.encode()).hexdigest()[:32] + ".bin")
 
 
 def cuda_build_job(
@@ -106,38 +78,11 @@ def cuda_build_job(
     if not cuda:
         raise RuntimeError("the schedule produced no CUDA kernel (unbound loops compile to host code only)")
     code = cuda[0].inspect_source()
-    path = _binary_path(binary_dir, code)
-    if not os.path.exists(path):
-        data = _binary(code, str(target["arch"]), compiler)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+    cached_binary(binary_dir, code, str(target["arch"]), compiler)  # the runner's load then compiles nothing
     tmp = f"{out_path}.{os.getpid()}.tmp.so"
     ex.export_library(tmp)
     os.replace(tmp, out_path)
     return {"path": out_path, "build_secs": time.perf_counter() - t0, "cached": False}
-
-
-def _install_callback(binary_dir: str, compiler: str, arch: str) -> None:
-    """TVM compiles a loaded library's CUDA source through this callback: serve it from the builders' cache.
-    """
-    if _CALLBACK == {"dir": binary_dir, "compiler": compiler, "arch": arch}:
-        return
-    import tvm_ffi
-
-    os.environ["TVM_CUDA_COMPILE_MODE"] = compiler
-
-    @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
-    def _compile(code, *_):
-        path = _binary_path(binary_dir, code)
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                return bytearray(f.read())
-        return bytearray(_binary(code, arch, compiler))
-
-    _CALLBACK.clear()
-    _CALLBACK.update({"dir": binary_dir, "compiler": compiler, "arch": arch})
 
 
 def cuda_run_job(
@@ -156,7 +101,7 @@ def cuda_run_job(
 
     from woodpecker.measure.reference import max_relative_error
 
-    _install_callback(binary_dir, compiler, arch)
+    install_callback(binary_dir, compiler, arch)
     dev = tvm.cuda(0)
     mod = _MODULES.get(lib_path)
     if mod is None:

@@ -1,8 +1,8 @@
 """Loading a GPU artifact's CUDA source with the TVM runtime alone.
 
-woodpecker.measure.cuda has the same helpers for the tuner, but importing it pulls the lowering and the DSL
-parser (lark); a GPU machine that only runs prebuilt artifacts (the device kit, woodpecker.devicekit) has
-neither, so the load path of woodpecker.runtime.gpu uses this module, which needs only tvm's runtime.
+A GPU machine that only runs prebuilt artifacts (the device kit, woodpecker.devicekit) has neither the lowering
+nor the DSL parser (lark), so these helpers need only tvm's runtime; the tuner's woodpecker.measure.cuda imports
+them from here (never the other way), so tuning and loading compile and cache device code the same way.
 """
 
 from __future__ import annotations
@@ -141,6 +141,27 @@ def _nvcc_fatbin(code: str, arch: str) -> bytes:
             return f.read()
 
 
+def binary_path(binary_dir: str, code: str) -> str:
+    """Where the device binary of a CUDA source is cached: named by the source's hash, so builders and the
+    loading process find the same file without talking to each other."""
+    return os.path.join(binary_dir, hashlib.sha256(code.encode()).hexdigest()[:32] + ".bin")
+
+
+def cached_binary(binary_dir: str, code: str, arch: str, compiler: str) -> bytes:
+    """The device binary of a CUDA source: read from binary_dir when there, else compiled and stored there
+    (written to a temporary name first, so a concurrent reader never sees half a file)."""
+    path = binary_path(binary_dir, code)
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return f.read()
+    data = _binary(code, arch, compiler)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return data
+
+
 def install_callback(binary_dir: str, compiler: str, arch: str) -> None:
     """TVM compiles a loaded library's CUDA source through this callback: compiled binaries are cached in
     binary_dir under the source's hash, so a second load of the same artifact compiles nothing."""
@@ -152,16 +173,7 @@ def install_callback(binary_dir: str, compiler: str, arch: str) -> None:
 
     @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
     def _compile(code, *_):
-        path = os.path.join(binary_dir, hashlib.sha256(code.encode()).hexdigest()[:32] + ".bin")
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                return bytearray(f.read())
-        data = _binary(code, arch, compiler)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        return bytearray(data)
+        return bytearray(cached_binary(binary_dir, code, arch, compiler))
 
     _CALLBACK.clear()
     _CALLBACK.update({"dir": binary_dir, "compiler": compiler, "arch": arch})

@@ -27,7 +27,7 @@ def default_knobs(task: Task, target_class: str = "cpu") -> dict[str, int | str]
 def schedule(task: Task, knobs: Mapping[str, int | str] | None = None, target_class: str = "cpu", lib: Library | None = None):
     """Returns an IRModule with one PrimFunc named after the task, scheduled with `knobs` (defaults if None).
 
-    Raises tvm.s_tir.schedule.ScheduleError (or TVMError) when the knobs describe an illegal schedule.
+    Raises tvm.s_tir.schedule.ScheduleError when the knobs describe an illegal schedule (see schedule.errors).
     """
     import tvm
     from tvm import s_tir

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from woodpecker.schedule.errors import not_applicable
 from woodpecker.schedule.structure import KernelStructure
 
 Knobs = Mapping[str, int | str]
@@ -116,7 +117,8 @@ def host_vector_file() -> tuple[int, int]:
         from woodpecker.hw.host import detect
 
         host = detect()
-    except Exception:  # noqa: BLE001 - no LLVM to ask: the AVX2 register file
+    # no TVM, or a TVM without LLVM (no such function, or the target is refused): the AVX2 register file
+    except (ImportError, AttributeError, RuntimeError, ValueError):
         return VECTOR_LANES, REGISTERS
     return max(1, host.vector_bits // 32), host.vector_registers
 
@@ -157,6 +159,8 @@ def _total(st: KernelStructure) -> int:
 
 
 def apply(sch, family: str, st: KernelStructure, knobs: Knobs) -> None:
+    if _total(st) == 0:
+        return  # an empty output computes nothing; TVM's fuse and split would divide by its zero extent
     if family == "injective":
         injective(sch, st, knobs)
     elif family == "row_reduce":
@@ -256,7 +260,7 @@ def _vectorize_innermost(sch, block, shared=()) -> None:
         return
     try:
         sch.vectorize(loops[-1])
-    except Exception:  # a reduction or a loop TVM cannot vectorize: leave it scalar
+    except not_applicable():  # a reduction or a loop TVM cannot vectorize: leave it scalar
         pass
 
 
@@ -278,18 +282,18 @@ def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
             try:
                 sch.compute_inline(blk)
                 continue
-            except Exception:
+            except not_applicable():  # not inlinable (read at another index): it stays a staged statement
                 pass
         if anchor_loop is not None:
             try:
                 sch.compute_at(blk, anchor_loop)
-            except Exception:  # not every producer can move under the row loop; it then runs whole, first
+            except not_applicable():  # not every producer can move under the row loop; it then runs whole, first
                 pass
     if int(knobs.get("vectorize", 1)):
         for name in [*names, out_name]:
             try:
                 blk = sch.get_sblock(name)
-            except Exception:
+            except not_applicable():  # inlined above: the statement has no block of its own any more
                 continue
             _vectorize_spatial_innermost(sch, blk)
 
@@ -307,7 +311,7 @@ def _vectorize_spatial_innermost(sch, block) -> None:
         return
     try:
         sch.vectorize(loops[-1])
-    except Exception:
+    except not_applicable():  # a loop TVM cannot vectorize (e.g. it holds a reduction's init): leave it scalar
         pass
 
 
@@ -317,7 +321,7 @@ def injective(sch, st: KernelStructure, knobs: Knobs) -> None:
     for name in blocks[:-1]:
         try:
             sch.compute_inline(sch.get_sblock(name))
-        except Exception:
+        except not_applicable():  # not inlinable (e.g. a reduction): it stays a staged statement
             pass
     loops = sch.get_loops(out)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]

@@ -36,6 +36,7 @@ import math
 from collections.abc import Mapping
 
 from woodpecker.dsl import ast
+from woodpecker.schedule.errors import not_applicable
 from woodpecker.schedule.structure import KernelStructure
 from woodpecker.schedule.tirwalk import is_load, load_buffer, nodes
 
@@ -656,7 +657,7 @@ def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
             try:
                 sch.compute_inline(sch.get_sblock(name))
                 names.remove(name)
-            except Exception:  # not inlinable (read at another index): it stays a staged statement
+            except not_applicable():  # not inlinable (read at another index): it stays a staged statement
                 pass
     out = sch.get_sblock(out_name)
     loops = sch.get_loops(out)
