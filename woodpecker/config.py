@@ -113,10 +113,14 @@ def skip_torch_import() -> None:
         sys.modules["torch"] = None  # type: ignore[assignment]
 
 
-# Runtimes' wait policies for a process that mixes runtimes (per-call planning, a planned model): no runtime's idle
-# workers spin on the cores the next runtime's call needs. Read once, when a runtime loads (libgomp at load, TVM's
-# pool at its first launch), so they only take effect when set before.
-PASSIVE_WAITS = (("OMP_WAIT_POLICY", "PASSIVE"), ("TVM_THREAD_POOL_SPIN_COUNT", "0"))
+# Runtimes' wait policies for a process that mixes runtimes (per-call planning, a planned model): PyTorch's OpenMP
+# workers sleep at once and TVM's spin only briefly, so no runtime's idle workers hold the cores the next runtime's
+# call needs. Read once, when a runtime loads (libgomp at load, TVM's pool at its first launch), so they only take
+# effect when set before. Measured (benchmarks/switch_cost.py, a 170 us convolution of ResNet-18/112 between
+# onnxruntime and torch calls, 5 processes per mode): with every runtime's default a torch call and the kernel cost
+# 1507 us as a pair (a switch 393 us), with OpenMP passive and TVM's spin cut to 1000 678 us; TVM's spin at 0 made
+# every generated kernel wait for its workers to wake (170 -> 200 us alone), at 1000 it stays at 159 us.
+PASSIVE_WAITS = (("OMP_WAIT_POLICY", "PASSIVE"), ("TVM_THREAD_POOL_SPIN_COUNT", "1000"))
 
 
 def use_passive_waits() -> bool:
