@@ -38,3 +38,15 @@ def test_between_two_vendors_the_switch_is_charged_too():
     assert cheapest_path(calls, {"torch": 1.0, "onnxruntime": 1.0}) == ["torch", "onnxruntime"]
     # with dear switches one library for both calls is better
     assert cheapest_path(calls, {"torch": 60.0, "onnxruntime": 10.0}) == ["onnxruntime", "onnxruntime"]
+
+
+def test_in_context_figures_replace_block_times_and_decide_without_a_second_switch_charge():
+    from woodpecker.planner.percall import _with_context
+
+    calls = [call(0, woodpecker=100, onnxruntime=60), call(1, woodpecker=100, onnxruntime=90)]
+    assert cheapest_path(calls, {}) == ["onnxruntime", "onnxruntime"]
+    # in model order the first vendor call cost 160 us (its threads woke up, the next kernel started cold)
+    measured = _with_context(calls, {(0, "onnxruntime"): 160.0})
+    assert [r.median_us for r in measured[0].results] == [100, 160.0]
+    assert measured[1].results == calls[1].results
+    assert cheapest_path(measured, {}) == ["woodpecker", "onnxruntime"]

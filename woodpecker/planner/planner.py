@@ -64,8 +64,12 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
             decisions = list(per_call.decisions)
             plan_info["switch_us"] = dict(per_call.switch_us)
             plan_info["chosen_alone"] = list(per_call.alone_chosen)
+            if per_call.context_us:  # the last mix tried, call after call in model order, against the own program
+                plan_info["in_order_ms"] = {"last_mix": sum(per_call.context_us) / 1e3,
+                                            "woodpecker": sum(per_call.own_context_us) / 1e3}
             plan_info["per_call_timing"] = "fresh process, passive wait policies (" + \
-                ", ".join(f"{k}={v}" for k, v in PASSIVE_WAITS) + "), switch costs charged"
+                ", ".join(f"{k}={v}" for k, v in PASSIVE_WAITS) + "), switch costs charged, the mix re-planned " \
+                "with its calls timed in model order"
     program, vendor_regions = planned_program(cm.program, regions, decisions) if decisions else (cm.program, {})
 
     def variant(prog, vregions, onnx_bytes=None, chosen: str = "") -> CompiledModel:
