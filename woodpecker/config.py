@@ -114,13 +114,14 @@ def skip_torch_import() -> None:
 
 
 # Runtimes' wait policies for a process that mixes runtimes (per-call planning, a planned model): PyTorch's OpenMP
-# workers sleep at once and TVM's spin only briefly, so no runtime's idle workers hold the cores the next runtime's
-# call needs. Read once, when a runtime loads (libgomp at load, TVM's pool at its first launch), so they only take
-# effect when set before. Measured (benchmarks/switch_cost.py, a 170 us convolution of ResNet-18/112 between
-# onnxruntime and torch calls, 5 processes per mode): with every runtime's default a torch call and the kernel cost
-# 1507 us as a pair (a switch 393 us), with OpenMP passive and TVM's spin cut to 1000 678 us; TVM's spin at 0 made
-# every generated kernel wait for its workers to wake (170 -> 200 us alone), at 1000 it stays at 159 us.
-PASSIVE_WAITS = (("OMP_WAIT_POLICY", "PASSIVE"), ("TVM_THREAD_POOL_SPIN_COUNT", "1000"))
+# workers sleep at once instead of spinning on the cores the next runtime's call needs (onnxruntime's per-call
+# sessions are made without spinning, choices.ort_session). Read once, when a runtime loads (libgomp at load), so it
+# only takes effect when set before. Measured (benchmarks/switch_cost.py, a 170 us convolution of ResNet-18/112
+# between vendor calls, 5 processes per mode): with every runtime's default a torch call and the kernel cost 1507 us
+# as a pair (a switch 393 us), with OpenMP passive 694 us (a switch about 0). TVM's own pool keeps its default spin:
+# cut to 0 every generated kernel waited for its workers to wake (170 -> 200 us alone), and cut to 1000 whole
+# models ran 1.6x slower (MobileNetV2's own program 5.9 ms against 3.7 ms in a process with TVM's default).
+PASSIVE_WAITS = (("OMP_WAIT_POLICY", "PASSIVE"),)
 
 
 def use_passive_waits() -> bool:

@@ -109,12 +109,17 @@ def plan_calls(artifact: str, region_jsons: Sequence[Mapping[str, Any]], constan
     import woodpecker
     from woodpecker.planner.plan import plan_regions
     from woodpecker.planner.regions import Region
+    from woodpecker.runtime.executor import profile_calls
 
     cm = woodpecker.load(artifact)
     ex = cm.executor
     ex.set_inputs(cm.random_inputs(0))
     ex.execute()
     regions = [Region.from_json(r) for r in region_jsons]
+    # woodpecker's calls as they run in its own program, timed before any vendor has run in this process (a vendor
+    # leaves workers behind: numpy's OpenBLAS threads spin after a call, and own calls timed after the dense
+    # layer's numpy choice read 6.9 ms for a 3.7 ms model)
+    own = [t * 1e6 for _, t in profile_calls(cm.program, ex._calls, CONTEXT_REPEAT)]
     # each library's shortest correct call: the switch costs are differences of times, best measured on short calls
     shortest: dict[str, tuple[float, Callable[[], None]]] = {}
 
@@ -130,9 +135,9 @@ def plan_calls(artifact: str, region_jsons: Sequence[Mapping[str, Any]], constan
     alone = tuple(d.chosen for d in decisions)
     path = cheapest_path(decisions, switch)
     progress("planning: timing the mix in model order")
-    path, context, own_context = _check_in_context(cm, regions, constants, threads, decisions, path)
+    path, context = _check_in_context(cm, regions, constants, threads, decisions, path, own)
     chosen = tuple(dataclasses.replace(d, chosen=lib) for d, lib in zip(decisions, path))
-    return PerCallPlan(chosen, switch, alone, tuple(context), tuple(own_context))
+    return PerCallPlan(chosen, switch, alone, tuple(context), tuple(own))
 
 
 CONTEXT_REPEAT = 30  # model-order passes when a mix is checked in context
@@ -140,7 +145,7 @@ CONTEXT_ROUNDS = 3  # re-plans with in-context figures before the mix is taken a
 
 
 def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[RegionDecision],
-                      path: list[str]) -> tuple[list[str], list[float], list[float]]:
+                      path: list[str], own: Sequence[float]) -> tuple[list[str], list[float]]:
     """Time the chosen mix as it runs, call after call in model order, and re-plan with what each vendor call
     really costs there.
 
@@ -149,15 +154,16 @@ def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[
     SqueezeNet the blocks (and the switch costs measured on the shortest calls) chose 13 vendor calls, and the mix
     ran in 6.9 ms against 3.9 ms for woodpecker's own program. In context, a vendor call costs its time in model
     order plus what the generated call after it loses against the own program; the plan is re-chosen with those
-    figures (no separate switch charge: they include it), and a vendor call never timed in context is not taken."""
+    figures (no separate switch charge: they include it), and a vendor call never timed in context is not taken.
+    `own`: woodpecker's calls in model order in its own program (us), which stand for woodpecker's choices."""
     from woodpecker.planner.plan import planned_program
     from woodpecker.runtime.executor import Executor, profile_calls
 
-    own = [t * 1e6 for _, t in profile_calls(cm.program, cm.executor._calls, CONTEXT_REPEAT)]
     feed = cm.random_inputs(0)
     all_constants = {**constants, **cm.constants}
-    in_context: dict[tuple[int, str], float] = {}  # (call, library) -> us in model order, switches included
-    context = list(own)
+    # (call, library) -> us in model order, switches included; woodpecker's kernels as they run in its own program
+    in_context: dict[tuple[int, str], float] = {(i, "woodpecker"): t for i, t in enumerate(own)}
+    context: list[float] = list(own)
     for _ in range(CONTEXT_ROUNDS):
         # done when every vendor call of the path has been timed in its context (or there is none)
         if all(lib == "woodpecker" or (i, lib) in in_context for i, lib in enumerate(path)):
@@ -176,7 +182,7 @@ def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[
         path = cheapest_path(_with_context(decisions, in_context), {})
     # what was never timed in its context stays with woodpecker
     path = [lib if lib == "woodpecker" or (i, lib) in in_context else "woodpecker" for i, lib in enumerate(path)]
-    return path, context, own
+    return path, context
 
 
 def _with_context(decisions: Sequence[RegionDecision], in_context: Mapping[tuple[int, str], float]):
