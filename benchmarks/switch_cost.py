@@ -14,8 +14,8 @@ mode, modes rotated, `--processes` per mode. In a process, on the call's real bu
                      block timing before this change (a kernel timed after a vendor block read slow)
 Modes: "spinning" (every runtime's default: TVM's pool and OpenMP spin after a call), "passive"
 (OMP_WAIT_POLICY=PASSIVE, TVM_THREAD_POOL_SPIN_COUNT=0), "passive+nobind" (TVM_BIND_THREADS=0 too: thread
-placement), "omp-passive" (TVM's pool keeps its default spin) and "tvm-spin-1000" (OpenMP passive, TVM's spin cut
-to 1000: config.PASSIVE_WAITS, how the planner times calls and how a planned model runs). The per-call
+placement), "omp-passive" (TVM's pool keeps its default spin: config.PASSIVE_WAITS, how the planner times calls
+and how a planned model runs) and "tvm-spin-1000" (OpenMP passive, TVM's spin cut to 1000). The per-call
 onnxruntime sessions never spin (allow_spinning=0) in any mode, as in the planner. Figures are
 medians of per-process medians (woodpecker.measure.decision), with the quartiles of the per-process figures.
 """
