@@ -45,6 +45,17 @@ def inputs_for(name: str, cm) -> dict[str, np.ndarray]:
     return cm.random_inputs()
 
 
+def checked(model: str, timings, ref: np.ndarray):
+    """The timings, each after its contender's output was checked against onnxruntime's (a failure stops the run)."""
+    from woodpecker.measure.reference import max_relative_error
+
+    for t in timings:
+        assert t.error is None, f"{model} {t.name}: {t.error}"
+        err = max_relative_error(np.asarray(t.outputs[0]), np.asarray(ref))
+        assert err <= 1e-3, f"{model} {t.name}: output differs from onnxruntime (relative error {err:.2e})"
+    return timings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
@@ -86,12 +97,8 @@ def main() -> None:
                     cm.save(os.path.join(work, label + ".wpk"))
                     recipes.append(Recipe(label, "artifact", os.path.join(work, label + ".wpk")))
             timings = time_isolated(recipes, feed, n_threads, rounds=args.rounds, per_round=args.per_round)
-        res = {}
-        for t in timings:
-            assert t.error is None, f"{name} {t.name}: {t.error}"
-            err = float(np.max(np.abs(t.outputs[0] - ref)) / max(float(np.max(np.abs(ref))), 1e-6))
-            assert err <= 1e-3, f"{name} {t.name}: output differs from onnxruntime (relative error {err:.2e})"
-            res[t.name] = {"median_ms": t.median_ms, "p25_ms": t.p25_ms, "p75_ms": t.p75_ms}
+        res = {t.name: {"median_ms": t.median_ms, "p25_ms": t.p25_ms, "p75_ms": t.p75_ms}
+               for t in checked(name, timings, ref)}
         plans = {label: cm.metadata.get("plan", {}).get("model", {}).get("chosen", "woodpecker")
                  for label, cm in (("untuned", untuned), ("tuned", tuned)) if cm is not None}
         row = {"model": name, "gflop": untuned.gflop, "compile_s": compile_s, "plans": plans, **{k: v["median_ms"] for k, v in res.items()},
@@ -156,12 +163,7 @@ def plan_table(args) -> None:
                     cm.save(path)
                     recipes.append(Recipe(label, "artifact", path, env=PASSIVE_WAITS if label == "planned" else ()))
             timings = time_isolated(recipes, feed, n_threads, rounds=args.rounds, per_round=args.per_round)
-        samples = {}
-        for t in timings:
-            assert t.error is None, f"{name} {t.name}: {t.error}"
-            err = float(np.max(np.abs(t.outputs[0] - ref)) / max(float(np.max(np.abs(ref))), 1e-6))
-            assert err <= 1e-3, f"{name} {t.name}: output differs from onnxruntime (relative error {err:.2e})"
-            samples[t.name] = t.samples
+        samples = {t.name: t.samples for t in checked(name, timings, ref)}
         own, ort = samples["woodpecker"], samples["onnxruntime"]
         mix = samples.get("planned")
         best_pure = min((own, ort), key=lambda s: s.median_ms)

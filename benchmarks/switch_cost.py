@@ -42,13 +42,9 @@ VENDORS = ("onnxruntime", "torch", "numpy")
 
 
 def _loop_us(calls, reps: int) -> float:
-    for c in calls:
-        c()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        for c in calls:
-            c()
-    return (time.perf_counter() - t0) / reps * 1e6
+    from woodpecker.planner.percall import loop_s  # the planner's own switch-cost loop
+
+    return loop_s(calls, reps) * 1e6
 
 
 def worker(work: str, call: int, mode: str, reps: int) -> dict:

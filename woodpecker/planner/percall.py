@@ -39,19 +39,24 @@ class PerCallPlan:
     own_context_us: tuple[float, ...] = ()
 
 
+def loop_s(calls: Sequence[Callable[[], None]], reps: int) -> float:
+    """Seconds per pass of `calls` run in turn, `reps` passes after one untimed pass."""
+    for c in calls:
+        c()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for c in calls:
+            c()
+    return (time.perf_counter() - t0) / reps
+
+
 def switch_costs_us(ours: Callable[[], None], vendors: Mapping[str, Callable[[], None]], reps: int = 60,
                     rounds: int = 5) -> dict[str, float]:
     """Added latency of one switch between a generated kernel and each vendor call: the median time of the pair
     (ours, vendor) in alternation, less the two calls' times in runs of their own, halved (two switches a pair)."""
 
     def loop(calls: Sequence[Callable[[], None]]) -> float:
-        for c in calls:
-            c()
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            for c in calls:
-                c()
-        return (time.perf_counter() - t0) / reps
+        return loop_s(calls, reps)
 
     out = {}
     for name, theirs in vendors.items():
