@@ -180,6 +180,14 @@ def _contents(manifest: dict, files: dict[str, bytes], label: str):
     return program, constants, kernels, vendor_regions
 
 
+def _mixes_runtimes(manifest: dict) -> bool:
+    """Whether the program has vendor calls; a damaged program says no here and is reported by _contents."""
+    try:
+        return any(c.get("vendor") for c in manifest["program"]["calls"])
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
 def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
     manifest, files = read_manifest(path)
     label = str(path)
@@ -188,7 +196,7 @@ def load_artifact(path: str | os.PathLike[str]) -> CompiledModel:
     lib_path = _unpack_library(manifest, files)
     if manifest.get("backend") == "cuda":
         return _load_gpu(manifest, files, label, lib_path)
-    if any(c.get("vendor") for c in manifest["program"]["calls"]):
+    if _mixes_runtimes(manifest):
         from woodpecker import config
 
         # a per-call mix runs several runtimes in this process: as it was planned and timed, none may spin
