@@ -140,7 +140,7 @@ def plan_calls(artifact: str, region_jsons: Sequence[Mapping[str, Any]], constan
     alone = tuple(d.chosen for d in decisions)
     path = cheapest_path(decisions, switch)
     progress("planning: timing the mix in model order")
-    path, context = _check_in_context(cm, regions, constants, threads, decisions, path, own)
+    path, context, decisions = _check_in_context(cm, regions, constants, threads, decisions, path, own)
     chosen = tuple(dataclasses.replace(d, chosen=lib) for d, lib in zip(decisions, path))
     return PerCallPlan(chosen, switch, alone, tuple(context), tuple(own))
 
@@ -150,7 +150,7 @@ CONTEXT_ROUNDS = 3  # re-plans with in-context figures before the mix is taken a
 
 
 def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[RegionDecision],
-                      path: list[str], own: Sequence[float]) -> tuple[list[str], list[float]]:
+                      path: list[str], own: Sequence[float]) -> tuple[list[str], list[float], list[RegionDecision]]:
     """Time the chosen mix as it runs, call after call in model order, and re-plan with what each vendor call
     really costs there.
 
@@ -160,7 +160,9 @@ def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[
     ran in 6.9 ms against 3.9 ms for woodpecker's own program. In context, a vendor call costs its time in model
     order plus what the generated call after it loses against the own program; the plan is re-chosen with those
     figures (no separate switch charge: they include it), and a vendor call never timed in context is not taken.
-    `own`: woodpecker's calls in model order in its own program (us), which stand for woodpecker's choices."""
+    `own`: woodpecker's calls in model order in its own program (us), which stand for woodpecker's choices.
+    Returns the path, the last mix's in-order times, and the decisions with the figures the path was chosen on
+    (woodpecker's in-order times, vendors' in-context times where measured, block times elsewhere)."""
     from woodpecker.planner.plan import planned_program
     from woodpecker.runtime.executor import Executor, profile_calls
 
@@ -187,7 +189,7 @@ def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[
         path = cheapest_path(_with_context(decisions, in_context), {})
     # what was never timed in its context stays with woodpecker
     path = [lib if lib == "woodpecker" or (i, lib) in in_context else "woodpecker" for i, lib in enumerate(path)]
-    return path, context
+    return path, context, _with_context(decisions, in_context)
 
 
 def _with_context(decisions: Sequence[RegionDecision], in_context: Mapping[tuple[int, str], float]):
