@@ -30,7 +30,6 @@ import numpy as np
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import geomean, machine, ort_session, threads  # noqa: E402
 
-from woodpecker.config import PASSIVE_WAITS  # noqa: E402
 from woodpecker.measure.isolated import Recipe, time_isolated  # noqa: E402
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert", "squeezenet", "shufflenet_v2"]
@@ -161,7 +160,7 @@ def plan_table(args) -> None:
                 if cm is not None:
                     path = os.path.join(work, label + ".wpk")
                     cm.save(path)
-                    recipes.append(Recipe(label, "artifact", path, env=PASSIVE_WAITS if label == "planned" else ()))
+                    recipes.append(Recipe(label, "artifact", path))  # a mix sets its wait policies when loaded
             timings = time_isolated(recipes, feed, n_threads, rounds=args.rounds, per_round=args.per_round)
         samples = {t.name: t.samples for t in checked(name, timings, ref)}
         own, ort = samples["woodpecker"], samples["onnxruntime"]

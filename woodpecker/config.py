@@ -124,12 +124,9 @@ def skip_torch_import() -> None:
 PASSIVE_WAITS = (("OMP_WAIT_POLICY", "PASSIVE"),)
 
 
-def use_passive_waits() -> bool:
-    """Set PASSIVE_WAITS in this process unless the user set them; False when a runtime has loaded already (too
-    late to take effect: a planned model then runs with spinning workers, slower than it was timed)."""
-    import sys
-
+def use_passive_waits() -> None:
+    """Set PASSIVE_WAITS in this process unless the user set them. Where torch (libgomp) has loaded already it is
+    too late: a planned model then runs with spinning OpenMP workers, slower than it was timed."""
     for k, v in PASSIVE_WAITS:
         os.environ.setdefault(k, v)
-    return "torch" not in sys.modules and "tvm" not in sys.modules
 

@@ -211,3 +211,20 @@ def test_corrupt_program(saved, tmp_path):
     assert "corrupt" in _load_error(p)
     p = _rewrite(saved[1], tmp_path / "m2.wpk", manifest_edit=lambda m: m.update(files=[1, 2]))
     assert "corrupt manifest" in _load_error(p)
+
+
+def test_a_mixed_program_sets_the_passive_wait_policy_when_loaded():
+    """A planned model with vendor calls was timed with PyTorch's OpenMP workers passive; loading it sets the same
+    policy (before TVM or torch load), and a damaged program is left for the corrupt-artifact check."""
+    import subprocess
+    import sys
+
+    from woodpecker.runtime.artifact import _mixes_runtimes
+
+    assert _mixes_runtimes({"program": {"calls": [{"func": "k0"}, {"func": "v1", "vendor": "torch"}]}})
+    assert not _mixes_runtimes({"program": {"calls": [{"func": "k0"}]}})
+    assert not _mixes_runtimes({"program": {"inputs": 3}})
+    code = ("import os; os.environ.pop('OMP_WAIT_POLICY', None); from woodpecker import config; "
+            "config.use_passive_waits(); print(os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "PASSIVE"

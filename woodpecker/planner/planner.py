@@ -174,7 +174,7 @@ def _time_builds(candidates: Mapping[str, CompiledModel], feed: Mapping[str, np.
     """Per-process samples of each whole-model candidate, and how they were taken.
 
     CPU: each candidate saved and timed in fresh processes, as it will be deployed (woodpecker.measure.isolated;
-    the planned build with the passive wait policies it runs with). In one process the runtimes' spinning worker
+    loading the planned build sets the wait policies it runs with, woodpecker.runtime.artifact). In one process the runtimes' spinning worker
     threads slow whichever runs next: MobileNetV2's generated model timed 8.2 ms there and 4.5 ms alone.
     GPU: in one process, interleaved by blocks (a device's runtimes keep no spinning CPU workers, and a planned GPU
     model runs TVM's and torch's kernels in one process anyway); one sample each."""
@@ -195,8 +195,7 @@ def _time_builds(candidates: Mapping[str, CompiledModel], feed: Mapping[str, np.
         for name, model in candidates.items():
             path = os.path.join(work, f"{name}.wpk")
             model.save(path)
-            env = PASSIVE_WAITS if name == "planned" else ()
-            recipes.append(Recipe(name, "artifact", path, env=env))
+            recipes.append(Recipe(name, "artifact", path))
         timings = time_isolated(recipes, feed, threads, rounds=n, per_round=6, warmup=3,
                                 progress=lambda msg: progress(f"whole builds: {msg}"))
     samples = {t.name: t.samples for t in timings if t.error is None and t.samples is not None}
