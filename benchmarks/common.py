@@ -37,3 +37,41 @@ def machine() -> str:
 
 def threads() -> int:
     return int(os.environ.get("TVM_NUM_THREADS") or os.cpu_count() or 1)
+
+
+def time_against_onnxruntime(proto, builds, feed, n_threads: int, rounds: int, per_round: int):
+    """Time onnxruntime on `proto` and each woodpecker build (label -> CompiledModel, None skipped), each saved and
+    loaded as a user would, in fresh processes (woodpecker.measure.isolated); the Timings, onnxruntime first."""
+    import tempfile
+
+    from woodpecker.measure.isolated import Recipe, time_isolated
+
+    with tempfile.TemporaryDirectory() as work:
+        model_path = os.path.join(work, "model.onnx")
+        with open(model_path, "wb") as f:
+            f.write(proto.SerializeToString())
+        recipes = [Recipe("onnxruntime", "baseline", model_path)]
+        for i, (label, cm) in enumerate(builds.items()):
+            if cm is not None:
+                path = os.path.join(work, f"build{i}.wpk")
+                cm.save(path)
+                recipes.append(Recipe(label, "artifact", path))  # a planned mix sets its wait policies when loaded
+        return time_isolated(recipes, feed, n_threads, rounds=rounds, per_round=per_round)
+
+
+def write_results(path, rows, n_threads: int, **extra) -> None:
+    """The benchmark's rows as JSON, with the machine and thread count they were measured with (no-op for None)."""
+    if not path:
+        return
+    import json
+
+    with open(path, "w") as f:
+        json.dump({"machine": machine(), "threads": n_threads, **extra, "rows": rows}, f, indent=1)
+
+
+def compare_line(a, b) -> str:
+    """'A 4.1 ms (4.0-4.3) vs B 6.0 ms (5.8-6.2): 1.46x, beyond the spread' (B's time over A's)."""
+    from woodpecker.measure.decision import beats
+
+    noise = "beyond the spread" if beats(a, b) or beats(b, a) else "within noise"
+    return f"{a.name} {a.describe()} vs {b.name} {b.describe()}: {b.median_ms / a.median_ms:.2f}x, {noise}"

@@ -3,6 +3,9 @@
     python benchmarks/e2e.py [--models resnet50,mobilenet_v2] [--db records.db] [--rounds 10] [--json out.json]
                              [--no-vendor | --plan]
 
+--models takes zoo names, or "wider" (the families added for issue 14: DenseNet, Inception, ResNeXt, MobileNetV3,
+AlexNet, VGG-19, ViT-B/16) or "all" (the default set and the wider one); the default set is the original six.
+
 With --plan, each model is compiled with the planner and the builds it compared are timed again here: woodpecker's
 own kernels, the per-call mix (when the planner made one) and onnxruntime, with what the planner shipped.
 
@@ -19,20 +22,25 @@ planner shipped (woodpecker's program, a mixed plan, or onnxruntime for the whol
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import geomean, machine, ort_session, threads  # noqa: E402
+from common import geomean, machine, ort_session, threads, time_against_onnxruntime, write_results  # noqa: E402
 
-from woodpecker.measure.isolated import Recipe, time_isolated  # noqa: E402
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert", "squeezenet", "shufflenet_v2"]
+# Not in the default run: VGG-19 and ViT-B/16 are ~18-20 GMACs each and the whole set takes much longer.
+WIDER_MODELS = ["densenet121", "inception_v1", "resnext50", "mobilenet_v3", "alexnet", "vgg19", "vit_b16"]
+MODEL_SETS = {"default": DEFAULT_MODELS, "wider": WIDER_MODELS, "all": DEFAULT_MODELS + WIDER_MODELS}
+
+
+def model_names(arg: str) -> list[str]:
+    """--models: comma-separated zoo names and set names (default, wider, all), in order, each model once."""
+    names = [m for part in arg.split(",") for m in MODEL_SETS.get(part, [part])]
+    return list(dict.fromkeys(names))
 
 
 def inputs_for(name: str, cm) -> dict[str, np.ndarray]:
@@ -46,18 +54,19 @@ def inputs_for(name: str, cm) -> dict[str, np.ndarray]:
 
 def checked(model: str, timings, ref: np.ndarray):
     """The timings, each after its contender's output was checked against onnxruntime's (a failure stops the run)."""
-    from woodpecker.measure.reference import max_relative_error
+    from woodpecker.measure.correctness import relative_error
 
     for t in timings:
         assert t.error is None, f"{model} {t.name}: {t.error}"
-        err = max_relative_error(np.asarray(t.outputs[0]), np.asarray(ref))
+        err = relative_error(np.asarray(t.outputs[0]), np.asarray(ref))
         assert err <= 1e-3, f"{model} {t.name}: output differs from onnxruntime (relative error {err:.2e})"
     return timings
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                    help="zoo names and sets, comma-separated: default, wider, all (see above)")
     ap.add_argument("--db", default=None, help="records database: also time the tuned compile")
     ap.add_argument("--rounds", type=int, default=8, help="fresh processes per contender")
     ap.add_argument("--per-round", type=int, default=6, help="timed runs per process")
@@ -76,7 +85,7 @@ def main() -> None:
     n_threads = threads()
     print(f"machine: {machine()}; threads per contender: {n_threads}")
     rows = []
-    for name in args.models.split(","):
+    for name in model_names(args.models):
         proto = models.build(name)
         t0 = time.perf_counter()
         untuned = woodpecker.compile(proto, vendor=not args.no_vendor)
@@ -86,16 +95,8 @@ def main() -> None:
         sess = ort_session(proto.SerializeToString(), n_threads)
         ref = sess.run(None, feed)[0]
         del sess
-        with tempfile.TemporaryDirectory() as work:
-            model_path = os.path.join(work, "model.onnx")
-            with open(model_path, "wb") as f:
-                f.write(proto.SerializeToString())
-            recipes = [Recipe("onnxruntime", "baseline", model_path)]
-            for label, cm in (("woodpecker", untuned), ("woodpecker-tuned", tuned)):
-                if cm is not None:
-                    cm.save(os.path.join(work, label + ".wpk"))
-                    recipes.append(Recipe(label, "artifact", os.path.join(work, label + ".wpk")))
-            timings = time_isolated(recipes, feed, n_threads, rounds=args.rounds, per_round=args.per_round)
+        timings = time_against_onnxruntime(proto, {"woodpecker": untuned, "woodpecker-tuned": tuned}, feed,
+                                           n_threads, args.rounds, args.per_round)
         res = {t.name: {"median_ms": t.median_ms, "p25_ms": t.p25_ms, "p75_ms": t.p75_ms}
                for t in checked(name, timings, ref)}
         plans = {label: cm.metadata.get("plan", {}).get("model", {}).get("chosen", "woodpecker")
@@ -115,9 +116,7 @@ def main() -> None:
     print(f"geometric mean ort/woodpecker (untuned): {geomean([r['ratio_untuned'] for r in rows]):.2f}x")
     if args.db:
         print(f"geometric mean ort/woodpecker (tuned):   {geomean([r['ratio_tuned'] for r in rows]):.2f}x")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "threads": n_threads, "rows": rows}, f, indent=1)
+    write_results(args.json, rows, n_threads)
 
 
 def roofline_floor_ms(cm, peak) -> float:
@@ -142,7 +141,7 @@ def plan_table(args) -> None:
     print(f"machine: {machine()}; threads per contender: {n_threads}; {args.rounds} processes per contender; "
           f"peak {peak.gflops:.0f} GFLOP/s, bandwidth {peak.bandwidth_gbs:.1f} GB/s (measured)")
     rows = []
-    for name in args.models.split(","):
+    for name in model_names(args.models):
         proto = models.build(name)
         t0 = time.perf_counter()
         shipped = woodpecker.compile(proto, db=args.db, vendor=True)
@@ -150,18 +149,9 @@ def plan_table(args) -> None:
         plan = shipped.metadata["plan"]
         feed = inputs_for(name, shipped)
         ref = ort_session(proto.SerializeToString(), n_threads).run(None, feed)[0]
-        with tempfile.TemporaryDirectory() as work:
-            model_path = os.path.join(work, "model.onnx")
-            with open(model_path, "wb") as f:
-                f.write(proto.SerializeToString())
-            recipes = [Recipe("onnxruntime", "baseline", model_path)]
-            for label in ("woodpecker", "planned"):
-                cm = shipped.plan_candidates.get(label)
-                if cm is not None:
-                    path = os.path.join(work, label + ".wpk")
-                    cm.save(path)
-                    recipes.append(Recipe(label, "artifact", path))  # a mix sets its wait policies when loaded
-            timings = time_isolated(recipes, feed, n_threads, rounds=args.rounds, per_round=args.per_round)
+        timings = time_against_onnxruntime(proto, {label: shipped.plan_candidates.get(label)
+                                                   for label in ("woodpecker", "planned")},
+                                           feed, n_threads, args.rounds, args.per_round)
         samples = {t.name: t.samples for t in checked(name, timings, ref)}
         own, ort = samples["woodpecker"], samples["onnxruntime"]
         mix = samples.get("planned")
@@ -185,10 +175,8 @@ def plan_table(args) -> None:
         print(f"{name:14s} own {own.describe()}  onnxruntime {ort.describe()}  {mix_text}  "
               f"shipped: {row['shipped']} ({row['reason']}); roofline floor {floor_ms:.2f} ms: own at "
               f"{row['of_floor']['woodpecker']:.0%}, onnxruntime at {row['of_floor']['onnxruntime']:.0%}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "threads": n_threads, "processes": args.rounds,
-                       "peak_gflops": peak.gflops, "bandwidth_gbs": peak.bandwidth_gbs, "rows": rows}, f, indent=1)
+    write_results(args.json, rows, n_threads, processes=args.rounds, peak_gflops=peak.gflops,
+                  bandwidth_gbs=peak.bandwidth_gbs)
 
 
 if __name__ == "__main__":

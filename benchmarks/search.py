@@ -140,7 +140,7 @@ def run_metaschedule(task, lowered, trials: int, workdir: str) -> tuple[list[flo
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
-    from woodpecker.bench.baselines import metaschedule_builder
+    from woodpecker.measure.baselines import metaschedule_builder
     from woodpecker.hw.host import llvm_target
     from woodpecker.measure.measurer import Measurer  # noqa: F401  (same thread settings)
     from woodpecker.schedule.apply import prim_func

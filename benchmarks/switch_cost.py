@@ -12,10 +12,13 @@ mode, modes rotated, `--processes` per mode. In a process, on the call's real bu
     switch_us        (pair - ours - vendor) / 2: the added latency of one switch
     after_block      ours timed once right after 4 runs of the vendor, over ours alone: the bias of the planner's
                      block timing before this change (a kernel timed after a vendor block read slow)
+    in_blocks        ours timed as the planner times choices (measure.interleaved: blocks of 4 alternating with the
+                     vendor's blocks) over ours in blocks of its own, same process
 Modes: "spinning" (every runtime's default: TVM's pool and OpenMP spin after a call), "passive"
 (OMP_WAIT_POLICY=PASSIVE, TVM_THREAD_POOL_SPIN_COUNT=0), "passive+nobind" (TVM_BIND_THREADS=0 too: thread
 placement), "omp-passive" (TVM's pool keeps its default spin: config.PASSIVE_WAITS, how the planner times calls
-and how a planned model runs) and "tvm-spin-1000" (OpenMP passive, TVM's spin cut to 1000). The per-call
+and how a planned model runs), "omp-passive+nobind" (the same, TVM's workers not pinned to cores) and
+"tvm-spin-1000" (OpenMP passive, TVM's spin cut to 1000). The per-call
 onnxruntime sessions never spin (allow_spinning=0) in any mode, as in the planner. Figures are
 medians of per-process medians (woodpecker.measure.decision), with the quartiles of the per-process figures.
 """
@@ -36,6 +39,7 @@ MODES = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "0"},
     "passive+nobind": {"OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "0", "TVM_BIND_THREADS": "0"},
     "omp-passive": {"OMP_WAIT_POLICY": "PASSIVE"},  # TVM's pool keeps spinning (its launches stay cheap)
+    "omp-passive+nobind": {"OMP_WAIT_POLICY": "PASSIVE", "TVM_BIND_THREADS": "0"},
     "tvm-spin-1000": {"OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "1000"},
 }
 VENDORS = ("onnxruntime", "torch", "numpy")
@@ -52,7 +56,8 @@ def worker(work: str, call: int, mode: str, reps: int) -> dict:
     import numpy as np
 
     import woodpecker
-    from woodpecker.planner.choices import GeneratedChoice, make_vendor
+    from woodpecker.planner.choices import GeneratedChoice
+    from woodpecker.runtime.vendors import make_vendor
     from woodpecker.planner.regions import Region
 
     cm = woodpecker.load(os.path.join(work, "model.wpk"))
@@ -83,8 +88,14 @@ def worker(work: str, call: int, mode: str, reps: int) -> dict:
             t0 = time.perf_counter()
             ours()
             after.append((time.perf_counter() - t0) * 1e6)
+        # the planner's block timing (measure.interleaved): ours in blocks alternating with the vendor's blocks,
+        # over ours in blocks of its own in the same process
+        from woodpecker.measure.interleaved import time_interleaved
+
+        blocks_alone = time_interleaved({"ours": ours}, 20)["ours"]
+        blocks_mixed = time_interleaved({"ours": ours, kind: theirs}, 20)["ours"]
         row[kind] = {"vendor_us": alone_theirs, "pair_us": pair, "switch_us": (pair - alone_ours - alone_theirs) / 2,
-                     "after_block": statistics.median(after) / alone_ours}
+                     "after_block": statistics.median(after) / alone_ours, "in_blocks": blocks_mixed / blocks_alone}
     return row
 
 
@@ -134,7 +145,8 @@ def summarize(rows: list[dict]) -> dict:
             if not ok:
                 m[kind] = {"error": mine[0][kind]["error"]}
                 continue
-            m[kind] = {f: _stats(x[f] for x in ok) for f in ("vendor_us", "pair_us", "switch_us", "after_block")}
+            m[kind] = {f: _stats(x[f] for x in ok) for f in ("vendor_us", "pair_us", "switch_us", "after_block",
+                                                              "in_blocks")}
     return out
 
 
@@ -145,6 +157,7 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=5)
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--modes", default=",".join(MODES), help="wait-policy modes to run, comma-separated")
     ap.add_argument("--worker", nargs=3, metavar=("WORK", "CALL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -154,7 +167,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="switch-cost-") as work:
         call = prepare(work, args.model, args.call)
         rows = []
-        modes = list(MODES)
+        modes = [m for m in args.modes.split(",") if m]
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            raise SystemExit(f"unknown modes {unknown}; modes: {', '.join(MODES)}")
         for p in range(args.processes):
             for mode in modes[p % len(modes):] + modes[:p % len(modes)]:
                 env = {**os.environ, **MODES[mode]}
@@ -172,7 +188,8 @@ def main() -> None:
             s = v["switch_us"]
             print(f"{'':15s} {kind:12s} alone {v['vendor_us']['median']:8.1f} us  pair {v['pair_us']['median']:8.1f} us  "
                   f"switch {s['median']:7.1f} us ({s['p25']:.1f}-{s['p75']:.1f})  "
-                  f"ours after a block of it {v['after_block']['median']:.2f}x alone")
+                  f"ours after a block of it {v['after_block']['median']:.2f}x alone, "
+                  f"in blocks alternating with it {v['in_blocks']['median']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "call": call, "processes": args.processes, "reps": args.reps,

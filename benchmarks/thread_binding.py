@@ -14,13 +14,12 @@ default pinning and with TVM_BIND_THREADS=0, and onnxruntime, each in `--process
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import machine, threads  # noqa: E402
+from common import machine, threads, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -65,9 +64,7 @@ def main() -> None:
             print(f"{name:14s} {s.name:12s} {s.describe():28s} per process: {per}")
         print(f"{name:14s} pinned/unpinned {row['pinned_over_unpinned']:.2f}x"
               f"{' (unpinned faster beyond the spread)' if row['unpinned_beats_pinned'] else ''}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "threads": n, "processes": args.processes, "rows": rows}, f, indent=1)
+    write_results(args.json, rows, n, processes=args.processes)
 
 
 if __name__ == "__main__":

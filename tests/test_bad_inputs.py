@@ -111,10 +111,10 @@ def test_unsupported_op_names_op_and_node(work):
 def test_unsupported_attribute_value(work, incli):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool1", kernel_shape=[2, 2], storage_order=1)
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool1", kernel_shape=[2, 2], auto_pad="MIDDLE")
     onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y]),
-                                opset_imports=[helper.make_opsetid("", 13)]), work / "storage.onnx")
-    user_error(incli("compile", "storage.onnx", cwd=work), "MaxPool", "'pool1'", "storage_order")
+                                opset_imports=[helper.make_opsetid("", 13)]), work / "auto_pad.onnx")
+    user_error(incli("compile", "auto_pad.onnx", cwd=work), "MaxPool", "'pool1'", "auto_pad='MIDDLE'")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
     cm.save("model.wpk"); cm2 = woodpecker.load("model.wpk")
 """
 
-__version__ = "0.1.0"
+from woodpecker.version import __version__
 
 from woodpecker import config as _config
 

@@ -455,14 +455,14 @@ def _report_simulated(cm, feed, outs) -> None:
                   f"({run.sim_secs:.1f} s of simulation)")
     if cm.reference_onnx is None:
         return
-    from woodpecker.planner.choices import ort_session
+    from woodpecker.runtime.vendors import ort_session
 
     ref = ort_session(cm.reference_onnx, 1).run(None, {t.name: np.asarray(feed[t.name]) for t in cm.inputs})
-    worst = 0.0
-    for spec, expected in zip(cm.outputs, ref):
-        scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-6)
-        worst = max(worst, float(np.max(np.abs(outs[spec.name] - expected))) / scale)
-    verdict = "match" if worst <= 1e-3 else "DIFFER"
+    from woodpecker.measure.correctness import RTOL, relative_error
+
+    worst = max((relative_error(outs[spec.name], expected) for spec, expected in zip(cm.outputs, ref, strict=True)),
+                default=0.0)
+    verdict = "match" if worst <= RTOL else "DIFFER"
     console.print(f"host (onnxruntime) and simulated outputs {verdict}: max relative error {worst:.2e}")
 
 
@@ -473,7 +473,7 @@ def lower_cmd(
     no_layout: Annotated[bool, typer.Option("--no-layout", help="keep NCHW (skip the blocked layout pass)")] = False,
 ) -> None:
     """Print the DSL program of every (fused) operator."""
-    from woodpecker.api import import_model
+    from woodpecker.frontend.source import import_model
     from woodpecker.lowering.model import lower_graph
     from woodpecker.passes.pipeline import PassOptions, optimize
 

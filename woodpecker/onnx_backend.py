@@ -6,9 +6,9 @@
 
 woodpecker compiles ahead of time, so Reshape's shape, Slice's starts, the Reduce ops' axes and the like must be
 constants. The suite passes many of them as graph inputs. A model that does not compile as given, and has such
-shape-like inputs (int32/int64 vectors, or scalars: Pad's constant_value, Range's bounds), is compiled at its first
-run instead, with those inputs bound as constants (a run with other values compiles again). Everything else about
-it is compiled and run as usual.
+shape-like inputs (int32/int64 vectors, or scalars: Pad's constant_value, Range's bounds, Dropout's training_mode),
+is compiled at its first run instead, with those inputs bound as constants (a run with other values compiles
+again). Everything else about it is compiled and run as usual.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from onnx import numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 _INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-_SCALAR_TYPES = (*_INDEX_TYPES, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+_SCALAR_TYPES = (*_INDEX_TYPES, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.BOOL,
+                 onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
 
 def _shape_like_inputs(model: onnx.ModelProto) -> list[str]:

@@ -19,14 +19,19 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from woodpecker.errors import BudgetError
-from woodpecker.lowering.model import Task
+from woodpecker.lowering.model import LoweredModel, Task
 from woodpecker.records.db import RecordsDatabase, now_iso, open_database
 from woodpecker.records.schema import Device, TuningRecord
-from woodpecker.search.base import SearchContext, create
+from woodpecker.search.base import CostModelLike, SearchContext, Searcher, create
 from woodpecker.space.space import SearchSpace, point_key
+
+if TYPE_CHECKING:  # the measurers and targets import TVM; the tuner's types need not
+    from woodpecker.measure.base import MeasurerLike
+    from woodpecker.measure.result import MeasureOptions
+    from woodpecker.targets import Target
 
 IMPROVEMENT = 0.01  # a new best must be 1 % faster to count as progress for early stopping
 
@@ -36,8 +41,8 @@ class TaskState:
     task: Task
     calls: int
     space: SearchSpace
-    searcher: Any
-    cost_model: Any
+    searcher: Searcher
+    cost_model: CostModelLike | None
     default_us: float | None = None
     best_us: float | None = None
     best_knobs: dict | None = None
@@ -47,6 +52,8 @@ class TaskState:
     since_improvement: int = 0
     history_best: list[float] = dataclasses.field(default_factory=list)  # best after each batch
     done: str = ""  # why the task stopped ("" while active)
+    # point keys measured or proposed: the set the searcher was given (SearchContext.visited), owned by the tuner
+    visited: set[str] = dataclasses.field(default_factory=set)
 
     def priority(self) -> float:
         if self.done:
@@ -173,9 +180,9 @@ def default_db_path() -> str:
     return str(config.get().cache_dir / "records.db")
 
 
-def prepare(model: Any, target: str, input_shapes=None, example_inputs=None):
+def prepare(model: Any, target: Any, input_shapes=None, example_inputs=None):
     """(Target, LoweredModel): the model lowered the way `compile` lowers it for that target."""
-    from woodpecker.api import import_model
+    from woodpecker.frontend.source import import_model
     from woodpecker.lowering.model import lower_graph
     from woodpecker.passes.pipeline import optimize
     from woodpecker.targets import resolve
@@ -187,7 +194,7 @@ def prepare(model: Any, target: str, input_shapes=None, example_inputs=None):
 
 def tune(
     model: Any,
-    target: str = "host",
+    target: str | Target = "host",
     *,
     searcher: str = "ga",
     trials: int | None = None,
@@ -202,12 +209,13 @@ def tune(
     progress: Callable[[Progress], None] | None = None,
     build_workers: int | None = None,
     searcher_options: Mapping[str, Any] | None = None,
-    measure_options: Any = None,
-    measurer: Any = None,
+    measure_options: MeasureOptions | None = None,
+    measurer: MeasurerLike | None = None,
     only: Sequence[str] | None = None,
     cluster: str | None = None,
     rpc_tracker: str | None = None,
     rpc_key: str | None = None,
+    lowered: LoweredModel | None = None,
 ) -> TuneReport:
     """Tune every kernel of a model for a target, keeping every measurement in the records database.
 
@@ -221,16 +229,16 @@ def tune(
         measure_options: repeats, timeouts, tolerance and timing mode (cold_cache) of the measurer this function
             makes (default: MeasureOptions(), cold-cache timing unless WOODPECKER_COLD_CACHE=0). Records are keyed
             by their timing mode: a session resumes only the records timed the same way.
-        measurer: where candidates are measured (default: local worker processes); anything with the Measurer
-            methods set_reference / measure / measure_many / close (woodpecker.testing.fakes.FakeMeasurer).
+        measurer: where candidates are measured (default: the target's, woodpecker.targets); anything with the
+            methods of woodpecker.measure.base.MeasurerLike (woodpecker.testing.fakes.FakeMeasurer has them).
         only: tune only the tasks with these workload keys, names or families (default: every task).
         cluster: build and time on a Ray cluster: "ray://HOST:PORT", "HOST:PORT", or "local-ray" (woodpecker[cluster]).
         rpc_tracker, rpc_key: time on a device leased from the TVM RPC tracker "HOST:PORT" under this key.
+        lowered: the model already lowered for this target (`compile --trials` passes the one it builds, so the
+            model is imported and lowered once); `model` is then not read again.
     """
     from woodpecker import config
-    from woodpecker.measure.measurer import MeasureOptions
-    from woodpecker.measure.reference import reference_io
-    from woodpecker.search.cost_model import CostModel
+    from woodpecker.measure.result import MeasureOptions
 
     if trials is None and budget_s is None:
         raise BudgetError("give a trial count (--trials N) or a time budget (--budget 8h)")
@@ -245,7 +253,12 @@ def tune(
 
         check_remote(cluster, rpc_tracker, rpc_key)  # before the model is lowered: a typo costs no time
 
-    resolved, lowered = prepare(model, target, input_shapes, example_inputs)
+    if lowered is None:
+        resolved, lowered = prepare(model, target, input_shapes, example_inputs)
+    else:
+        from woodpecker.targets import resolve
+
+        resolved = resolve(target)
     profile = resolved.profile
     threads = resolved.threads
     device = resolved.device()
@@ -259,32 +272,12 @@ def tune(
     calls = lowered.occurrences()
     rl_policy = str(config.get().cache_dir / "rl" / f"policy-{profile.target_class}.npz")
 
-    states: list[TaskState] = []
     selected = [t for t in lowered.tasks.values()
                 if only is None or t.key in only or t.name in only or t.family in only]
-    for task in selected:
-        database.commit_workload(task.key, task.family, task.name, task.flops, task.source)
-        space = resolved.space(task)
-        records = database.records(task.key, device, tools)
-        history = [(dict(r.knobs), r.latency_us / 1e6) for r in records if r.ok]
-        visited = {point_key(r.knobs) for r in records}
-        model_ = CostModel(seed=seed) if cost_model else None
-        if model_ is not None and history:
-            model_.update(space, [h[0] for h in history], [h[1] for h in history])
-        opts = dict(searcher_options or {})
-        opts.setdefault("policy_path", rl_policy)
-        ctx = SearchContext(space, _task_seed(seed, task.key), visited, history,
-                            task_features(task, threads, lanes, device.simulated), model_, opts)
-        state = TaskState(task, calls.get(task.key, 1), space, create(searcher, ctx), model_, previous=len(records))
-        default_key = point_key(space.default)
-        for r in records:
-            if r.ok and (state.best_us is None or r.latency_us < state.best_us):
-                state.best_us, state.best_knobs = r.latency_us, dict(r.knobs)
-            if point_key(r.knobs) == default_key and r.ok:
-                state.default_us = r.latency_us
-        states.append(state)
-
-    session = hashlib.sha256(f"{now_iso()}:{seed}:{id(states)}".encode()).hexdigest()[:12]
+    states = [_open_task(task, database, resolved, device, tools, calls.get(task.key, 1), searcher, seed,
+                         cost_model, dict(searcher_options or {}, policy_path=(searcher_options or {}).get(
+                             "policy_path", rl_policy)))
+              for task in selected]
     if measurer is None and (cluster or rpc_tracker):
         from woodpecker.measure.remote import remote_measurer
 
@@ -292,31 +285,136 @@ def tune(
                                    threads, build_workers, options, tools)
     if measurer is None:
         measurer = resolved.measurer(build_workers, options, tools)
-    t0 = time.monotonic()
-    done_trials = 0
-    default_trials = 0  # of done_trials; said in the progress and the report, where they can surprise a budget
-    stopped = "converged"
-    last = ""
+    session = _Session(states, lowered, database, device, tools, measurer, trials, budget_s, batch_size, early_stop,
+                       progress, hashlib.sha256(f"{now_iso()}:{seed}:{id(states)}".encode()).hexdigest()[:12])
+    try:
+        stopped = session.run()
+    finally:
+        measurer.close()
+        if own_db:
+            database.close()
+    reports = tuple(
+        TaskReport(s.task.name, s.task.family, s.task.key, s.calls, s.trials, s.previous + s.trials, s.failed,
+                   s.default_us, s.best_us, (s.task.flops / (s.best_us * 1e3)) if s.best_us else None,
+                   s.done or ("interrupted" if stopped == "interrupted" else "budget"))
+        for s in states
+    )
+    return TuneReport(reports, session.done_trials, time.monotonic() - session.t0, stopped, str(database.path),
+                      device, session.default_trials)
 
-    def remaining() -> int | None:
-        return None if trials is None else trials - done_trials
 
-    def out_of_budget() -> bool:
-        if trials is not None and done_trials >= trials:
+def _open_task(task: Task, database: RecordsDatabase, target: Target, device: Device, tools: Mapping[str, str],
+               calls: int, searcher: str, seed: int, cost_model: bool, options: Mapping[str, Any]) -> TaskState:
+    """A task's state at the start of a session: its space, its records so far (best, default), its searcher."""
+    from woodpecker.search.cost_model import CostModel
+
+    database.commit_workload(task.key, task.family, task.name, task.flops, task.source)
+    space = target.space(task)
+    records = database.records(task.key, device, tools)
+    history = [(dict(r.knobs), r.latency_us / 1e6) for r in records if r.ok]
+    visited = {point_key(r.knobs) for r in records}
+    model = CostModel(seed=seed) if cost_model else None
+    if model is not None and history:
+        model.update(space, [h[0] for h in history], [h[1] for h in history])
+    ctx = SearchContext(space, _task_seed(seed, task.key), visited, history,
+                        task_features(task, target.threads, target.lanes, device.simulated), model, options)
+    state = TaskState(task, calls, space, create(searcher, ctx), model, previous=len(records), visited=visited)
+    default_key = point_key(space.default)
+    for r in records:
+        if r.ok and (state.best_us is None or r.latency_us < state.best_us):
+            state.best_us, state.best_knobs = r.latency_us, dict(r.knobs)
+        if point_key(r.knobs) == default_key and r.ok:
+            state.default_us = r.latency_us
+    return state
+
+
+class _Session:
+    """One tuning session: every task's default schedule first (batched across tasks), then the searchers' batches,
+    the task with the most to gain first, until the budget is spent or every task has converged. Each batch is
+    written to the database as one transaction as soon as it is measured."""
+
+    def __init__(self, states: list[TaskState], lowered: LoweredModel, database: RecordsDatabase, device: Device,
+                 tools: Mapping[str, str], measurer: MeasurerLike, trials: int | None, budget_s: float | None,
+                 batch_size: int, early_stop: int | None, progress: Callable[[Progress], None] | None,
+                 session: str) -> None:
+        self.states, self.lowered, self.database, self.device, self.tools = states, lowered, database, device, tools
+        self.measurer, self.trials, self.budget_s, self.batch_size = measurer, trials, budget_s, batch_size
+        self.early_stop, self.progress, self.session = early_stop, progress, session
+        self.t0 = time.monotonic()
+        self.done_trials = 0
+        self.default_trials = 0  # of done_trials; said in the progress and the report, where they can surprise
+        self.last = ""
+
+    def run(self) -> str:
+        """Measure until the budget is spent ("budget"), every task converged ("converged") or Ctrl-C."""
+        from woodpecker.measure.reference import reference_io
+
+        try:
+            for state in self.states:
+                node, call = self.lowered.example(state.task.key)
+                inputs, expected = reference_io(state.task, node, self.lowered.graph, call.args)
+                self.measurer.set_reference(state.task, inputs, expected)
+            self._report()
+            self._measure_defaults()
+            return self._search()
+        except KeyboardInterrupt:
+            return "interrupted"
+
+    def _batch(self) -> int:
+        return self.batch_size if self.trials is None else min(self.batch_size, self.trials - self.done_trials)
+
+    def _out_of_budget(self) -> bool:
+        if self.trials is not None and self.done_trials >= self.trials:
             return True
-        return budget_s is not None and time.monotonic() - t0 >= budget_s
+        return self.budget_s is not None and time.monotonic() - self.t0 >= self.budget_s
 
-    def record(state: TaskState, points, results, searcher_name: str) -> None:
-        nonlocal done_trials, default_trials
+    def _measure_defaults(self) -> None:
+        """Every task's default schedule, batched across tasks: the baseline of each task's speedup and the
+        latencies that weigh the tasks against each other."""
+        pending = [s for s in self.states
+                   if s.default_us is None and point_key(s.space.default) not in s.visited]
+        while pending and not self._out_of_budget():
+            chunk, pending = pending[: self._batch()], pending[self._batch():]
+            for s in chunk:
+                s.visited.add(point_key(s.space.default))  # the searcher must not propose it again
+            results = self.measurer.measure_many([(s.task, dict(s.space.default)) for s in chunk])
+            for s, r in zip(chunk, results, strict=True):
+                self.last = s.task.name
+                self._record(s, [dict(s.space.default)], [r], "default")
+                s.searcher.observe([dict(s.space.default)], [r.cost])
+            self._report()
+
+    def _search(self) -> str:
+        while True:
+            if self._out_of_budget():
+                return "budget"
+            active = [s for s in self.states if not s.done]
+            if not active:
+                return "converged"
+            state = max(active, key=lambda s: s.priority())
+            points = state.searcher.propose(self._batch())
+            if not points:
+                state.done = "exhausted"
+                continue
+            self.last = state.task.name
+            results = self.measurer.measure(state.task, points)
+            self._record(state, points, results, state.searcher.name)
+            costs = [r.cost for r in results]
+            state.searcher.observe(points, costs)
+            if state.cost_model is not None:
+                state.cost_model.update(state.space, points, costs)
+            self._report()
+
+    def _record(self, state: TaskState, points, results, searcher_name: str) -> None:
         if searcher_name == "default":
-            default_trials += len(points)
-        recs = [TuningRecord(state.task.key, device, tools, dict(p), r.run_secs, r.error, searcher_name, now_iso(), session)
-                for p, r in zip(points, results)]
-        database.add(recs)  # one transaction per batch
-        done_trials += len(points)
+            self.default_trials += len(points)
+        recs = [TuningRecord(state.task.key, self.device, self.tools, dict(p), r.run_secs, r.error, searcher_name,
+                             now_iso(), self.session) for p, r in zip(points, results, strict=True)]
+        self.database.add(recs)  # one transaction per batch
+        self.done_trials += len(points)
         state.trials += len(points)
         improved = False
-        for p, r in zip(points, results):
+        for p, r in zip(points, results, strict=True):
             if not r.ok:
                 state.failed += 1
                 continue
@@ -329,68 +427,10 @@ def tune(
                 state.best_us, state.best_knobs = us, dict(p)
         state.since_improvement = 0 if improved else state.since_improvement + len(points)
         state.history_best.append(state.best_us if state.best_us is not None else math.inf)
-        if early_stop and state.since_improvement >= early_stop:
+        if self.early_stop and state.since_improvement >= self.early_stop:
             state.done = "converged"
 
-    def report_progress() -> None:
-        if progress is not None:
-            progress(Progress(tuple(states), done_trials, trials, time.monotonic() - t0, budget_s, last,
-                              default_trials))
-
-    try:
-        for state in states:
-            node, call = lowered.example(state.task.key)
-            inputs, expected = reference_io(state.task, node, lowered.graph, call.args)
-            measurer.set_reference(state.task, inputs, expected)
-        report_progress()
-        # Every task's default schedule first, batched across tasks: the baseline of each task's speedup and the
-        # latencies that weigh the tasks against each other.
-        defaults = [s for s in states if s.default_us is None and point_key(s.space.default) not in s.searcher.visited]
-        while defaults and not out_of_budget():
-            n = batch_size if remaining() is None else min(batch_size, remaining())  # type: ignore[type-var]
-            chunk, defaults = defaults[:n], defaults[n:]
-            for s in chunk:
-                s.searcher.visited.add(point_key(s.space.default))
-            results = measurer.measure_many([(s.task, dict(s.space.default)) for s in chunk])
-            for s, r in zip(chunk, results):
-                last = s.task.name
-                record(s, [dict(s.space.default)], [r], "default")
-                s.searcher.observe([dict(s.space.default)], [r.cost])
-            report_progress()
-        while True:
-            if out_of_budget():
-                stopped = "budget"
-                break
-            active = [s for s in states if not s.done]
-            if not active:
-                stopped = "converged"
-                break
-            state = max(active, key=lambda s: s.priority())
-            n = batch_size if remaining() is None else min(batch_size, remaining())  # type: ignore[type-var]
-            points = state.searcher.propose(n)
-            if not points:
-                state.done = "exhausted"
-                continue
-            last = state.task.name
-            results = measurer.measure(state.task, points)
-            record(state, points, results, state.searcher.name)
-            costs = [r.cost for r in results]
-            state.searcher.observe(points, costs)
-            if state.cost_model is not None:
-                state.cost_model.update(state.space, points, costs)
-            report_progress()
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-    finally:
-        measurer.close()
-        if own_db:
-            database.close()
-
-    reports = tuple(
-        TaskReport(s.task.name, s.task.family, s.task.key, s.calls, s.trials, s.previous + s.trials, s.failed,
-                   s.default_us, s.best_us, (s.task.flops / (s.best_us * 1e3)) if s.best_us else None,
-                   s.done or ("interrupted" if stopped == "interrupted" else "budget"))
-        for s in states
-    )
-    path = str(database.path)
-    return TuneReport(reports, done_trials, time.monotonic() - t0, stopped, path, device, default_trials)
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(Progress(tuple(self.states), self.done_trials, self.trials, time.monotonic() - self.t0,
+                                   self.budget_s, self.last, self.default_trials))

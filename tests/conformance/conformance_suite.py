@@ -13,26 +13,21 @@ Exclusions live in excluded.txt, one per line, each with its reason on the same 
 PATTERN is a regular expression searched (re.search) in the test name: `test_add_uint8_cpu` for a node test,
 `simple/test_sign_model` for a model-data test; the file has a [node] and a [model-data] section.
 
-CI cost: every included test compiles one small model (0.1-0.8 s each; all ~900 take about 130 s on 2 cores). CI
-runs a fixed half of the node tests (those whose name hashes below CI_SHARE: the same tests every run, about half of
-each op's); WOODPECKER_FULL_CONFORMANCE=1 runs them all. The model-data tests (about 15 s) always run in full.
+CI cost: every included test compiles one small model (0.1-0.8 s each; about 200 s for all on 2 cores). The suite
+runs every included node test and every model-data test: none is left out of a run, and each excluded one shows
+as skipped with its reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import os
 import pathlib
 import re
 
 HERE = pathlib.Path(__file__).resolve().parent
 EXCLUDED_FILE = HERE / "excluded.txt"
 MODEL_DATA_KINDS = ("pytorch-converted", "pytorch-operator", "simple")
-FULL = os.environ.get("WOODPECKER_FULL_CONFORMANCE", "") not in ("", "0")
-# CI runs the node tests whose name hashes into this share (a fixed sample; see `in_ci_subset`).
-CI_SHARE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +89,7 @@ def node_test_ops() -> dict[str, frozenset[str]]:
 
 
 def supported_ops() -> frozenset[str]:
-    from woodpecker.frontend.onnx_ops import HANDLERS
+    from woodpecker.frontend.handlers import HANDLERS
 
     return frozenset(HANDLERS)
 
@@ -103,17 +98,6 @@ def supported_node_tests() -> list[str]:
     """The node tests whose every op is one woodpecker imports: the denominator of the pass rate."""
     ops = supported_ops()
     return sorted(name for name, used in node_test_ops().items() if used and used <= ops)
-
-
-def in_ci_subset(name: str) -> bool:
-    if FULL or CI_SHARE >= 1.0:
-        return True
-    digest = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
-    return digest / 0xFFFFFFFF < CI_SHARE
-
-
-def selected_node_tests() -> list[str]:
-    return [n for n in supported_node_tests() if in_ci_subset(n)]
 
 
 # ----------------------------------------------------------------------------------------------------------------

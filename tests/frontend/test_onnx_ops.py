@@ -900,6 +900,20 @@ def test_reduce(op, case, opset):
     check(model, {"x": x}, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin", "ReduceLogSumExp"])
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0, 2], 0)])
+def test_reduce_rows_of_only_infinities(op, axes, keepdims):
+    # a max (min) over only -inf (inf) is -inf (inf), not the lowest (highest) finite float: attention graphs
+    # compare ReduceMax with -inf to find fully masked rows
+    x = rand((3, 4, 5))
+    infinity = np.inf if op == "ReduceMin" else -np.inf
+    x[1] = infinity
+    x[:, 2, :] = infinity
+    x[0, 0, 0] = -infinity  # the other infinity is an ordinary extreme value
+    model = make_model([node(op, ["x"], axes=axes, keepdims=keepdims)], {"x": x}, opset=13)
+    check(model, {"x": x})
+
+
 def test_reduce_noop_with_empty_axes():
     x = rand((2, 3))
     model = make_model([node("ReduceSum", ["x"], noop_with_empty_axes=1)], {"x": x})
@@ -1047,6 +1061,26 @@ def test_dropout_opset12_ratio_input():
     x = rand((2, 5))
     model = make_model([node("Dropout", ["x", "ratio"])], {"x": x}, initializers={"ratio": np.float32(0.3)})
     check(model, {"x": x})
+
+
+def test_dropout_training_mode_with_zero_ratio_is_the_identity():
+    x = rand((3, 4))
+    model = make_model([node("Dropout", ["x", "ratio", "training"], ["y", "mask"])], {"x": x},
+                       outputs={"y": TensorProto.FLOAT, "mask": TensorProto.BOOL},
+                       initializers={"ratio": np.float32(0.0), "training": np.bool_(True)})
+    check(model, {"x": x})
+
+
+@pytest.mark.parametrize("ratio", [np.float32(0.5), None])
+def test_dropout_training_mode_with_a_ratio_is_refused(ratio):
+    from woodpecker.errors import UnsupportedOpError
+
+    x = rand((3, 4))
+    inits = {"training": np.bool_(True), **({} if ratio is None else {"ratio": ratio})}
+    model = make_model([node("Dropout", ["x", "ratio" if ratio is not None else "", "training"])], {"x": x},
+                       initializers=inits)
+    with pytest.raises(UnsupportedOpError, match="random dropout"):
+        check(model, {"x": x})
 
 
 def test_batchnorm_opset9_after_depthwise():

@@ -1,8 +1,10 @@
-"""Differential fuzzing in CI: 60 seeded random graphs (woodpecker.testing.fuzz), each compiled by woodpecker and
-compared with onnxruntime: max |ours - ref| / max |ref| <= 1e-3 for floats, exact equality for integer and boolean
-outputs, same shapes and dtypes. About 30 s on 2 cores. The seeds are fixed: a failure here reproduces with
-`python scripts/fuzz.py --seeds N --minimize`, which also writes the failing model. Longer campaigns:
-`python scripts/fuzz.py --count 1000`.
+"""Differential fuzzing in CI: 60 seeded random graphs (woodpecker.testing.fuzz) and 3 graphs of each block family
+(woodpecker.testing.fuzz_blocks: attention, squeeze-excite, dense, inception, shape arithmetic), each compiled by
+woodpecker and compared with onnxruntime: max |ours - ref| / max |ref| <= 1e-3 for floats, exact equality for
+integer and boolean outputs, same shapes and dtypes. About 40 s on one core (`pytest tests/fuzz --durations=10`).
+The seeds are fixed: a failure here reproduces with `python scripts/fuzz.py --seeds N --minimize` (add
+`--block FAMILY` for a block graph), which also writes the failing model. Longer campaigns:
+`python scripts/fuzz.py --count 10000 --workers 1 --state benchmarks/results/fuzz/state.jsonl` (resumable).
 
 The other tests check the fuzzer itself: that the same seed gives the same graph, that the comparison fails when
 it should, and that minimizing keeps the failure.
@@ -14,9 +16,10 @@ import numpy as np
 import onnx
 import pytest
 
-from woodpecker.testing import fuzz
+from woodpecker.testing import fuzz, fuzz_blocks
 
 CI_SEEDS = range(60)
+BLOCK_SEEDS = range(3)  # per block family (woodpecker.testing.fuzz_blocks): a second fixed sample, ~1 s a graph
 
 
 @pytest.mark.parametrize("seed", CI_SEEDS)
@@ -27,6 +30,54 @@ def test_random_graph_agrees_with_onnxruntime(seed):
         f"seed {seed}: {outcome.status}: {outcome.detail} [{' '.join(outcome.ops)}] "
         f"(reproduce: python scripts/fuzz.py --seeds {seed} --max-nodes 12 --minimize)"
     )
+
+
+@pytest.mark.parametrize("family", sorted(fuzz_blocks.NAMED))
+@pytest.mark.parametrize("seed", BLOCK_SEEDS)
+def test_block_graph_agrees_with_onnxruntime(family, seed):
+    case = fuzz_blocks.generate_block(seed, family)
+    assert _has_block(case.model, family), f"generate_block({seed}, {family!r}) made no {family} block"
+    outcome = fuzz.check(case)
+    assert outcome.status == "ok", f"{family} seed {seed}: {outcome.status}: {outcome.detail} [{' '.join(outcome.ops)}]"
+
+
+def _has_block(model: onnx.ModelProto, family: str) -> bool:
+    """Whether the graph holds the signature of a block family: a node of one op fed by a node of another."""
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    fed = {(n.op_type, producer.get(i)) for n in model.graph.node for i in n.input}
+    concat = {("Concat", "Conv"), ("Concat", "Relu")}
+    signature = {"attention": {("MatMul", "Softmax")}, "shape_arithmetic": {("Reshape", "Concat"), ("Expand", "Shape")},
+                 "squeeze_excite": {("Mul", "Sigmoid"), ("Mul", "HardSigmoid")}, "dense": concat, "inception": concat}
+    return bool(fed & signature[family])
+
+
+def test_random_graphs_draw_the_blocks():
+    """generate() draws the block families among its single ops, not only generate_block()."""
+    found = {family: 0 for family in ("attention", "shape_arithmetic", "squeeze_excite")}
+    for seed in range(100):
+        model = fuzz.generate(seed).model
+        for family in found:
+            found[family] += _has_block(model, family)
+    assert all(n >= 3 for n in found.values()), found
+
+
+def test_float_divisors_are_bounded_away_from_zero():
+    """Fuzz seeds 3290 and 5076 divided by an activation (the generator swapped Div's operands): by x - x, or by a
+    MatMul with a zero operand, whose zero's sign (and so the quotient's infinity) onnxruntime and woodpecker may
+    choose differently. A float Div's divisor is a constant, |y| + c, or the Sqrt of a variance plus epsilon."""
+    for seed in range(400):
+        model = fuzz.generate(seed).model
+        producer = {o: n for n in model.graph.node for o in n.output}
+        constants = {i.name for i in model.graph.initializer}
+        for node in model.graph.node:
+            if node.op_type != "Div" or node.input[1] in constants:
+                continue
+            divisor = producer[node.input[1]]
+            if divisor.op_type == "Add":  # |y| + 0.5
+                assert divisor.input[0] in producer and producer[divisor.input[0]].op_type == "Abs", seed
+                assert divisor.input[1] in constants, seed
+            else:  # a decomposed layer norm's sqrt(variance + epsilon)
+                assert divisor.op_type == "Sqrt", (seed, divisor.op_type)
 
 
 def test_generation_is_deterministic():

@@ -16,6 +16,13 @@ CASES = {
     "squeezenet": dict(image_size=48),
     "shufflenet_v2": dict(image_size=32),
     "bert": dict(seq_len=8, layers=1, hidden=32, heads=2, vocab=50),
+    "densenet121": dict(image_size=32),
+    "inception_v1": dict(image_size=32),
+    "resnext50": dict(image_size=32),
+    "mobilenet_v3": dict(image_size=32),
+    "alexnet": dict(image_size=64),
+    "vgg19": dict(image_size=32),
+    "vit_b16": dict(image_size=32, layers=1, hidden=64, heads=2),
 }
 
 

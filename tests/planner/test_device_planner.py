@@ -13,8 +13,9 @@ import woodpecker
 from woodpecker.frontend.onnx import import_onnx
 from woodpecker.lowering.model import lower_graph
 from woodpecker.passes.pipeline import optimize
-from woodpecker.planner.choices import DEVICE_VENDORS, TorchDeviceChoice, make_device_vendor, reference_output
-from woodpecker.planner.export_onnx import NotExportable
+from woodpecker.planner.choices import reference_output
+from woodpecker.runtime.vendors import DEVICE_VENDORS, TorchDeviceChoice, make_device_vendor
+from woodpecker.runtime.vendors.export_onnx import NotExportable
 from woodpecker.planner.plan import plan_regions, planned_program
 from woodpecker.planner.regions import regions_of
 from woodpecker.runtime.gpu import DeviceExecutor, GpuModel
@@ -74,7 +75,7 @@ def test_torch_on_device_tensors_matches_each_region_reference(proto):
 
 
 def test_repacked_weights_are_held_once_on_the_device():
-    from woodpecker.planner.torch_ops import _REPACKED_WEIGHT_OPS, build_region_fn
+    from woodpecker.runtime.vendors.torch_ops import _REPACKED_WEIGHT_OPS, build_region_fn
 
     _, lowered, regions = _setup(tiny_cnn(image_size=20, channels=16))
     repacked = [(r, n) for r in regions for n in r.body if n.op in _REPACKED_WEIGHT_OPS]
@@ -154,7 +155,7 @@ def test_plan_model_on_a_device_model_saves_and_replays(tmp_path):
     """plan_model on a GpuModel: device vendors only, timed in one process with the device synchronized; the
     artifact keeps the vendor regions and a loaded copy runs the same plan."""
     from woodpecker.planner.planner import plan_model
-    from woodpecker.runtime.artifact import load_artifact
+    from woodpecker.runtime.load import load_artifact
 
     host, lowered, _ = _setup(tiny_cnn(image_size=20, channels=16))
     gm = _device_model(host, tmp_path)

@@ -219,7 +219,7 @@ def test_a_mixed_program_sets_the_passive_wait_policy_when_loaded():
     import subprocess
     import sys
 
-    from woodpecker.runtime.artifact import _mixes_runtimes
+    from woodpecker.runtime.load import _mixes_runtimes
 
     assert _mixes_runtimes({"program": {"calls": [{"func": "k0"}, {"func": "v1", "vendor": "torch"}]}})
     assert not _mixes_runtimes({"program": {"calls": [{"func": "k0"}]}})

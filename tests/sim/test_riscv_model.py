@@ -23,7 +23,7 @@ def host_cnn():
 
 @pytest.fixture(scope="module")
 def cnn_program(tiny_cnn_lowered):
-    from woodpecker.api import make_program
+    from woodpecker.lowering.to_runtime import to_program as make_program
 
     _, lowered = tiny_cnn_lowered
     return lowered, *make_program(lowered)
@@ -86,7 +86,7 @@ def test_inputs_are_checked(tmp_path, cnn_program):
 
 def test_transformer_block_on_a_soft_float_mcu(tmp_path):
     """Layer norm and softmax without an FPU: libgcc soft-float plus picolibc's sqrtf, linked into the image."""
-    from woodpecker.api import make_program
+    from woodpecker.lowering.to_runtime import to_program as make_program
     from woodpecker.frontend.onnx import import_onnx
     from woodpecker.ir.interpreter import interpret
     from woodpecker.lowering.model import lower_graph

@@ -2,7 +2,7 @@
 
 Method. Every contender runs the same model on the same seeded inputs with the same number of threads, each in a
 process of its own (woodpecker's compiled models as saved artifacts, loaded as a user would); outputs are checked
-against onnxruntime first (max |out - ref| / max |ref| <= 1e-3). Timing is interleaved: rounds in which each
+against onnxruntime first (woodpecker.measure.correctness: max |out - ref| / max |ref| <= 1e-3). Timing is interleaved: rounds in which each
 contender in turn runs 3 warm-up runs and `per_round` timed runs back to back, so that drift hits all alike and no
 runtime's spinning worker threads land on another's time (woodpecker.measure.isolated); the figure is the median of
 single-run latencies and the spread the interquartile range. Per-operator times ('us') are timed the way the
@@ -29,15 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from woodpecker.bench import baselines as bl
+from woodpecker.measure import baselines as bl
+from woodpecker.measure.correctness import RTOL, relative_error
 from woodpecker.measure.isolated import Recipe, time_isolated
-
-
-def _rel_err(out: np.ndarray, ref: np.ndarray) -> float:
-    out, ref = np.asarray(out), np.asarray(ref)
-    if out.shape != ref.shape:
-        out = out.reshape(ref.shape)
-    return float(np.max(np.abs(out.astype(np.float64) - ref))) / max(float(np.max(np.abs(ref))), 1e-6)
 
 
 OPERATOR_TIMING = ("each call by itself, as the planner times its choices: a fresh process with passive wait "
@@ -103,7 +97,7 @@ def run_bench(model: Any, target: str = "host", baselines: Sequence[str] = ("onn
               progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     import woodpecker
     from woodpecker import config
-    from woodpecker.api import as_onnx
+    from woodpecker.frontend.source import as_onnx
     from woodpecker.frontend.onnx import load_onnx_model
     from woodpecker.hw.host import detect
     from woodpecker.hw.peak import measure_peak
@@ -151,8 +145,8 @@ def run_bench(model: Any, target: str = "host", baselines: Sequence[str] = ("onn
         setup_s = contenders_cm[t.name][1] if t.name in contenders_cm else t.setup_s
         error = t.error
         if error is None:
-            errs = [_rel_err(o, r) for o, r in zip(t.outputs, reference)]
-            if len(t.outputs) != len(reference) or not max(errs) <= 1e-3:
+            errs = [relative_error(o, r) for o, r in zip(t.outputs, reference)]
+            if len(t.outputs) != len(reference) or not max(errs) <= RTOL:
                 error = f"outputs differ from onnxruntime (max relative error {max(errs, default=float('inf')):.2e})"
         ok = error is None
         contenders.append({"name": t.name, "median_ms": t.median_ms if ok else None, "p25_ms": t.p25_ms if ok else None,

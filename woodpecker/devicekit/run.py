@@ -27,9 +27,9 @@ import time
 import numpy as np
 
 from woodpecker.devicekit import KIT_FORMAT, KIT_VERSION
+from woodpecker.measure.correctness import RTOL, relative_error
 
 PARTS = ("tests", "artifacts", "calibration", "compile")
-RTOL = 1e-3  # max |out - ref| / max |ref|, the project's criterion for kernels and whole models
 DEFAULT_BUDGET_S = 450.0  # the run must end within 8 minutes of device time, install included
 
 
@@ -124,13 +124,6 @@ def _load_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
         return {k: npz[k] for k in npz.files}
 
 
-def _max_rel_err(out: np.ndarray, expected: np.ndarray) -> float:
-    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-6)
-    if not np.all(np.isfinite(out)):
-        return float("inf")
-    return float(np.max(np.abs(out.astype(np.float64) - expected.astype(np.float64)))) / scale if out.size else 0.0
-
-
 def _median_s(fn, repeat: int, sync=None) -> dict:
     fn()
     secs = []
@@ -184,7 +177,7 @@ def check_artifact(run: Run, entry: dict, gpu: bool) -> dict:
     outputs = model.run(inputs)  # on a GPU: the CUDA source is compiled (NVRTC) here, at the first run
     res["first_run_s"] = time.perf_counter() - t0
     got = list(outputs.values())
-    errs = {name: _max_rel_err(np.asarray(got[i]), expected[name]) for i, name in enumerate(entry["outputs"])}
+    errs = {name: relative_error(np.asarray(got[i]), expected[name]) for i, name in enumerate(entry["outputs"])}
     res["max_rel_err"] = errs
     res["ok"] = all(e <= RTOL for e in errs.values())
     timings: dict = {}
@@ -201,7 +194,7 @@ def check_artifact(run: Run, entry: dict, gpu: bool) -> dict:
                 t = measure(entry["name"], "eager", run.repeat, inputs)
                 outs = t.pop("outputs", None)
                 if outs is not None:
-                    t["max_rel_err"] = _max_rel_err(outs[0], expected[entry["outputs"][0]])
+                    t["max_rel_err"] = relative_error(outs[0], expected[entry["outputs"][0]])
                 t.pop("run_secs", None)
                 timings["torch_eager_cudnn"] = t
             except Exception as err:

@@ -115,7 +115,7 @@ def ffi_wheel(dest_dir: pathlib.Path, python_version: str) -> pathlib.Path:
 def woodpecker_wheel(dest_dir: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
     """woodpecker's source (and the data folders setup.py maps into woodpecker/_data) as a pure wheel with no
     dependencies: on the device only the runtime path is used, which needs numpy and tvm alone."""
-    from woodpecker import __version__
+    from woodpecker.version import __version__
 
     files: dict[str, bytes] = {}
     for path in sorted((root / "woodpecker").rglob("*")):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from woodpecker.dsl import ast
 from woodpecker.dsl.check import check_kernel
+from woodpecker.dsl.narrow import NARROW_BUILTINS, lower_narrow
 from woodpecker.dsl.transform import substitute
 from woodpecker.errors import DSLError
 
@@ -131,7 +132,7 @@ class _Emitter:
             if e.op == "/":
                 if not dtype_of(a).startswith("float"):
                     raise DSLError("'/' divides floats; use '//' for integer division", *e.pos)
-                return a / b
+                return _float_div(a, b)
             if e.op == "//":
                 return tirx.floordiv(a, b)
             if e.op == "%":
@@ -184,6 +185,8 @@ class _Emitter:
             a, b = self.pair(*args)
             return _libm(dtype_of(a), "fmod", a, b)
         x = self.value(args[0])
+        if e.func in NARROW_BUILTINS:
+            return lower_narrow(e.func, x, dtype_of(x))
         if e.func == "abs" and dtype_of(x).startswith("int"):
             return tirx.abs(x)  # |x| of an integer stays an integer (ONNX Abs on int64)
         if not dtype_of(x).startswith("float"):
@@ -220,6 +223,24 @@ class _Emitter:
         if e.reducer == "max":
             return te.max(body, axis=axes)
         return te.min(body, axis=axes)
+
+
+def _float_div(a, b):
+    """a / b. TVM's simplifier folds a divisor such as x - x or x * 0 to the constant 0 and then refuses to fold
+    the division ("Divide by zero") while building the kernel: for such a divisor, IEEE's a / +-0 is written out
+    (+-inf by the sign of a, NaN for 0 / 0 and NaN / 0)."""
+    import math
+
+    from tvm import tirx
+    from tvm.sym.analyzer import Analyzer
+
+    divisor = Analyzer().simplify(b)
+    if not (isinstance(divisor, tirx.FloatImm) and divisor.value == 0.0):
+        return a / b
+    dtype = dtype_of(a)
+    inf = tirx.const(math.copysign(math.inf, divisor.value), dtype)
+    zero = tirx.const(0.0, dtype)
+    return tirx.if_then_else(a > zero, inf, tirx.if_then_else(a < zero, -inf, tirx.const(math.nan, dtype)))
 
 
 def _libm(dtype: str, name: str, *args):

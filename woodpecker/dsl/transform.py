@@ -212,11 +212,15 @@ def simplify(e: ast.Expr, ranges: Ranges = {}) -> ast.Expr:  # noqa: B006 (read-
                 return e.args[0] if e.func == "max" else e.args[1]
     if isinstance(e, ast.Call) and e.func in ast.DTYPES and len(e.args) == 1:
         n = _num(e.args[0])
-        if n is not None and ast.DTYPES[e.func].startswith("float"):
-            return ast.FloatLit(float(n))
-        if n is not None and ast.DTYPES[e.func].startswith("int"):
-            return ast.IntLit(int(n))
-        return e
+        dtype = ast.DTYPES[e.func]
+        if n is not None and dtype.startswith("float"):
+            lit: ast.Expr = ast.FloatLit(float(n))
+        elif n is not None and dtype.startswith("int"):
+            lit = ast.IntLit(int(n))
+        else:
+            return e
+        # A bare literal is f32 or i32 where no operand types it: f64(0.1) and i64(2**40) keep their cast.
+        return lit if dtype in ("float32", "int32") else dataclasses.replace(e, args=(lit,))
     if isinstance(e, ast.Compare):
         return _simplify_compare(e, ranges)
     if isinstance(e, ast.BoolOp):

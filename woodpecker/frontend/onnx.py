@@ -11,13 +11,14 @@ import logging
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from woodpecker.errors import ModelLoadError, ShapeError, UnsupportedOpError, WoodpeckerError
+from woodpecker.frontend.context import ONNX_DTYPES, RUNTIME_DTYPES, ImportContext, attributes  # noqa: F401
+from woodpecker.frontend.narrow_types import NARROW_ONNX, after_node, element_types
+from woodpecker.ir import formats
 from woodpecker.ir.builder import GraphBuilder
 from woodpecker.ir.graph import Graph, TensorType
 
@@ -28,9 +29,9 @@ MIN_OPSET, MAX_OPSET = 1, 28
 # at opset 6 is refused: the v1 forms carry `consumed_inputs` and legacy semantics the handlers do not implement.
 # Opset 6 forms are read (legacy `broadcast`/`axis` attributes of the binary ops, BatchNormalization's `spatial`).
 OLDEST_OPSET = 6
-# The handlers follow the operator versions up to opset 22, and these later ones: they only add element types that
-# woodpecker does not take (float4e2m1, float8e8m0, int2/uint2, float6; float16/bfloat16 for Range-27) or
-# attributes that only apply to them (Cast's round_mode), or are operators new since (Swish-24), or whose change the
+# The handlers follow the operator versions up to opset 22, and these later ones: they only add element types (the
+# narrow ones are held in a carrier type: frontend.narrow_types; float6 is refused) or attributes that only apply
+# to them (Cast's round_mode, read for float8e8m0), or are operators new since (Swish-24), or whose change the
 # handler reads (Mod-28 defines fmod=0 on floats, SpaceToDepth-28 adds `mode`). A newer version of any other
 # operator is refused until its handler has been checked against it.
 REVIEWED_VERSIONS: dict[str, tuple[int, ...]] = {
@@ -40,23 +41,6 @@ REVIEWED_VERSIONS: dict[str, tuple[int, ...]] = {
                                    "Size", "Squeeze", "Transpose", "Unsqueeze")},
 }
 NEWEST_REVIEWED_OPSET = 22
-
-ONNX_DTYPES: dict[int, str] = {
-    onnx.TensorProto.FLOAT: "float32",
-    onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.INT32: "int32",
-    onnx.TensorProto.INT16: "int16",
-    onnx.TensorProto.INT8: "int8",
-    onnx.TensorProto.UINT8: "uint8",
-    onnx.TensorProto.UINT16: "uint16",
-    onnx.TensorProto.UINT32: "uint32",
-    onnx.TensorProto.UINT64: "uint64",
-    onnx.TensorProto.BOOL: "bool",
-}
-# Run-time (non-constant) tensors must be one of these (every numpy type TVM computes in natively: not float16).
-RUNTIME_DTYPES = ("float32", "float64", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool")
-
 
 def load_onnx_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     """Read a model file (or pass a ModelProto through); returns the model and a label for messages."""
@@ -80,67 +64,13 @@ def load_onnx_model(model: str | os.PathLike[str] | onnx.ModelProto) -> tuple[on
     return proto, label
 
 
-class ImportContext:
-    """State while converting one ONNX graph: maps ONNX value names to woodpecker value names."""
-
-    def __init__(self, builder: GraphBuilder, opset: int, label: str) -> None:
-        self.b = builder
-        self.opset = opset
-        self.label = label
-        self.values: dict[str, str] = {}
-        self.node: onnx.NodeProto | None = None
-
-    # -- access to the inputs of the current node -----------------------------------------------------------------
-    def has_input(self, node: onnx.NodeProto, i: int) -> bool:
-        return len(node.input) > i and node.input[i] != ""
-
-    def value(self, onnx_name: str) -> str:
-        try:
-            return self.values[onnx_name]
-        except KeyError:
-            raise ModelLoadError(f"{self.label}: value {onnx_name!r} is used before it is defined") from None
-
-    def input(self, node: onnx.NodeProto, i: int) -> str:
-        return self.value(node.input[i])
-
-    def const(self, node: onnx.NodeProto, i: int, what: str = "") -> np.ndarray | None:
-        """The constant value of input i, or None if the input is absent."""
-        if not self.has_input(node, i):
-            return None
-        name = self.input(node, i)
-        if not self.b.is_constant(name):
-            raise UnsupportedOpError(
-                f"{node.op_type} node {node.name!r}: input {i} ({what or node.input[i]}) must be a constant "
-                f"known at compile time (opset {self.opset})"
-            )
-        return self.b.constants[name]
-
-    def type_of(self, node: onnx.NodeProto, i: int) -> TensorType:
-        return self.b.type_of(self.input(node, i))
-
-    def fail(self, node: onnx.NodeProto, message: str) -> WoodpeckerError:
-        return UnsupportedOpError(f"{node.op_type} node {node.name!r} (opset {self.opset}): {message}")
-
-
-def attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for attr in node.attribute:
-        value = onnx.helper.get_attribute_value(attr)
-        if isinstance(value, bytes):
-            value = value.decode()
-        elif isinstance(value, onnx.TensorProto):
-            value = numpy_helper.to_array(value)
-        elif isinstance(value, list):
-            value = [v.decode() if isinstance(v, bytes) else v for v in value]
-        out[attr.name] = value
-    return out
-
-
 def _resolve_input_type(
     vi: onnx.ValueInfoProto, overrides: Mapping[str, Sequence[int]], label: str
 ) -> TensorType:
+    """The input's type as woodpecker holds it (a narrow type as its carrier)."""
     tt = vi.type.tensor_type
-    dtype = ONNX_DTYPES.get(tt.elem_type)
+    narrow = NARROW_ONNX.get(tt.elem_type)
+    dtype = formats.carrier(narrow) if narrow else ONNX_DTYPES.get(tt.elem_type)
     if dtype is None or dtype not in RUNTIME_DTYPES:
         name = onnx.TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else "undefined"
         raise UnsupportedOpError(f"{label}: input {vi.name!r} has element type {name}, which is not supported")
@@ -165,11 +95,15 @@ def _resolve_input_type(
 def import_onnx(
     model: str | os.PathLike[str] | onnx.ModelProto,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    label: str | None = None,
 ) -> Graph:
-    """Convert an ONNX model into a Graph with static shapes. Raises a one-line WoodpeckerError on bad input."""
-    from woodpecker.frontend.onnx_ops import HANDLERS
+    """Convert an ONNX model into a Graph with static shapes. Raises a one-line WoodpeckerError on bad input.
 
-    proto, label = load_onnx_model(model)
+    `label`: how messages name the model (default: its file name, or the graph's name for a ModelProto)."""
+    from woodpecker.frontend.handlers import HANDLERS
+
+    proto, default_label = load_onnx_model(model)
+    label = label or default_label
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise ModelLoadError(f"{label}: the model imports no default-domain opset")
@@ -183,6 +117,8 @@ def import_onnx(
 
     builder = GraphBuilder(name=graph.name or pathlib.Path(label).stem or "model")
     ctx = ImportContext(builder, opset, label)
+    ctx.elem_types = element_types(proto)
+    narrow_io: dict[str, str] = {}  # user-facing input/output name -> its narrow type (the runtime converts)
     initializer_names = {init.name for init in graph.initializer}
     exact = True  # every input shape is the declared static one, so ONNX's own inference is comparable
     # Inputs first: they keep the user's names (the keys of `run({...})`), so the sanitized names given to
@@ -194,11 +130,16 @@ def import_onnx(
         declared = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
         exact &= list(ttype.shape) == declared
         ctx.values[vi.name] = builder.add_input(vi.name, ttype)
+        if vi.type.tensor_type.elem_type in NARROW_ONNX:
+            narrow_io[vi.name] = ctx.narrow[vi.name] = NARROW_ONNX[vi.type.tensor_type.elem_type]
     for init in graph.initializer:
         try:
             array = numpy_helper.to_array(init)
         except Exception as err:
             raise ModelLoadError(f"{label}: initializer {init.name!r} cannot be read ({err})") from None
+        if init.data_type in NARROW_ONNX:  # held in its carrier (exact)
+            ctx.narrow[init.name] = NARROW_ONNX[init.data_type]
+            array = array.astype(formats.carrier(ctx.narrow[init.name]))
         ctx.values[init.name] = builder.constant(array, init.name)
 
     for node in graph.node:
@@ -212,7 +153,7 @@ def import_onnx(
             raise UnsupportedOpError(f"unsupported operator {node.op_type} (node {node.name!r}, opset {opset})")
         _check_op_version(node, opset)
         try:
-            results = handler(ctx, node, attributes(node))
+            results = after_node(ctx, node, handler(ctx, node, attributes(node)))
         except WoodpeckerError:
             raise
         except (ValueError, IndexError, KeyError, TypeError) as err:
@@ -232,8 +173,15 @@ def import_onnx(
         if builder.is_constant(value) or value in builder.inputs or value in outputs:
             # The runtime writes each graph output into its own buffer; give a constant or aliased output one.
             value = _materialize(builder, value)
+        narrow = NARROW_ONNX.get(vi.type.tensor_type.elem_type)
+        if narrow is not None:
+            if builder.type_of(value).dtype != formats.carrier(narrow) or ctx.narrow.get(vi.name, narrow) != narrow:
+                raise UnsupportedOpError(f"{label}: output {vi.name!r} is declared {narrow} but computed as "
+                                         f"{ctx.narrow.get(vi.name) or builder.type_of(value).dtype}")
+            narrow_io[vi.name] = narrow
         outputs.append(value)
         output_names.append(vi.name)
+    builder.narrow_io = narrow_io
     result = builder.build(outputs, output_names)
     # ONNX's shape inference gives a ceil_mode pooling one window too many where the last window would start in
     # the end padding; the spec, ONNX's reference implementation and onnxruntime drop that window (as we do).

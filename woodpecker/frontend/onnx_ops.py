@@ -7,43 +7,23 @@ Attribute-vs-input differences between opsets (Clip, Pad, Slice, Split, Squeeze,
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import onnx
 
-from woodpecker.frontend.onnx import ONNX_DTYPES, ImportContext
+from woodpecker.frontend import onnx_ops_spatial  # rank-5 convolution and pooling are delegated to it
+from woodpecker.frontend.context import ONNX_DTYPES, ImportContext
+from woodpecker.frontend.op_base import (  # noqa: F401 (HANDLERS, Handler: the table other modules read)
+    HANDLERS,
+    Handler,
+    _axis,
+    _emit,
+    _pool_common,
+    _reshape,
+    _spatial_pads,
+    handles,
+)
 from woodpecker.ir import ops
-
-Handler = Callable[[ImportContext, onnx.NodeProto, dict[str, Any]], list[str | None]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*op_types: str) -> Callable[[Handler], Handler]:
-    def wrap(fn: Handler) -> Handler:
-        for op in op_types:
-            HANDLERS[op] = fn
-        return fn
-
-    return wrap
-
-
-def _axis(axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise ValueError(f"axis {axis} is out of range for rank {rank}")
-    return axis + rank if axis < 0 else axis
-
-
-def _reshape(ctx: ImportContext, value: str, shape: Sequence[int]) -> str:
-    if tuple(ctx.b.type_of(value).shape) == tuple(shape):
-        return value
-    return ctx.b.emit1("reshape", [value], {"shape": tuple(int(d) for d in shape)})
-
-
-def _emit(ctx: ImportContext, node: onnx.NodeProto, op: str, inputs: Sequence[str], attrs: dict | None = None) -> str:
-    return ctx.b.emit1(op, inputs, attrs or {}, name=node.name or op)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -81,7 +61,11 @@ def _identity(ctx, node, attrs):
         # asks for random dropping: refuse it rather than silently compute the identity.
         training = ctx.const(node, 2, "training_mode")
         if bool(np.asarray(training).reshape(-1)[0]):
-            raise ctx.fail(node, "training_mode=true (random dropout) is not supported in an inference compiler")
+            # in training mode a ratio of exactly 0 drops nothing (the scale is 1 / (1 - 0)): the identity with an
+            # all-true mask; any other ratio (0.5 when absent) draws a random mask
+            ratio = ctx.const(node, 1, "ratio")
+            if ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+                raise ctx.fail(node, "training_mode=true (random dropout) is not supported in an inference compiler")
     if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
         mask = np.ones(ctx.type_of(node, 0).shape, dtype=bool)
         return [ctx.input(node, 0), ctx.b.constant(mask, node.output[1])]
@@ -131,17 +115,6 @@ def _clip(ctx, node, attrs):
 def _clip_bound(value: np.ndarray, dtype: str) -> float | int:
     v = np.asarray(value).reshape(-1)[0]
     return float(v) if dtype.startswith("float") else int(v)
-
-
-@handles("Cast")
-def _cast(ctx, node, attrs):
-    to = ONNX_DTYPES.get(attrs["to"])
-    if to is None:
-        raise ctx.fail(node, f"cast to {onnx.TensorProto.DataType.Name(attrs['to'])} is not supported")
-    x = ctx.input(node, 0)
-    if ctx.b.type_of(x).dtype == to:
-        return [x]
-    return [_emit(ctx, node, "cast", [x], {"to": to})]
 
 
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", "Equal": "equal",
@@ -200,26 +173,6 @@ def _not(ctx, node, attrs):
 # convolution, normalization, pooling
 
 
-def _spatial_pads(ctx, node, attrs, in_hw, kernel, strides, dilations) -> tuple[int, int, int, int]:
-    auto_pad = attrs.get("auto_pad", "NOTSET")
-    if auto_pad in ("NOTSET", ""):
-        pads = attrs.get("pads", [0, 0, 0, 0])
-        if len(pads) != 4:
-            raise ctx.fail(node, f"pads {pads} do not describe 2-D padding")
-        return (pads[0], pads[1], pads[2], pads[3])  # ONNX order: h_begin, w_begin, h_end, w_end
-    if auto_pad == "VALID":
-        return (0, 0, 0, 0)
-    if auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        raise ctx.fail(node, f"auto_pad={auto_pad!r} is not supported")
-    begins, ends = [], []
-    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        small = total // 2
-        begins.append(small if auto_pad == "SAME_UPPER" else total - small)
-        ends.append(total - begins[-1])
-    return (begins[0], begins[1], ends[0], ends[1])
-
-
 def _as_2d(ctx, node, x: str) -> tuple[str, bool]:
     """Conv1d/pool1d run as 2-D with H=1."""
     t = ctx.b.type_of(x)
@@ -246,6 +199,8 @@ def _lift_1d(values: list, attrs: dict, one_d: bool) -> dict:
 
 @handles("Conv")
 def _conv(ctx, node, attrs):
+    if ctx.type_of(node, 0).rank == 5:
+        return onnx_ops_spatial.conv3d(ctx, node, attrs)
     x, one_d = _as_2d(ctx, node, ctx.input(node, 0))
     w = ctx.input(node, 1)
     wt = ctx.b.type_of(w)
@@ -280,47 +235,40 @@ def _batch_norm(ctx, node, attrs):
     return [y] + [None] * (len(node.output) - 1)
 
 
-def _pool_common(ctx, node, attrs, x):
-    kernel = tuple(attrs["kernel_shape"])
-    strides = tuple(attrs.get("strides", (1,) * len(kernel)))
-    dilations = tuple(attrs.get("dilations", (1,) * len(kernel)))
-    h, w = ctx.b.type_of(x).shape[2:]
-    pads = _spatial_pads(ctx, node, attrs, (h, w), kernel, strides, dilations)
-    extra = [0, 0]
-    if attrs.get("ceil_mode", 0):
-        for i, size in enumerate((h, w)):
-            span = size + pads[i] + pads[i + 2] - dilations[i] * (kernel[i] - 1) - 1
-            out_ceil = -(-span // strides[i]) + 1
-            # ONNX/PyTorch: the last window must start inside the input or the left padding
-            if (out_ceil - 1) * strides[i] >= size + pads[i]:
-                out_ceil -= 1
-            extra[i] = max(0, (out_ceil - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 - (size + pads[i] + pads[i + 2]))
-    walk = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
-    return {"kernel": kernel, "strides": strides, "dilations": dilations, "pads": walk}, pads
-
-
 @handles("MaxPool", "AveragePool")
 def _pool(ctx, node, attrs):
-    if len(node.output) > 1 and node.output[1]:
-        raise ctx.fail(node, "the Indices output of MaxPool is not supported")
+    with_indices = node.op_type == "MaxPool" and len(node.output) > 1 and bool(node.output[1])
+    if ctx.type_of(node, 0).rank == 5:
+        if with_indices:
+            raise ctx.fail(node, "the Indices output of a 3-D MaxPool is not supported")
+        return onnx_ops_spatial.pool3d(ctx, node, attrs)
     x, one_d = _as_2d(ctx, node, ctx.input(node, 0))
     attrs = _lift_1d([], attrs, one_d)
     pool_attrs, explicit = _pool_common(ctx, node, attrs, x)
+    indices = None
     if node.op_type == "MaxPool":
-        if attrs.get("storage_order", 0):
-            raise ctx.fail(node, "storage_order=1 is not supported")
         y = _emit(ctx, node, "max_pool2d", [x], pool_attrs)
+        if with_indices:  # (storage_order only changes the numbering of Indices)
+            order = int(attrs.get("storage_order", 0))
+            indices = onnx_ops_spatial.max_pool_indices(ctx, node, x, y, pool_attrs, order)
     else:
         pool_attrs["count_pads"] = explicit if attrs.get("count_include_pad", 0) else (0, 0, 0, 0)
         y = _emit(ctx, node, "avg_pool2d", [x], pool_attrs)
     if one_d:
         n, c, _, ow = ctx.b.type_of(y).shape
         y = _reshape(ctx, y, (n, c, ow))
-    return [y]
+        indices = None if indices is None else _reshape(ctx, indices, (n, c, ow))
+    return [y] if indices is None else [y, indices]
 
 
 @handles("GlobalAveragePool", "GlobalMaxPool")
 def _global_pool(ctx, node, attrs):
+    t = ctx.type_of(node, 0)
+    if t.rank == 5:  # over (D, H, W): the same reduction as over (D * H, W)
+        n, c, d, h, w = t.shape
+        x = _reshape(ctx, ctx.input(node, 0), (n, c, d * h, w))
+        y = _emit(ctx, node, "global_avg_pool" if node.op_type == "GlobalAveragePool" else "global_max_pool", [x])
+        return [_reshape(ctx, y, (n, c, 1, 1, 1))]
     x, one_d = _as_2d(ctx, node, ctx.input(node, 0))
     y = _emit(ctx, node, "global_avg_pool" if node.op_type == "GlobalAveragePool" else "global_max_pool", [x])
     if one_d:
@@ -715,7 +663,19 @@ def _reduce(ctx, node, attrs):
     axes = _axes_arg(ctx, node, attrs, first_input_opset)
     if not axes and attrs.get("noop_with_empty_axes", 0):
         return [x]
-    return [_reduce_value(ctx, node, x, _REDUCE[node.op_type], axes, int(attrs.get("keepdims", 1)))]
+    kind, keepdims = _REDUCE[node.op_type], int(attrs.get("keepdims", 1))
+    y = _reduce_value(ctx, node, x, kind, axes, keepdims)
+    t = ctx.b.type_of(x)
+    if kind in ("max", "min") and t.dtype.startswith("float") and t.rank > 0:
+        # TVM's float max (min) reduction starts from the lowest (highest) finite value, not -inf (inf), so a row
+        # of only -inf (inf) would reduce to a finite number; graphs test for exactly that (attention's "row fully
+        # masked"). Such rows are found by a second max reduction, over 0/1 flags (exact: the row is not empty).
+        infinity = _scalar(ctx, x, -np.inf if kind == "max" else np.inf)
+        flags = ctx.b.emit1("where", [ctx.b.emit1("equal", [x, infinity]), _scalar(ctx, x, 0), _scalar(ctx, x, 1)])
+        any_other = _reduce_value(ctx, node, flags, "max", axes, keepdims)
+        only_infinity = ctx.b.emit1("equal", [any_other, _scalar(ctx, x, 0)])
+        y = _emit(ctx, node, "where", [only_infinity, infinity, y])
+    return [y]
 
 
 @handles("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
@@ -748,6 +708,8 @@ def _reduce_composite(ctx, node, attrs):
 def _reduce_value(ctx, node, x: str, kind: str, axes: list[int] | None, keepdims: int) -> str:
     """x reduced over `axes` (None or []: all) with the reduce op's `kind`, ONNX's keepdims semantics."""
     t = ctx.b.type_of(x)
+    if t.rank == 0:  # a scalar reduces over no axis to itself (a sum of squares to its square)
+        return ctx.b.emit1("mul", [x, x]) if kind == "sum_square" else x
     if not axes:
         axes = list(range(t.rank))
     axes = sorted({_axis(a, t.rank) for a in axes})
@@ -918,14 +880,6 @@ def _compare_or_equal(ctx, node, attrs):
 def _mod(ctx, node, attrs):
     a, b = ctx.input(node, 0), ctx.input(node, 1)
     return [_emit(ctx, node, "mod", [a, b], {"fmod": int(attrs.get("fmod", 0))})]
-
-
-@handles("CastLike")
-def _cast_like(ctx, node, attrs):
-    x, to = ctx.input(node, 0), ctx.b.type_of(ctx.input(node, 1)).dtype
-    if ctx.b.type_of(x).dtype == to:
-        return [x]
-    return [_emit(ctx, node, "cast", [x], {"to": to})]
 
 
 @handles("Tile")

@@ -27,7 +27,7 @@ def toolchain(cold_cache: bool = False) -> dict[str, str]:
     """Versions that built a record, and how it was timed where that changes the time (Target.toolchain decides)."""
     import tvm
 
-    from woodpecker import __version__
+    from woodpecker.version import __version__
 
     tools = {"woodpecker": __version__, "tvm": tvm.__version__, "schedules": SCHEDULE_VERSION}
     if cold_cache:

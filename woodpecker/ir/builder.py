@@ -27,6 +27,7 @@ class GraphBuilder:
         self.constants: dict[str, np.ndarray] = {}
         self.inputs: list[str] = []
         self._names: set[str] = set()
+        self.narrow_io: dict[str, str] = {}  # see Graph.narrow_io
 
     @classmethod
     def from_graph(cls, graph: Graph, fold: bool = True) -> GraphBuilder:
@@ -34,6 +35,7 @@ class GraphBuilder:
         b.types = dict(graph.types)
         b.constants = dict(graph.constants)
         b.inputs = list(graph.inputs)
+        b.narrow_io = dict(graph.narrow_io)
         b._names = set(graph.types) | {n.name for n in graph.nodes}
         return b
 
@@ -121,6 +123,7 @@ class GraphBuilder:
             types=types,
             constants=constants,
             output_names=tuple(output_names),
+            narrow_io=dict(self.narrow_io),
         )
         graph.validate()
         return graph

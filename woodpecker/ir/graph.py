@@ -79,6 +79,9 @@ class Graph:
     constants: Mapping[str, np.ndarray]
     # Original ONNX names of the graph outputs, when an output had to be renamed internally.
     output_names: tuple[str, ...] = ()
+    # Inputs and outputs (by user-facing name) of a narrow type (float16, bfloat16, float8, int4...: ir.formats),
+    # held in the graph in its carrier type: the runtime converts them at the boundary.
+    narrow_io: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def type_of(self, value: str) -> TensorType:
         return self.types[value]

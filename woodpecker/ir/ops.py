@@ -22,6 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from woodpecker.errors import ShapeError
+from woodpecker.ir import formats
 from woodpecker.ir.graph import TensorType
 
 Attrs = Mapping[str, Any]
@@ -154,6 +155,15 @@ def _cast_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 register("cast", "elementwise", _cast_infer, lambda xs, a: [xs[0].astype(a["to"])])
 
+
+def _to_format_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
+    return [TensorType(inputs[0].shape, formats.carrier(a["type"]), inputs[0].layout)]
+
+
+# x rounded into a narrow type (float16, float8..., int4: woodpecker.ir.formats), held in that type's carrier
+register("to_format", "elementwise", _to_format_infer,
+         lambda xs, a: [formats.to_format(xs[0], a["type"], a.get("saturate", True), a.get("round_mode", "up"))])
+
 BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "add": np.add,
     "sub": np.subtract,
@@ -237,7 +247,8 @@ def _where_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 
 register("where", "elementwise", _where_infer, lambda xs, a: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)])
 
-ELEMENTWISE_OPS = frozenset(list(UNARY) + list(BINARY) + list(COMPARE) + ["cast", "where", "mod", "isnan", "isinf"])
+ELEMENTWISE_OPS = frozenset(list(UNARY) + list(BINARY) + list(COMPARE)
+                            + ["cast", "to_format", "where", "mod", "isnan", "isinf"])
 
 # ----------------------------------------------------------------------------------------------------------------
 # views and injective ops

@@ -16,6 +16,7 @@ import numpy as np
 
 from woodpecker.dsl import ast
 from woodpecker.dsl.library import Library
+from woodpecker.dsl.narrow import builtin_name
 from woodpecker.dsl.transform import axis_ranges, instantiate, simplify
 from woodpecker.errors import UnsupportedOpError
 from woodpecker.ir import ops
@@ -59,7 +60,17 @@ def scalar_literal(value: np.ndarray) -> ast.Expr:
         return ast.BoolLit(bool(v))
     if v.dtype.kind in "iu":
         return ast.IntLit(int(v))
+    if v.dtype == np.float64:
+        return ast.FloatLit(float(v))  # every bit of a double (float_literal would round it to float32)
     return float_literal(float(v))
+
+
+def _typed_literal(e: ast.Expr, dtype: str) -> ast.Expr:
+    """A literal made explicitly of `dtype` (f64(0.5), i64(3)) where no tensor operand gives it its type: a
+    literal alone is float32 or int32."""
+    if isinstance(e, (ast.IntLit, ast.FloatLit)) and dtype in ast.DTYPE_NAMES and dtype not in ("float32", "int32"):
+        return ast.Call(ast.DTYPE_NAMES[dtype], (e,))
+    return e
 
 
 class ProgramBuilder:
@@ -166,6 +177,10 @@ class ProgramBuilder:
         elif kind == "injective":
             inputs = [self.value(v, self.role(v)) for v in node.inputs]
             self.env[node.outputs[0]] = _Lazy(out_t.shape, out_t.dtype, injective_map(node, inputs, self.types))
+        elif kind == "view":  # a reshape inside a data-movement chain (woodpecker.passes.inline_injective)
+            x = self.value(node.inputs[0], self.role(node.inputs[0]))
+            self.env[node.outputs[0]] = _Lazy(
+                out_t.shape, out_t.dtype, lambda idx, x=x, shape=out_t.shape: x.at(reindex(idx, shape, x.shape)))
         else:
             raise AssertionError(f"{node.op} cannot be a member of a fused group")
 
@@ -185,10 +200,18 @@ class ProgramBuilder:
         idx: Index = [ast.Var(a) for a in axes]
         graph_idx = reindex(idx, shape, t.shape)
         out_axes = tuple(ast.Axis(a, ast.IntLit(d)) for a, d in zip(axes, shape))
-        value = simplify(lazy.at(graph_idx), axis_ranges(out_axes))
+        value = _typed_value(simplify(lazy.at(graph_idx), axis_ranges(out_axes)), t.dtype)
         self.body.append(ast.Compute(self.fresh("Y"), out_axes, value))
         kernel = ast.Kernel(name, tuple(self.params), self.body[-1].name, tuple(self.body), (), self.attributes)
         return kernel, self.param_values + [output], tuple(shape)
+
+
+def _typed_value(e: ast.Expr, dtype: str) -> ast.Expr:
+    """The result's literals (the whole value, or IfElse branches) made of the output's dtype: a Pad that a Slice
+    reads only in its padding simplifies to `Y = 0.0`, which alone would be a float32 result."""
+    if isinstance(e, ast.IfElse):
+        return dataclasses.replace(e, then=_typed_value(e.then, dtype), otherwise=_typed_value(e.otherwise, dtype))
+    return _typed_literal(e, dtype)
 
 
 def broadcast_index(idx: Index, out_shape: Sequence[int], in_shape: Sequence[int]) -> Index:
@@ -231,6 +254,8 @@ def elementwise_expr(node: Node, args: list[ast.Expr], inputs: Sequence[_Lazy]) 
         return ast.Call("gelu_tanh" if a.get("approximate", "none") == "tanh" else "gelu", (x,))
     if op == "cast":
         return ast.Call(ast.DTYPE_NAMES[a["to"]], (x,))
+    if op == "to_format":
+        return ast.Call(builtin_name(a["type"], a.get("saturate", True), a.get("round_mode", "up")), (x,))
     if op in _BIN_OP:
         if op == "div" and not inputs[0].dtype.startswith("float"):
             return _trunc_div(x, args[1])
@@ -248,8 +273,8 @@ def elementwise_expr(node: Node, args: list[ast.Expr], inputs: Sequence[_Lazy]) 
         return _int_mod(x, args[1], bool(a.get("fmod", 0)))
     if op in _CMP_OP:
         return ast.Compare((_CMP_OP[op],), (x, args[1]))
-    if op == "where":
-        return ast.IfElse(x, args[1], args[2])
+    if op == "where":  # Where(cond, 0.0, 1.0) of float64 constants: its branches alone say its dtype
+        return ast.IfElse(x, _typed_literal(args[1], inputs[1].dtype), _typed_literal(args[2], inputs[2].dtype))
     raise UnsupportedOpError(f"elementwise op {op} has no DSL form")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,9 @@ from woodpecker import config
 from woodpecker.errors import TargetError
 from woodpecker.lowering.model import Task
 from woodpecker.measure.jobs import build_path
-from woodpecker.measure.measurer import MeasureOptions, MeasureResult
+from woodpecker.measure.base import ComposedMeasurer
+from woodpecker.measure.measurer import MeasureOptions, PoolBuilder, PoolRunner
 from woodpecker.measure.pool import WorkerPool
-from woodpecker.measure.reference import ReferenceStore
 
 # The CUDA helpers live with the runtime, which loads artifacts without the tuner's dependencies; they are
 # imported here (not copied) so the tuner and the runtime compile, cache and load device code the same way,
@@ -99,7 +99,7 @@ def cuda_run_job(
     """Runner: load, check the output against the reference, then time (a wrong result is never timed)."""
     import tvm
 
-    from woodpecker.measure.reference import max_relative_error
+    from woodpecker.measure.correctness import relative_error
 
     install_callback(binary_dir, compiler, arch)
     dev = tvm.cuda(0)
@@ -116,7 +116,7 @@ def cuda_run_job(
     f = mod[func]
     f(*args, out)
     dev.sync()
-    err = max_relative_error(out.numpy(), expected)
+    err = relative_error(out.numpy(), expected)
     if not err <= rtol:
         return {"run_secs": [], "error": f"wrong result: max relative error {err:.3g} > {rtol:g}"}
     timer = mod.time_evaluator(func, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
@@ -124,7 +124,7 @@ def cuda_run_job(
     return {"run_secs": [float(x) for x in res.results], "error": None}
 
 
-class CudaMeasurer:
+class CudaMeasurer(ComposedMeasurer):
     """The Measurer interface (set_reference / measure / measure_many / close) on a real NVIDIA GPU.
 
     Args:
@@ -167,72 +167,17 @@ class CudaMeasurer:
         self.build_dir = config.get().cache_dir / "builds-cuda"
         self.binary_dir = str(self.build_dir / "binaries")
         os.makedirs(self.binary_dir, exist_ok=True)
-        self._references = ReferenceStore("woodpecker-cuda-io-")
-
-    def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
-        self._references.add(task, inputs, expected)
-
-    def has_reference(self, task: Task) -> bool:
-        return task in self._references
+        o = lambda: self.options  # noqa: E731 (read at each batch)
+        super().__init__(
+            PoolBuilder(lambda: self.builders, cuda_build_job,
+                        lambda t, k: (t, dict(k), self.target, self.library_path(t, k), self.binary_dir,
+                                      self.compiler),
+                        lambda: o().build_timeout_s),
+            PoolRunner(lambda: self.runner, cuda_run_job,
+                       lambda x: (x.built.artifact, x.task.name, x.reference_path, o().repeat, o().min_repeat_ms,
+                                  o().rtol, self.binary_dir, self.compiler, self.target["arch"]),
+                       lambda: o().run_timeout_s),
+            "woodpecker-cuda-io-")
 
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
         return build_path(self.build_dir, task, knobs, self.target, self.compiler)
-
-    def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
-        return self.measure_many([(task, p) for p in points])
-
-    def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
-        """Candidates of any tasks: all built in parallel first, then run one by one."""
-        self._references.require(task for task, _ in items)
-        o = self.options
-        builds = self.builders.map(
-            cuda_build_job,
-            [
-                (task, dict(p), self.target, self.library_path(task, p), self.binary_dir, self.compiler)
-                for task, p in items
-            ],
-            o.build_timeout_s,
-        )
-        results: list[MeasureResult | None] = [None] * len(items)
-        to_run = []
-        for i, b in enumerate(builds):
-            if b.error is not None:
-                results[i] = MeasureResult((), f"build failed: {b.error}", b.seconds)
-            else:
-                to_run.append(i)
-        runs = self.runner.map(
-            cuda_run_job,
-            [
-                (
-                    builds[i].value["path"],
-                    items[i][0].name,
-                    self._references.path(items[i][0]),
-                    o.repeat,
-                    o.min_repeat_ms,
-                    o.rtol,
-                    self.binary_dir,
-                    self.compiler,
-                    self.target["arch"],
-                )
-                for i in to_run
-            ],
-            o.run_timeout_s,
-        )
-        for i, r in zip(to_run, runs):
-            build_secs = builds[i].value.get("build_secs", 0.0)
-            if r.error is not None:
-                results[i] = MeasureResult((), f"run failed: {r.error}", build_secs)
-            else:
-                results[i] = MeasureResult(tuple(r.value["run_secs"]), r.value["error"], build_secs)
-        return results  # type: ignore[return-value]
-
-    def close(self) -> None:
-        self.builders.close()
-        self.runner.close()
-        self._references.cleanup()
-
-    def __enter__(self) -> CudaMeasurer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

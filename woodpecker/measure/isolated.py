@@ -33,7 +33,7 @@ from woodpecker.measure.decision import ProcessSamples
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """How a worker builds its contender: a baseline of woodpecker.bench.baselines, or a saved woodpecker artifact."""
+    """How a worker builds its contender: a baseline of woodpecker.measure.baselines, or a saved woodpecker artifact."""
 
     name: str
     kind: str  # "baseline" (name is the baseline) or "artifact" (path is a .wpk)
@@ -63,14 +63,14 @@ class Timing:
 def _prepare(recipe: Recipe, feed: Mapping[str, np.ndarray], threads: int,
              build_dir: str) -> tuple[Callable[[], Any], list, str]:
     if recipe.kind == "artifact":
-        import woodpecker
+        from woodpecker.runtime.load import load_artifact
 
-        cm = woodpecker.load(recipe.path)
+        cm = load_artifact(recipe.path)
         outs = cm.run(dict(feed))
         outputs = [np.array(outs[t.name]) for t in cm.outputs]
         chosen = cm.whole_model_vendor
         return cm.runner(dict(feed)), outputs, f"whole model in {chosen} (planner's choice)" if chosen else ""
-    from woodpecker.bench import baselines as bl
+    from woodpecker.measure import baselines as bl
 
     with open(recipe.path, "rb") as f:
         prepared = bl.prepare(recipe.name, f.read(), feed, threads, recipe.trials, build_dir=build_dir)

@@ -68,7 +68,7 @@ def run_job(lib_path: str, func: str, io_path: str, repeat: int, min_repeat_ms: 
     config.prepare_tvm_threads()
     import tvm
 
-    from woodpecker.measure.reference import max_relative_error
+    from woodpecker.measure.correctness import relative_error
 
     dev = tvm.cpu(0)
     mod = _MODULES.get(lib_path)
@@ -84,7 +84,7 @@ def run_job(lib_path: str, func: str, io_path: str, repeat: int, min_repeat_ms: 
     out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
     f = mod[func]
     f(*args, out)
-    err = max_relative_error(out.numpy(), expected)
+    err = relative_error(out.numpy(), expected)
     if not err <= rtol:
         return {"run_secs": [], "error": f"wrong result: max relative error {err:.3g} > {rtol:g}"}
     res = cpu_timer(mod, func, dev, repeat, min_repeat_ms, cold_cache)(*args, out)

@@ -69,7 +69,7 @@ def _pool(kind: str, threads: int) -> WorkerPool:
 
 def node_facts() -> dict[str, Any]:
     """What decides whether a node may time candidates of this session: its CPU and its software."""
-    from woodpecker import __version__
+    from woodpecker.version import __version__
     from woodpecker.hw.host import _model_name
 
     return {"cpu_model": _model_name(), "machine": platform.machine(), "woodpecker": __version__,

@@ -38,17 +38,6 @@ def reference_io(task: Task, node: Node, graph: Graph, args: tuple[str, ...], se
     return inputs, expected
 
 
-def max_relative_error(out: np.ndarray, expected: np.ndarray) -> float:
-    """max |out - expected| / max |expected| (the criterion used for whole models too)."""
-    if expected.dtype == np.bool_ or expected.dtype.kind in "iu":
-        return 0.0 if np.array_equal(out, expected) else float("inf")
-    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-6)
-    diff = np.abs(out.astype(np.float64) - expected.astype(np.float64))
-    if not np.all(np.isfinite(out)) and np.all(np.isfinite(expected)):
-        return float("inf")
-    return float(np.max(diff)) / scale if diff.size else 0.0
-
-
 class ReferenceStore:
     """Each task's reference inputs and expected output, as the .npz file the measuring jobs load
     (n_inputs, in0..in{n-1}, expected): one store per measurer, removed with it."""

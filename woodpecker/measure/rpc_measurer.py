@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from woodpecker.errors import ClusterError
-from woodpecker.lowering.model import Task
-from woodpecker.measure.measurer import MeasureOptions, MeasureResult, Measurer
+from woodpecker.measure.base import Ran, RunInput
+from woodpecker.measure.measurer import MeasureOptions, Measurer
 
 # -- the tracker's protocol (tvm.rpc.base), with a socket timeout: TrackerSession retries a refused connection for
 # a minute, and a summary must never block the session ------------------------------------------------------------
@@ -126,7 +126,7 @@ def rpc_run_job(tracker_host: str, tracker_port: int, key: str, priority: int, s
 
     from woodpecker.measure.jobs import cpu_timer
     from woodpecker.measure.pool import describe_error
-    from woodpecker.measure.reference import max_relative_error
+    from woodpecker.measure.correctness import relative_error
 
     try:
         sess = _session(tracker_host, tracker_port, key, priority, session_timeout_s, threads)
@@ -151,7 +151,7 @@ def rpc_run_job(tracker_host: str, tracker_port: int, key: str, priority: int, s
         args, expected = cached
         out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
         mod[func](*args, out)
-        err = max_relative_error(out.numpy(), expected)
+        err = relative_error(out.numpy(), expected)
         if not err <= rtol:
             return {"run_secs": [], "error": f"wrong result: max relative error {err:.3g} > {rtol:g}", "lost": False}
         res = cpu_timer(mod, func, dev, repeat, min_repeat_ms, cold_cache)(*args, out)
@@ -232,32 +232,40 @@ class RpcMeasurer(Measurer):
         self.down = True
         return False
 
-    def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
-        """Candidates of any tasks: built in parallel here, then timed one by one on the device."""
-        self._references.require(task for task, _ in items)
-        o = self.options
-        builds = self.build_many(items)
-        if self.down:
-            self._await_device()  # a new batch asks the tracker again: the session resumes when the device is back
-        results: list[MeasureResult] = []
-        for (task, _), b in zip(items, builds):
-            if b.error is not None:
-                results.append(MeasureResult((), f"build failed: {b.error}", b.seconds))
+    def _make_runner(self):
+        return _RpcRunner(self)
+
+
+class _RpcRunner:
+    """Times built candidates one by one on the leased device (the measurer's runner process holds the session).
+    A candidate lost with the device is recorded as failed; the next one waits (boundedly) for the device to
+    register again, and a new batch asks the tracker again, so a session resumes when the device is back."""
+
+    def __init__(self, measurer: RpcMeasurer) -> None:
+        self.m = measurer
+
+    def run(self, inputs: Sequence[RunInput]) -> list[Ran]:
+        m, o = self.m, self.m.options
+        if m.down:
+            m._await_device()
+        results: list[Ran] = []
+        for x in inputs:
+            if m.down:
+                results.append(Ran((), f"run failed: {m.where} unavailable (not registered)"))
                 continue
-            build_secs = b.value.get("build_secs", 0.0)
-            if self.down:
-                results.append(MeasureResult((), f"run failed: {self.where} unavailable (not registered)", build_secs))
-                continue
-            args = self._lease_args() + (b.value["path"], task.name, self._references.path(task), o.repeat, o.min_repeat_ms,
-                                         o.rtol, o.cold_cache)
-            r = self.runner.map(rpc_run_job, [args], o.run_timeout_s + self.connect_timeout_s)[0]
+            args = m._lease_args() + (x.built.artifact, x.task.name, x.reference_path, o.repeat, o.min_repeat_ms,
+                                      o.rtol, o.cold_cache)
+            r = m.runner.map(rpc_run_job, [args], o.run_timeout_s + m.connect_timeout_s)[0]
             if r.error is None and not r.value["lost"]:
-                results.append(MeasureResult(tuple(r.value["run_secs"]), r.value["error"], build_secs))
+                results.append(Ran(tuple(r.value["run_secs"]), r.value["error"]))
                 continue
             # The device, or the worker holding its session, is gone (or hung and was killed): this candidate is
             # lost; the next one waits (boundedly) for the device to register again.
             reason = r.error if r.error is not None else r.value["error"]
-            results.append(MeasureResult((), f"run failed: {reason}", build_secs))
-            self.lost += 1
-            self._await_device()
+            results.append(Ran((), f"run failed: {reason}"))
+            m.lost += 1
+            m._await_device()
         return results
+
+    def close(self) -> None:
+        self.m.runner.close()

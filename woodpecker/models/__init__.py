@@ -13,9 +13,13 @@ from collections.abc import Callable
 import onnx
 
 from woodpecker.models.bert import bert
-from woodpecker.models.mobilenet import mobilenet_v2
-from woodpecker.models.resnet import resnet18, resnet50
+from woodpecker.models.classic import alexnet, vgg19
+from woodpecker.models.densenet import densenet121
+from woodpecker.models.inception import inception_v1
+from woodpecker.models.mobilenet import mobilenet_v2, mobilenet_v3
+from woodpecker.models.resnet import resnet18, resnet50, resnext50
 from woodpecker.models.small import shufflenet_v2, squeezenet
+from woodpecker.models.vit import vit_b16
 
 ZOO: dict[str, Callable[..., onnx.ModelProto]] = {
     "resnet18": resnet18,
@@ -24,6 +28,13 @@ ZOO: dict[str, Callable[..., onnx.ModelProto]] = {
     "bert": bert,
     "squeezenet": squeezenet,
     "shufflenet_v2": shufflenet_v2,
+    "densenet121": densenet121,
+    "inception_v1": inception_v1,
+    "resnext50": resnext50,
+    "mobilenet_v3": mobilenet_v3,
+    "alexnet": alexnet,
+    "vgg19": vgg19,
+    "vit_b16": vit_b16,
 }
 
 

@@ -12,19 +12,6 @@ from onnx import TensorProto
 from woodpecker.models.builder import OnnxBuilder
 
 
-def _dense(b: OnnxBuilder, x: str, cin: int, cout: int) -> str:
-    """MatMul + Add, the way torch exports nn.Linear applied to a 3-D tensor."""
-    w = b.const(b.rng.normal(0, 1 / math.sqrt(cin), (cin, cout)).astype(np.float32), "w")
-    bias = b.const(b.rng.normal(0, 0.02, cout).astype(np.float32), "b")
-    return b.op("Add", [b.op("MatMul", [x, w]), bias])
-
-
-def _layer_norm(b: OnnxBuilder, x: str, d: int) -> str:
-    scale = b.const(b.rng.uniform(0.8, 1.2, d).astype(np.float32), "ln_g")
-    bias = b.const(b.rng.normal(0, 0.02, d).astype(np.float32), "ln_b")
-    return b.op("LayerNormalization", [x, scale, bias], axis=-1, epsilon=1e-12)
-
-
 def _gelu(b: OnnxBuilder, x: str) -> str:
     half = b.const(np.array(0.5, np.float32), "half")
     one = b.const(np.array(1.0, np.float32), "one")
@@ -43,7 +30,7 @@ def bert(seq_len: int = 128, hidden: int = 256, layers: int = 4, heads: int = 4,
     word = b.const(b.rng.normal(0, 0.02, (vocab, hidden)).astype(np.float32), "word_emb")
     pos = b.const(b.rng.normal(0, 0.02, (1, seq_len, hidden)).astype(np.float32), "pos_emb")
     x = b.op("Add", [b.op("Gather", [word, ids], axis=0), pos])
-    x = _layer_norm(b, x, hidden)
+    x = b.layer_norm(x, hidden, 1e-12)
     # additive mask: (1 - mask) * -10000, broadcast over heads and query positions
     m = b.op("Cast", [b.op("Unsqueeze", [mask, b.const(np.array([1, 2], np.int64), "axes")])], to=TensorProto.FLOAT)
     m = b.op("Mul", [b.op("Sub", [b.const(np.array(1.0, np.float32), "one"), m]),
@@ -55,14 +42,14 @@ def bert(seq_len: int = 128, hidden: int = 256, layers: int = 4, heads: int = 4,
         def heads_of(t: str, perm: list[int]) -> str:
             return b.op("Transpose", [b.op("Reshape", [t, split_shape])], perm=perm)
 
-        q = heads_of(_dense(b, x, hidden, hidden), [0, 2, 1, 3])
-        k = heads_of(_dense(b, x, hidden, hidden), [0, 2, 3, 1])
-        v = heads_of(_dense(b, x, hidden, hidden), [0, 2, 1, 3])
+        q = heads_of(b.matmul_linear(x, hidden, hidden), [0, 2, 1, 3])
+        k = heads_of(b.matmul_linear(x, hidden, hidden), [0, 2, 3, 1])
+        v = heads_of(b.matmul_linear(x, hidden, hidden), [0, 2, 1, 3])
         scores = b.op("Add", [b.op("Div", [b.op("MatMul", [q, k]), scale]), m])
         probs = b.op("Softmax", [scores], axis=-1)
         ctx = b.op("Transpose", [b.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
         ctx = b.op("Reshape", [ctx, merge_shape])
-        x = _layer_norm(b, b.op("Add", [_dense(b, ctx, hidden, hidden), x]), hidden)
-        ffn = _dense(b, _gelu(b, _dense(b, x, hidden, 4 * hidden)), 4 * hidden, hidden)
-        x = _layer_norm(b, b.op("Add", [ffn, x]), hidden)
+        x = b.layer_norm(b.op("Add", [b.matmul_linear(ctx, hidden, hidden), x]), hidden, 1e-12)
+        ffn = b.matmul_linear(_gelu(b, b.matmul_linear(x, hidden, 4 * hidden)), 4 * hidden, hidden)
+        x = b.layer_norm(b.op("Add", [ffn, x]), hidden, 1e-12)
     return b.model(x, [1, seq_len, hidden])

@@ -13,8 +13,9 @@ IR_VERSION = 8  # what the pinned onnxruntime reads
 
 
 class OnnxBuilder:
-    def __init__(self, name: str, seed: int = 0) -> None:
+    def __init__(self, name: str, seed: int = 0, opset: int = OPSET) -> None:
         self.name = name
+        self.opset = opset  # a later opset only where a model needs a newer operator (Gelu is opset 20)
         self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
@@ -75,10 +76,23 @@ class OnnxBuilder:
         b = self.const(self.rng.normal(0, 0.05, cout).astype(np.float32), "b")
         return self.op("Gemm", [x, w, b], transB=1)
 
+    def matmul_linear(self, x: str, cin: int, cout: int) -> str:
+        """MatMul + Add, the way torch exports nn.Linear applied to a 3-D tensor."""
+        w = self.const(self.rng.normal(0, 1 / math.sqrt(cin), (cin, cout)).astype(np.float32), "w")
+        bias = self.const(self.rng.normal(0, 0.02, cout).astype(np.float32), "b")
+        return self.op("Add", [self.op("MatMul", [x, w]), bias])
+
+    def layer_norm(self, x: str, d: int, epsilon: float) -> str:
+        """LayerNormalization over the last axis, with random scale and bias."""
+        scale = self.const(self.rng.uniform(0.8, 1.2, d).astype(np.float32), "ln_g")
+        bias = self.const(self.rng.normal(0, 0.02, d).astype(np.float32), "ln_b")
+        return self.op("LayerNormalization", [x, scale, bias], axis=-1, epsilon=epsilon)
+
     def model(self, output: str, out_shape: list[int] | None = None) -> onnx.ModelProto:
         self.outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, out_shape)]
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="woodpecker.models")
-        model.ir_version = IR_VERSION
+        opsets = [helper.make_opsetid("", self.opset)]
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="woodpecker.models")
+        model.ir_version = max(IR_VERSION, helper.find_min_ir_version_for(opsets))
         onnx.checker.check_model(model)
         return model

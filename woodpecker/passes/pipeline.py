@@ -9,6 +9,7 @@ from woodpecker.passes.dce import eliminate_dead_code
 from woodpecker.passes.fold_batchnorm import fold_batchnorm
 from woodpecker.passes.fold_constants import fold_constants
 from woodpecker.passes.fuse import fuse_elementwise, fuse_epilogues
+from woodpecker.passes.inline_injective import inline_injective
 from woodpecker.passes.layout import to_blocked_layout
 from woodpecker.passes.pack_dense import pack_dense
 from woodpecker.passes.simplify import simplify_graph
@@ -20,7 +21,7 @@ class PassOptions:
     blocked_layout: bool = True  # NCHW[b]c convolution chains
     max_block: int = 16  # largest channel block; 16 = two AVX2 vectors of float32
     pack_dense: bool = True  # dense weights as [N/b, K, b] panels
-    fuse: bool = True  # epilogue and elementwise fusion
+    fuse: bool = True  # epilogue and elementwise fusion, data-movement inlining
 
 
 def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
@@ -36,6 +37,7 @@ def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
         g = eliminate_dead_code(simplify_graph(sink_views(g)))
         g = fuse_epilogues(g)
         g = fuse_elementwise(g)
+        g = inline_injective(g)
     g = eliminate_dead_code(g)
     g.validate()
     return g

@@ -111,12 +111,12 @@ def plan_calls(artifact: str, region_jsons: Sequence[Mapping[str, Any]], constan
                progress: Callable[[str], None] = lambda msg: None) -> PerCallPlan:
     """Load the saved model, run it on the planning inputs, time every call's choices in place, measure the switch
     costs, and choose."""
-    import woodpecker
+    from woodpecker.runtime.load import load_artifact
     from woodpecker.planner.plan import plan_regions
     from woodpecker.planner.regions import Region
     from woodpecker.runtime.executor import profile_calls
 
-    cm = woodpecker.load(artifact)
+    cm = load_artifact(artifact)
     ex = cm.executor
     ex.set_inputs(cm.random_inputs(0))
     ex.execute()

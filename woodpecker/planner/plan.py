@@ -18,20 +18,19 @@ The decisions and every choice's time go into the artifact; loading replays them
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from woodpecker.measure.reference import max_relative_error
-from woodpecker.planner.choices import VENDORS, GeneratedChoice, make_vendor, reference_output
-from woodpecker.planner.export_onnx import NotExportable
+from woodpecker.measure.interleaved import time_interleaved
+from woodpecker.measure.correctness import RTOL, relative_error
+from woodpecker.planner.choices import GeneratedChoice, reference_output
+from woodpecker.runtime.vendors import VENDORS, make_vendor
+from woodpecker.runtime.vendors.export_onnx import NotExportable
 from woodpecker.planner.regions import Region
 from woodpecker.runtime.executor import CallSpec, Program
 
-RTOL = 1e-3
 TIE = 0.03
 
 
@@ -56,28 +55,6 @@ class RegionDecision:
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "node": self.node, "kernel": self.kernel, "chosen": self.chosen,
                 "results": [r.to_json() for r in self.results]}
-
-
-def time_interleaved(runs: Mapping[str, Callable[[], None]], rounds: int, warmup: int = 3,
-                     per_block: int = 4) -> dict[str, float]:
-    """Median seconds of single runs; the contenders alternate by blocks of `per_block` timed runs, each block
-    after one untimed run.
-
-    Why blocks and not run by run: every runtime keeps its worker threads spinning for a while after a call
-    (onnxruntime, TVM's thread pool, OpenMP), and on a small machine the next runtime's first run pays for it;
-    alternating single runs charged that cost to every run (a 1.8 ms convolution measured 3.5 ms)."""
-    for run in runs.values():
-        for _ in range(warmup):
-            run()
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(max(1, rounds // per_block)):
-        for name, run in runs.items():
-            run()
-            for _ in range(per_block):
-                t0 = time.perf_counter()
-                run()
-                samples[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def decide(results: Sequence[ChoiceResult]) -> str:
@@ -131,7 +108,7 @@ def plan_regions(executor, regions: Sequence[Region], constants: Mapping[str, np
             except Exception as err:  # noqa: BLE001
                 results.append(ChoiceResult(name, None, f"failed to run: {type(err).__name__}: {str(err).splitlines()[0]}"))
                 continue
-            err = max_relative_error(got, np.asarray(ref).reshape(out_t.shape))
+            err = relative_error(got, np.asarray(ref).reshape(out_t.shape))
             if not err <= RTOL:
                 results.append(ChoiceResult(name, None, f"wrong result: max relative error {err:.3g}"))
                 continue

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from woodpecker.runtime.executor import Executor, Program, TensorSpec
+from woodpecker.runtime.executor import Executor, Program, TensorSpec, validate_inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +83,7 @@ class CompiledModel:
     def _session(self):
         if self._whole_session is None:
             from woodpecker import config
-            from woodpecker.planner.choices import ort_session
+            from woodpecker.runtime.vendors import ort_session
 
             self._whole_session = ort_session(self.model_onnx, config.get().num_threads)  # type: ignore[arg-type]
         return self._whole_session
@@ -96,6 +96,12 @@ class CompiledModel:
     def outputs(self) -> tuple[TensorSpec, ...]:
         return self.program.outputs
 
+    def _vendor_feed(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inputs validated as the executor validates them (names, shapes, dtypes; a float array for a float16
+        input rounded to float16) and handed to onnxruntime in the model's declared types."""
+        checked = validate_inputs(self.program, inputs)
+        return {t.name: t.to_user(checked[t.name]) for t in self.program.inputs}
+
     def run(self, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Run once. `inputs` maps input names to arrays (a bare array is accepted for single-input models)."""
         if isinstance(inputs, np.ndarray):
@@ -105,9 +111,8 @@ class CompiledModel:
                 raise InputError(f"the model has {len(self.program.inputs)} inputs; pass a dict name -> array")
             inputs = {self.program.inputs[0].name: inputs}
         if self.whole_model_vendor == "onnxruntime":
-            self.executor.set_inputs(inputs)  # validates names, shapes and dtypes the same way
-            outs = self._session().run(None, {t.name: np.asarray(inputs[t.name]) for t in self.program.inputs})
-            return {t.name: o for t, o in zip(self.program.outputs, outs)}
+            outs = self._session().run(None, self._vendor_feed(inputs))
+            return {t.name: o for t, o in zip(self.program.outputs, outs, strict=True)}
         return self.executor.run(inputs)
 
     def runner(self, inputs: Mapping[str, np.ndarray]):
@@ -116,8 +121,7 @@ class CompiledModel:
         This is what benchmarks time: the model's work without the input copy-in and output copy-out."""
         self.executor.set_inputs(inputs)
         if self.whole_model_vendor == "onnxruntime":
-            session = self._session()
-            feed = {t.name: np.asarray(inputs[t.name]) for t in self.program.inputs}
+            session, feed = self._session(), self._vendor_feed(inputs)
             return lambda: session.run(None, feed)
         return self.executor.execute
 
@@ -145,6 +149,8 @@ class CompiledModel:
                 out[t.name] = rng.integers(0, 2, t.shape).astype(bool)
             else:
                 out[t.name] = rng.integers(0, 2, t.shape).astype(t.dtype)
+            if t.narrow:
+                out[t.name] = t.to_user(out[t.name])  # the declared type (float16, int4...), as run() takes it
         return out
 
     # -- inspection ----------------------------------------------------------------------------------------------

@@ -23,13 +23,39 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str
+    # The declared element type of a model input/output of a narrow type (float16, bfloat16, float8, int4...:
+    # woodpecker.ir.formats), held in `dtype` (its carrier); "" for the others. The user sees the declared type.
+    narrow: str = ""
 
     def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.narrow:
+            d["narrow"] = self.narrow
+        return d
 
     @staticmethod
     def from_json(d: Mapping) -> TensorSpec:
-        return TensorSpec(str(d["name"]), tuple(int(x) for x in d["shape"]), str(d["dtype"]))
+        return TensorSpec(str(d["name"]), tuple(int(x) for x in d["shape"]), str(d["dtype"]), str(d.get("narrow", "")))
+
+    def to_user(self, value: np.ndarray) -> np.ndarray:
+        """An output value as the user sees it: in its declared type (exact: the carrier holds its values)."""
+        if not self.narrow:
+            return value
+        from woodpecker.ir import formats  # ml_dtypes: needed only by models with narrow types (not by a device kit)
+
+        return value.astype(formats.numpy_dtype(self.narrow))
+
+    def from_user(self, value: np.ndarray) -> np.ndarray:
+        """An input of a narrow type as its carrier. A float array of another float type is first rounded to the
+        declared type (as a float64 array for a float32 input is rounded to float32)."""
+        from woodpecker.ir import formats
+
+        declared = formats.numpy_dtype(self.narrow)
+        if value.dtype != declared:
+            if not (value.dtype.kind == "f" and self.narrow in formats.FLOAT_FORMATS):
+                raise InputError(f"input {self.name!r} has dtype {value.dtype}, expected {self.narrow}")
+            value = value.astype(declared)
+        return value.astype(self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +174,8 @@ def validate_inputs(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[
         value = np.asarray(inputs[spec.name])
         if tuple(value.shape) != spec.shape:
             raise InputError(f"input {spec.name!r} has shape {list(value.shape)}, expected {list(spec.shape)}")
+        if spec.narrow:
+            value = spec.from_user(value)
         if value.dtype != np.dtype(spec.dtype):
             if np.can_cast(value.dtype, spec.dtype, casting="same_kind") and value.dtype.kind == np.dtype(spec.dtype).kind:
                 value = value.astype(spec.dtype)
@@ -221,7 +249,7 @@ class Executor:
 
     def _bind_vendor(self, call: CallSpec, regions: Mapping[str, object], threads: int | None):
         from woodpecker import config
-        from woodpecker.planner.choices import make_vendor
+        from woodpecker.runtime.vendors import make_vendor
 
         region = regions[call.func]
         impl = make_vendor(call.vendor, region, self._const_np, threads or config.get().num_threads)  # type: ignore[arg-type]
@@ -251,7 +279,7 @@ class Executor:
             func(*args)
 
     def get_outputs(self) -> dict[str, np.ndarray]:
-        return {spec.name: np.array(view, copy=True) for spec, view in self._outputs}
+        return {spec.name: spec.to_user(np.array(view, copy=True)) for spec, view in self._outputs}
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.set_inputs(inputs)
@@ -295,11 +323,11 @@ def profile_calls(program: Program, calls: Sequence[tuple[Callable, tuple]], rep
 
 def profile_each_call(program: Program, calls: Sequence[tuple[Callable, tuple]], repeat: int) -> list[tuple[str, float]]:
     """Median seconds of each bound call, timed call by call with the planner's method
-    (woodpecker.planner.plan.time_interleaved: warm-up runs, then blocks of back-to-back runs), so that a call's
+    (woodpecker.measure.interleaved.time_interleaved: warm-up runs, then blocks of back-to-back runs), so that a call's
     figure and the planner's timing of the same choice agree. Why not in model order (profile_calls): there a call
     pays for the worker threads the previous call's runtime leaves spinning (onnxruntime, OpenMP, TVM's pool); a
     bench report showed an 11 us pooling kernel at 1931 us and a convolution at 10x its planned time."""
-    from woodpecker.planner.plan import time_interleaved
+    from woodpecker.measure.interleaved import time_interleaved
 
     timed = []
     for c, (func, args) in zip(program.calls, calls):

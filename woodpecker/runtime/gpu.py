@@ -81,8 +81,8 @@ class DeviceExecutor:
         return str(self.device)  # "cuda:0", "cpu:0": TVM and torch spell devices alike
 
     def _bind_vendor(self, call, regions: Mapping[str, Any]):
-        from woodpecker.planner.choices import make_device_vendor
-        from woodpecker.planner.export_onnx import NotExportable
+        from woodpecker.runtime.vendors import make_device_vendor
+        from woodpecker.runtime.vendors.export_onnx import NotExportable
 
         if call.func not in regions:
             raise TargetError(f"vendor call {call.func} has no region")
@@ -121,9 +121,9 @@ class DeviceExecutor:
         out = {}
         for spec, value in self._outputs:
             if value in self._constants:
-                out[spec.name] = np.array(self._constants[value].reshape(spec.shape), copy=True)
+                out[spec.name] = spec.to_user(np.array(self._constants[value].reshape(spec.shape), copy=True))
             else:
-                out[spec.name] = self.view(value, spec.shape).numpy()
+                out[spec.name] = spec.to_user(self.view(value, spec.shape).numpy())
         return out
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -211,46 +211,3 @@ class GpuModel(CompiledModel):
         files = super().payload_files()  # kernels.so: host module + CUDA source
         files[CUDA_SOURCE] = self.cuda_source.encode()
         return files
-
-
-def _export_to_cache(executable) -> str:
-    """Export the host library into the cache under its content hash, where loading a saved artifact puts it too
-    (woodpecker.runtime.artifact), so that compiling the same model again reuses the file instead of leaking one."""
-    import hashlib
-
-    from woodpecker import config
-
-    cache = config.get().cache_dir / "libs"
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f"export-{os.getpid()}-{time.time_ns()}.so"
-    executable.export_library(str(tmp))
-    path = cache / f"{hashlib.sha256(tmp.read_bytes()).hexdigest()}.so"
-    os.replace(tmp, path)
-    return str(path)
-
-
-def compile_gpu_model(lowered, knobs: Mapping[str, Mapping[str, Any]], program: Program,
-                      constants: Mapping[str, np.ndarray], metadata: Mapping[str, Any], resolved) -> GpuModel:
-    """Schedule every task for the GPU (tuned knobs where given, else the default GPU schedule) and build them
-    into one library for the profile's architecture. Raises BuildError when a task has no GPU schedule: an
-    unscheduled loop nest would compile to host code that reads device memory."""
-    from woodpecker.api import _kernel_infos
-    from woodpecker.codegen.build import build_tasks
-    from woodpecker.sim.gpu.lower import cuda_target
-
-    target_table = resolved.tvm_target()
-    target = cuda_target(str(target_table["arch"]), target_table.get("host"))
-    t0 = time.perf_counter()
-    executable, chosen = build_tasks(lowered.tasks, knobs, target, "gpu")
-    unscheduled = [c.task for c in chosen.values() if c.origin == "unscheduled"]
-    if unscheduled:
-        raise BuildError(f"kernel {unscheduled[0].name} ({unscheduled[0].family}) has no GPU schedule for "
-                         f"{resolved.profile.id}")
-    cuda = [m for m in executable.mod.imports if m.kind == "cuda"]
-    if not cuda:
-        raise BuildError(f"the model compiled for {resolved.profile.id} has no CUDA kernel")
-    source = cuda[0].inspect_source()
-    kernels = _kernel_infos(lowered, {k: (c.knobs, c.origin) for k, c in chosen.items()})
-    library_path = _export_to_cache(executable)
-    metadata = {**metadata, "build_secs": round(time.perf_counter() - t0, 3)}
-    return GpuModel(program, constants, kernels, metadata, library_path, source, executable)

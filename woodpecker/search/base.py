@@ -27,16 +27,28 @@ class SearchContext:
     visited: set[str] = dataclasses.field(default_factory=set)  # point keys already measured or proposed
     history: list[tuple[Point, float]] = dataclasses.field(default_factory=list)  # (point, seconds) from the db
     features: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # task and device features (RL, cost model)
-    cost_model: Any = None  # optional CostModel that ranks candidates before measurement
+    cost_model: CostModelLike | None = None  # ranks candidates before measurement, when given
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Searcher(Protocol):
+    """What the tuner needs of a searcher."""
+
     name: str
+    # point keys already measured or proposed; the tuner adds the default schedules it measures for every task
+    visited: set[str]
 
     def propose(self, n: int) -> list[Point]: ...
 
     def observe(self, points: Sequence[Point], costs: Sequence[float]) -> None: ...
+
+
+class CostModelLike(Protocol):
+    """What the tuner and the searchers need of a cost model (woodpecker.search.cost_model.CostModel)."""
+
+    def update(self, space: SearchSpace, points: Sequence[Point], costs: Sequence[float]) -> None: ...
+
+    def predict(self, space: SearchSpace, points: Sequence[Point]) -> list[float]: ...
 
 
 class SearcherBase:

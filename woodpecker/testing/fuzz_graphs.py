@@ -9,6 +9,8 @@
              Gather with run-time indices
     reductions over random axes; Softmax/LogSoftmax on any axis; LayerNormalization
     integer arithmetic on an int64 input; comparisons of exact values feeding Where (bool outputs)
+    multi-node blocks (woodpecker.testing.fuzz_blocks, passed in by woodpecker.testing.fuzz.generate): attention,
+             squeeze-excite, DenseNet- and Inception-like concatenations, Shape -> int64 arithmetic -> Reshape/Expand
 
 Sizes are drawn from primes, ones and powers of two. The generator prefers the newest value (chains that fuse) but
 also reuses older ones, which gives values with several consumers, diamonds that meet again, and graph outputs
@@ -198,7 +200,11 @@ def _binary(b: _Builder) -> _Value | None:
     if op == "Div":  # divide by |y| + 0.5
         a = b.node("Abs", [y.name], y.shape)
         y = b.node("Add", [a.name, b.const(np.float32(0.5))], y.shape)
-    inputs = [x.name, y.name] if r.random() < 0.7 else [y.name, x.name]
+    # Div keeps its divisor |y| + 0.5: an activation as divisor can be exactly 0 (x - x, a product with 0), and
+    # the sign of such a zero, so the quotient's infinity, is implementation-defined (onnxruntime's MatMul sums
+    # from +0 where a one-term product keeps -0), or tiny, which amplifies rounding: not a test of woodpecker
+    swap = r.random() >= 0.7 and op != "Div"
+    inputs = [y.name, x.name] if swap else [x.name, y.name]
     return b.node(op, inputs, shape, exact=op in ("Max", "Min") and x.exact and y.exact)
 
 
@@ -212,7 +218,7 @@ def _conv(b: _Builder) -> _Value | None:
     k_out = groups * int(r.choice([1, 2, 3, 5] if groups > 1 else [1, 3, 4, 7, 8, 16, 32]))
     kh, kw = int(r.choice([1, 2, 3, 5])), int(r.choice([1, 3]))
     sh, sw = int(r.choice([1, 1, 2])), int(r.choice([1, 2]))
-    dh, dw = (int(r.choice([1, 2])), 1) if r.random() < 0.3 else (1, 1)
+    dh, dw = (int(r.choice([1, 2, 3])), int(r.choice([1, 2]))) if r.random() < 0.3 else (1, 1)  # dilated
     pads = [int(r.integers(0, k // 2 + 1)) for k in (kh, kw)] + [int(r.integers(0, k // 2 + 1)) for k in (kh, kw)]
     oh = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
@@ -573,8 +579,10 @@ _GENERATORS: tuple[tuple[Callable[[_Builder], _Value | None], float], ...] = (
 # generation
 
 
-def generate(seed: int, max_nodes: int = 15) -> FuzzCase:
-    """A valid ONNX model of 3 to `max_nodes` generated nodes (a few helper nodes come with some), with inputs."""
+def generate(seed: int, max_nodes: int = 15,
+             blocks: Sequence[tuple[Callable[[_Builder], _Value | None], float]] = ()) -> FuzzCase:
+    """A valid ONNX model of 3 to `max_nodes` generated nodes (a few helper nodes come with some), with inputs.
+    `blocks` are more generators with their weights (woodpecker.testing.fuzz passes fuzz_blocks.BLOCKS)."""
     r = np.random.default_rng(seed)
     b = _Builder(r, "float64" if r.random() < 0.15 else "float32")
     # one image-like input (rank 4) or a sequence-like one, sometimes a second float input; sometimes integers
@@ -597,11 +605,12 @@ def generate(seed: int, max_nodes: int = 15) -> FuzzCase:
             b.ints.append(v)
     target = int(r.integers(3, max(3, max_nodes) + 1))
     # onnxruntime has no double kernels for convolution and pooling
-    weights = np.array([0.0 if b.ftype == "float64" and gen in (_conv, _pool) else w for gen, w in _GENERATORS])
+    generators = _GENERATORS + tuple(blocks)
+    weights = np.array([0.0 if b.ftype == "float64" and gen in (_conv, _pool) else w for gen, w in generators])
     attempts = 0
     while len(b.nodes) < target and attempts < 20 * target:
         attempts += 1
-        gen = _GENERATORS[int(r.choice(len(_GENERATORS), p=weights / weights.sum()))][0]
+        gen = generators[int(r.choice(len(generators), p=weights / weights.sum()))][0]
         gen(b)
     return _finish(b, seed)
 

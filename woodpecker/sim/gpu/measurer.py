@@ -22,9 +22,9 @@ import numpy as np
 
 from woodpecker import config
 from woodpecker.lowering.model import Task
+from woodpecker.measure.base import Built, ComposedMeasurer, Ran, RunInput
 from woodpecker.measure.measurer import MeasureOptions, MeasureResult
 from woodpecker.measure.pool import WorkerPool
-from woodpecker.measure.reference import ReferenceStore
 from woodpecker.sim.gpu.features import KernelFeatures
 from woodpecker.sim.gpu.model import Efficiency, GpuDevice, GpuEstimate, GpuLaunchError, estimate
 from woodpecker.space.space import canonical_json
@@ -63,7 +63,7 @@ def verify_job(task: Task, io_path: str, rtol: float) -> dict:
     """Worker: the unscheduled algorithm, compiled for the CPU, against the reference output."""
     import tvm
 
-    from woodpecker.measure.reference import max_relative_error
+    from woodpecker.measure.correctness import relative_error
     from woodpecker.schedule.apply import prim_func
 
     func = prim_func(task).with_attr("global_symbol", task.name)
@@ -74,7 +74,7 @@ def verify_job(task: Task, io_path: str, rtol: float) -> dict:
         expected = npz["expected"]
     out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
     ex[task.name](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
-    err = max_relative_error(out.numpy(), expected)
+    err = relative_error(out.numpy(), expected)
     if not err <= rtol:
         raise ValueError(
             f"the algorithm disagrees with the reference: max relative error {err:.3g} > {rtol:g}"
@@ -82,7 +82,55 @@ def verify_job(task: Task, io_path: str, rtol: float) -> dict:
     return {"max_relative_error": err}
 
 
-class GpuSimMeasurer:
+class _FeatureBuilder:
+    """Schedules, lowers and extracts each candidate's kernel features in the pool (cached per candidate: an
+    estimate is deterministic). A task whose algorithm failed its reference check builds nothing."""
+
+    def __init__(self, m: GpuSimMeasurer) -> None:
+        self.m = m
+        self._built: dict[tuple[str, str], Built] = {}
+
+    def build(self, candidates: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[Built]:
+        m = self.m
+        keys = [(task.key, canonical_json(p)) for task, p in candidates]
+        todo = [i for i, k in enumerate(keys) if k not in self._built and m.verified[candidates[i][0].key] is None]
+        jobs = [(candidates[i][0], dict(candidates[i][1]), m.device.arch, m.use_ptxas) for i in todo]
+        for i, b in zip(todo, m.builders.map(features_job, jobs, m.options.build_timeout_s), strict=True):
+            self._built[keys[i]] = (Built(b.value, None, b.value["build_secs"]) if b.error is None
+                                    else Built(None, f"build failed: {b.error}", b.seconds))
+        out = []
+        for (task, _), key in zip(candidates, keys, strict=True):
+            failure = m.verified[task.key]
+            out.append(Built(None, f"reference check failed: {failure}") if failure is not None else self._built[key])
+        return out
+
+    def close(self) -> None:
+        self.m.builders.close()
+
+
+class _ModelRunner:
+    """Applies the profile's analytical model to the features, here in the parent (it is arithmetic)."""
+
+    def __init__(self, m: GpuSimMeasurer) -> None:
+        self.m = m
+
+    def run(self, inputs: Sequence[RunInput]) -> list[Ran]:
+        return [self._estimate(x.built.artifact) for x in inputs]
+
+    def _estimate(self, v: dict) -> Ran:
+        feats = [KernelFeatures.from_json(f) for f in v["features"]]
+        try:
+            est = estimate(feats, self.m.device, v["registers"] or None, self.m.efficiency,
+                           v.get("spill_bytes") or None)
+        except GpuLaunchError as err:
+            return Ran((), f"does not launch: {err}")
+        return Ran((est.seconds,), None, est)
+
+    def close(self) -> None:
+        pass
+
+
+class GpuSimMeasurer(ComposedMeasurer):
     """The Measurer interface (set_reference / measure / measure_many / close) for a simulated GPU profile.
 
     Args:
@@ -117,79 +165,33 @@ class GpuSimMeasurer:
         self.use_ptxas = use_ptxas
         env = {"TVM_NUM_THREADS": "1", "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
         self.builders = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
-        self._references = ReferenceStore("woodpecker-gpusim-")
-        self._verified: dict[str, str | None] = {}  # task key -> None (checked) or the failure
-        self._results: dict[tuple[str, str], tuple[MeasureResult, GpuEstimate | None]] = {}
+        self.verified: dict[str, str | None] = {}  # task key -> None (checked) or the failure
+        super().__init__(_FeatureBuilder(self), _ModelRunner(self), "woodpecker-gpusim-")
 
     # -- reference data --------------------------------------------------------------------------------------
     def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
-        self._references.add(task, inputs, expected)
-        self._verified.pop(task.key, None)
-
-    def has_reference(self, task: Task) -> bool:
-        return task in self._references
+        super().set_reference(task, inputs, expected)
+        self.verified.pop(task.key, None)
 
     # -- measuring -------------------------------------------------------------------------------------------
-    def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
-        return self.measure_many([(task, p) for p in points])
-
     def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
-        return [r for r, _ in self._run(items)]
+        self._references.require(task for task, _ in items)
+        self._verify({task.key: task for task, _ in items})
+        return super().measure_many(items)
 
     def estimate_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[GpuEstimate | str]:
         """The model's full estimate of each candidate (terms, occupancy, limiter), or the failure message."""
-        return [e if e is not None else (r.error or "") for r, e in self._run(items)]
-
-    def _run(self, items):
-        self._references.require(task for task, _ in items)
-        self._verify({task.key: task for task, _ in items})
-        keys = [(task.key, canonical_json(p)) for task, p in items]
-        todo = [
-            i
-            for i, k in enumerate(keys)
-            if k not in self._results and self._verified[items[i][0].key] is None
-        ]
-        jobs = [(items[i][0], dict(items[i][1]), self.device.arch, self.use_ptxas) for i in todo]
-        builds = self.builders.map(features_job, jobs, self.options.build_timeout_s)
-        for i, b in zip(todo, builds):
-            self._results[keys[i]] = self._estimate(b)
-        out = []
-        for (task, _), key in zip(items, keys):
-            failure = self._verified[task.key]
-            if failure is not None:
-                out.append((MeasureResult((), f"reference check failed: {failure}"), None))
-            else:
-                out.append(self._results[key])
-        return out
-
-    def _estimate(self, build) -> tuple[MeasureResult, GpuEstimate | None]:
-        if build.error is not None:
-            return MeasureResult((), f"build failed: {build.error}", build.seconds), None
-        v = build.value
-        feats = [KernelFeatures.from_json(f) for f in v["features"]]
-        try:
-            est = estimate(feats, self.device, v["registers"] or None, self.efficiency, v.get("spill_bytes") or None)
-        except GpuLaunchError as err:
-            return MeasureResult((), f"does not launch: {err}", v["build_secs"]), None
-        return MeasureResult((est.seconds,), None, v["build_secs"]), est
+        results = self.measure_many(items)
+        return [e if e is not None else (r.error or "") for r, e in zip(results, self.last_details, strict=True)]
 
     def _verify(self, tasks: Mapping[str, Task]) -> None:
-        pending = [t for k, t in tasks.items() if k not in self._verified]
+        """The task's unscheduled algorithm, compiled for the CPU, against the reference: once per task."""
+        pending = [t for k, t in tasks.items() if k not in self.verified]
         if not pending:
             return
         o = self.options
         results = self.builders.map(
             verify_job, [(t, self._references.path(t), o.rtol) for t in pending], o.build_timeout_s
         )
-        for t, r in zip(pending, results):
-            self._verified[t.key] = r.error
-
-    def close(self) -> None:
-        self.builders.close()
-        self._references.cleanup()
-
-    def __enter__(self) -> GpuSimMeasurer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        for t, r in zip(pending, results, strict=True):
+            self.verified[t.key] = r.error

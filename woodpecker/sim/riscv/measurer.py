@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,9 @@ from woodpecker import config
 from woodpecker.hw.identity import build_toolchain
 from woodpecker.lowering.model import Task
 from woodpecker.measure.jobs import build_path
-from woodpecker.measure.measurer import MeasureOptions, MeasureResult
+from woodpecker.measure.base import ComposedMeasurer, Ran
+from woodpecker.measure.measurer import MeasureOptions, PoolBuilder, PoolRunner
 from woodpecker.measure.pool import WorkerPool
-from woodpecker.measure.reference import ReferenceStore
 from woodpecker.sim.riscv.kernel import resolve_profile
 
 
@@ -46,7 +46,7 @@ def build_object_job(task: Task, knobs: Mapping[str, Any], profile, out_path: st
 def simulate_job(obj_path: str, func: str, io_path: str, profile, rtol: float, cache: bool,
                  timeout_s: float) -> dict:
     """Simulate one built candidate and check its output against the reference."""
-    from woodpecker.measure.reference import max_relative_error
+    from woodpecker.measure.correctness import relative_error
     from woodpecker.sim.riscv.kernel import simulate_kernel
 
     with np.load(io_path, allow_pickle=False) as npz:
@@ -54,7 +54,7 @@ def simulate_job(obj_path: str, func: str, io_path: str, profile, rtol: float, c
         expected = npz["expected"]
     r = simulate_kernel(obj_path, func, inputs, expected.shape, str(expected.dtype), profile, cache=cache,
                         timeout_s=timeout_s)
-    err = max_relative_error(r.output, expected)
+    err = relative_error(r.output, expected)
     details = {"cycles": r.cycles, "seconds": r.seconds, "counts": dict(r.counts),
                "per_core_insns": list(r.per_core_insns), "sim_secs": r.sim_secs}
     if not err <= rtol:
@@ -62,7 +62,14 @@ def simulate_job(obj_path: str, func: str, io_path: str, profile, rtol: float, c
     return {"error": None, **details}
 
 
-class RiscvMeasurer:
+def _simulated_ran(value: dict) -> Ran:
+    """simulate_job's answer: the cycle model's estimate in seconds, or the error; the counts as details."""
+    if value["error"] is not None:
+        return Ran((), value["error"], value)
+    return Ran((float(value["seconds"]),), None, value)
+
+
+class RiscvMeasurer(ComposedMeasurer):
     def __init__(self, profile, build_workers: int | None = None, options: MeasureOptions | None = None,
                  cache: bool = True, toolchain: Mapping[str, str] | None = None) -> None:
         """profile: a riscv/mcu HardwareProfile or its id; cache: simulate the data caches (counts misses)."""
@@ -71,73 +78,25 @@ class RiscvMeasurer:
         self.cache = cache
         self.toolchain = build_toolchain(toolchain)
         env = {"WOODPECKER_CACHE_DIR": str(config.get().cache_dir), "TVM_NUM_THREADS": "1"}
+        # one pool builds and simulates: a simulated run is deterministic, it needs no core to itself
         self.pool = WorkerPool(build_workers or max(1, os.cpu_count() or 1), env)
         self.build_dir = config.get().cache_dir / "sim" / "objects"
         self.build_dir.mkdir(parents=True, exist_ok=True)
-        self._references = ReferenceStore("woodpecker-sim-io-")
-        self.last_details: list[dict | None] = []  # cycles, counts, per-core counts of the last batch
+        o = lambda: self.options  # noqa: E731 (read at each batch)
+        super().__init__(
+            PoolBuilder(lambda: self.pool, build_object_job,
+                        lambda t, k: (t, dict(k), self.profile, self.object_path(t, k)),
+                        lambda: o().build_timeout_s),
+            PoolRunner(lambda: self.pool, simulate_job,
+                       lambda x: (x.built.artifact, x.task.name, x.reference_path, self.profile, o().rtol,
+                                  self.cache, o().run_timeout_s),
+                       # the job's own qemu timeout fires first; this catches a stuck worker
+                       lambda: o().run_timeout_s + 10.0, _simulated_ran, owns_pool=False),
+            "woodpecker-sim-io-")
 
-    # -- reference data ------------------------------------------------------------------------------------------
-    def set_reference(self, task: Task, inputs: Sequence[np.ndarray], expected: np.ndarray) -> None:
-        self._references.add(task, inputs, expected)
-
-    def has_reference(self, task: Task) -> bool:
-        return task in self._references
-
-    # -- measuring -----------------------------------------------------------------------------------------------
     def object_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
         return build_path(self.build_dir, task, knobs, dict(self.profile.target), self.profile.target_class,
                           self.toolchain, suffix=".o")
-
-    def measure(self, task: Task, points: Sequence[Mapping[str, Any]]) -> list[MeasureResult]:
-        return self.measure_many([(task, p) for p in points])
-
-    def measure_many(self, items: Sequence[tuple[Task, Mapping[str, Any]]]) -> list[MeasureResult]:
-        """Candidates of any tasks: all built in parallel, then all simulated in parallel."""
-        self._references.require(task for task, _ in items)
-        o = self.options
-        builds = self.pool.map(
-            build_object_job,
-            [(task, dict(p), self.profile, self.object_path(task, p)) for task, p in items],
-            o.build_timeout_s,
-        )
-        results: list[MeasureResult | None] = [None] * len(items)
-        details: list[dict | None] = [None] * len(items)
-        to_run = []
-        for i, b in enumerate(builds):
-            if b.error is not None:
-                results[i] = MeasureResult((), f"build failed: {b.error}", b.seconds)
-            else:
-                to_run.append(i)
-        runs = self.pool.map(
-            simulate_job,
-            [(builds[i].value["path"], items[i][0].name, self._references.path(items[i][0]), self.profile, o.rtol,
-              self.cache, o.run_timeout_s) for i in to_run],
-            o.run_timeout_s + 10.0,  # the job's own qemu timeout fires first; this catches a stuck worker
-        )
-        for i, r in zip(to_run, runs):
-            build_secs = builds[i].value.get("build_secs", 0.0)
-            if r.error is not None:
-                results[i] = MeasureResult((), f"run failed: {r.error}", build_secs)
-                continue
-            v = r.value
-            details[i] = v
-            if v["error"] is not None:
-                results[i] = MeasureResult((), v["error"], build_secs)
-            else:
-                results[i] = MeasureResult((float(v["seconds"]),), None, build_secs)
-        self.last_details = details
-        return results  # type: ignore[return-value]
-
-    def close(self) -> None:
-        self.pool.close()
-        self._references.cleanup()
-
-    def __enter__(self) -> RiscvMeasurer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def clear_object_cache() -> None:

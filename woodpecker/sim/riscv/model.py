@@ -293,7 +293,7 @@ def run_model(program: Program, constants: Mapping[str, np.ndarray], objects: Se
     """Run a compiled model once under qemu on the profile's simulated device.
 
     Args:
-        program, constants: the compiled model (CompiledModel.program / .constants, or api.make_program).
+        program, constants: the compiled model (CompiledModel.program / .constants, or woodpecker.lowering.to_runtime.to_program).
         objects: the kernel object files, compiled for the profile's target (build_kernel_objects).
         inputs: input name -> array (dtypes of the same kind are cast, as the host executor does).
         profile: a riscv/mcu HardwareProfile, or its id or alias.

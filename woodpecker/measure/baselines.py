@@ -50,7 +50,7 @@ def prepare(name: str, model_bytes: bytes, feed: Mapping[str, np.ndarray], threa
 
 
 def _onnxruntime(model_bytes, feed, threads, trials, build_dir=None) -> Prepared:
-    from woodpecker.planner.choices import ort_session
+    from woodpecker.runtime.vendors import ort_session
 
     session = ort_session(model_bytes, threads)
     f = dict(feed)
@@ -64,7 +64,7 @@ def _cudnn(model_bytes, feed, threads, trials, build_dir=None) -> Prepared:
 
     if not torch.cuda.is_available():
         raise TargetError("the cudnn baseline needs an NVIDIA GPU and a CUDA build of PyTorch; torch sees no GPU here")
-    from woodpecker.planner.choices import cuda_fp32_settings
+    from woodpecker.runtime.vendors import cuda_fp32_settings
 
     cuda_fp32_settings(torch)
     prepared = _torch(model_bytes, feed, threads, trials, device="cuda")
@@ -81,7 +81,7 @@ def _torch(model_bytes, feed, threads, trials, build_dir=None, device: str = "cp
     from woodpecker.frontend.onnx import import_onnx
     from woodpecker.ir.ops import ELEMENTWISE_OPS  # noqa: F401
     from woodpecker.passes.pipeline import PassOptions, optimize
-    from woodpecker.planner.torch_ops import build_region_fn
+    from woodpecker.runtime.vendors.torch_ops import build_region_fn
 
     torch.set_num_threads(threads)
     graph = optimize(import_onnx(onnx.load_from_string(model_bytes)),

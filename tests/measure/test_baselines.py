@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from woodpecker.bench import baselines as bl
+from woodpecker.measure import baselines as bl
 from woodpecker.testing.models import tiny_mlp
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from woodpecker.ir.graph import Node, TensorType
-from woodpecker.planner.export_onnx import NotExportable
+from woodpecker.runtime.vendors.export_onnx import NotExportable
 
 _DT = {"float32": "float32", "float64": "float64", "int64": "int64", "int32": "int32", "bool": "bool",
        "int8": "int8", "uint8": "uint8"}
