@@ -15,6 +15,10 @@ from woodpecker.ir import ops
 from woodpecker.ir.graph import Graph, Node, frozen_attrs
 
 MAX_LOOKAHEAD = 8  # nodes examined when looking for a diamond that closes
+# Ops a group ends with: rounding into a narrow type (float16, float8...) is integer arithmetic on the bits that
+# reads its argument several times, so a chain of rounded ops fused into one expression grows exponentially
+# (ONNX's celu_float16_expanded took minutes to compile); each rounded op closes its kernel instead.
+CHAIN_ENDS = frozenset({"to_format"})
 
 
 def _eligible(node: Node, graph: Graph, shape: tuple[int, ...]) -> bool:
@@ -32,7 +36,7 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
     produced = set(seed.outputs)
     while True:
         final = members[-1].outputs[0]
-        if final in outputs:
+        if final in outputs or members[-1].op in CHAIN_ENDS:
             break
         # candidate region: eligible nodes reachable from the group's values, in graph order
         region: list[Node] = []
@@ -50,6 +54,8 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
         extension = None
         for end in range(1, len(region) + 1):
             trial = region[:end]
+            if any(n.op in CHAIN_ENDS for n in trial[:-1]):
+                break
             inside = produced | {n.outputs[0] for n in trial}
             names = {n.name for n in members} | {n.name for n in trial}
             # Region nodes are in graph order, so a prefix reads only group values, earlier prefix nodes and
