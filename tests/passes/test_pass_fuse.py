@@ -112,3 +112,22 @@ def test_fused_node_runs_in_the_interpreter_like_its_members(h):
     assert ["conv2d_nchwc", "add", "add"] in groups
     assert not any(n.op in ("add", "clip", "relu") for n in out.nodes)
     assert np.all([len(n.outputs) == 1 for n in out.nodes])
+
+
+def test_a_group_ends_at_a_rounding_into_a_narrow_type():
+    """float16 ops round after each op (to_format): bit arithmetic that reads its argument several times, so a chain
+    of them fused into one expression would grow exponentially (minutes of compile); each rounding ends a group."""
+    from onnx import TensorProto, helper
+
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.passes.pipeline import PassOptions, optimize
+
+    nodes = [helper.make_node(op, [f"v{i}"], [f"v{i + 1}"]) for i, op in enumerate(["Tanh", "Exp", "Sin", "Tanh"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("v0", TensorProto.FLOAT16, [4, 8])],
+                              [helper.make_tensor_value_info("v4", TensorProto.FLOAT16, [4, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    g = optimize(import_onnx(model), PassOptions(blocked_layout=False))
+    bodies = [[m.op for m in n.body] for n in g.nodes if n.op == "fused"]
+    assert sum(op == "to_format" for n in g.nodes for op in ([m.op for m in n.body] or [n.op])) == 4
+    assert all("to_format" not in body[:-1] for body in bodies), bodies
