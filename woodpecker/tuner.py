@@ -275,8 +275,7 @@ def tune(
     selected = [t for t in lowered.tasks.values()
                 if only is None or t.key in only or t.name in only or t.family in only]
     states = [_open_task(task, database, resolved, device, tools, calls.get(task.key, 1), searcher, seed,
-                         cost_model, dict(searcher_options or {}, policy_path=(searcher_options or {}).get(
-                             "policy_path", rl_policy)))
+                         cost_model, {"policy_path": rl_policy, **(searcher_options or {})})
               for task in selected]
     if measurer is None and (cluster or rpc_tracker):
         from woodpecker.measure.remote import remote_measurer

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -67,7 +67,6 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
 class MeasurerLike(Protocol):
     """What the tuner needs of a measurer (woodpecker.testing.fakes.FakeMeasurer has it too)."""
 

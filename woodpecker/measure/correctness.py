@@ -19,28 +19,35 @@ RTOL = 1e-3  # accepted max |out - ref| / max |ref|
 _TINY_SCALE = 1e-6  # a reference of zeros is compared in absolute terms against this
 
 
+def _compare(have: np.ndarray, want: np.ndarray) -> tuple[float, str]:
+    """(relative error, why it is infinite or "") of same-sized arrays, `have` viewed in `want`'s shape."""
+    have = have.reshape(want.shape)
+    if want.dtype == np.bool_ or want.dtype.kind in "iu" or have.dtype == np.bool_:
+        if np.array_equal(have, want):
+            return 0.0, ""
+        return float("inf"), f"{int(np.sum(have != want))} of {want.size} integer elements differ"
+    have64, want64 = have.astype(np.float64), want.astype(np.float64)
+    if not np.array_equal(np.isnan(have64), np.isnan(want64)):
+        return float("inf"), "NaN at other places than the reference"
+    infinite = np.isinf(want64)
+    if not np.array_equal(have64[infinite], want64[infinite]):
+        return float("inf"), "infinities differ"
+    finite = np.isfinite(want64)
+    if not finite.any():
+        return 0.0, ""
+    if not np.all(np.isfinite(have64[finite])):
+        return float("inf"), "non-finite values where the reference is finite"
+    scale = max(float(np.max(np.abs(want64[finite]))), _TINY_SCALE)
+    return float(np.max(np.abs(have64[finite] - want64[finite]))) / scale, ""
+
+
 def relative_error(out: np.ndarray, expected: np.ndarray) -> float:
     """max |out - expected| / max |expected| over the finite elements of `expected` (0.0 when equal); inf when the
     sizes differ, integers or booleans differ, or NaNs and infinities are not where the reference has them."""
     have, want = np.asarray(out), np.asarray(expected)
     if have.size != want.size:
         return float("inf")
-    have = have.reshape(want.shape)
-    if want.dtype == np.bool_ or want.dtype.kind in "iu" or have.dtype == np.bool_:
-        return 0.0 if np.array_equal(have, want) else float("inf")
-    have64, want64 = have.astype(np.float64), want.astype(np.float64)
-    if not np.array_equal(np.isnan(have64), np.isnan(want64)):
-        return float("inf")
-    infinite = np.isinf(want64)
-    if not np.array_equal(have64[infinite], want64[infinite]):
-        return float("inf")
-    finite = np.isfinite(want64)
-    if not finite.any():
-        return 0.0
-    if not np.all(np.isfinite(have64[finite])):
-        return float("inf")
-    scale = max(float(np.max(np.abs(want64[finite]))), _TINY_SCALE)
-    return float(np.max(np.abs(have64[finite] - want64[finite]))) / scale
+    return _compare(have, want)[0]
 
 
 def matches(out: np.ndarray, expected: np.ndarray, rtol: float = RTOL) -> bool:
@@ -56,22 +63,10 @@ def difference(out: np.ndarray, expected: np.ndarray, name: str = "output", rtol
         return f"{name}: {have.dtype}{list(have.shape)} != reference {want.dtype}{list(want.shape)}"
     if have.size != want.size:
         return f"{name}: {have.size} elements != reference {want.size}"
-    have = have.reshape(want.shape)
-    if want.dtype == np.bool_ or want.dtype.kind in "iu":
-        if np.array_equal(have, want):
-            return None
-        return f"{name}: {int(np.sum(have != want))} of {want.size} integer elements differ"
-    err = relative_error(have, want)
+    err, why = _compare(have, want)
     if err <= rtol:
         return None
-    if err == float("inf"):
-        have64, want64 = have.astype(np.float64), want.astype(np.float64)
-        if not np.array_equal(np.isnan(have64), np.isnan(want64)):
-            return f"{name}: NaN at other places than the reference"
-        if not np.array_equal(have64[np.isinf(want64)], want64[np.isinf(want64)]):
-            return f"{name}: infinities differ"
-        return f"{name}: non-finite values where the reference is finite"
-    return f"{name}: max relative error {err:.3g} > {rtol:g}"
+    return f"{name}: {why}" if why else f"{name}: max relative error {err:.3g} > {rtol:g}"
 
 
 def outputs_difference(ours: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], rtol: float = RTOL,

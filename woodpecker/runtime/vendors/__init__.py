@@ -2,7 +2,7 @@
 
     choice.bind(inputs, out) -> run()     # inputs/out: numpy views of the executor's arena (no copies)
 
-GeneratedChoice is woodpecker's kernel; OrtChoice an onnxruntime session (I/O binding straight onto the arena);
+(woodpecker's own kernel, planner.choices.GeneratedChoice, binds the same way.) OrtChoice is an onnxruntime session (I/O binding straight onto the arena);
 TorchChoice PyTorch's CPU kernels (oneDNN, MKL) on tensors that share the arena's memory; NumpyChoice the numpy
 reference (BLAS for dense layers). A vendor that cannot express the region raises NotExportable at construction.
 
