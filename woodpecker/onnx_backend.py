@@ -8,7 +8,8 @@ woodpecker compiles ahead of time, so Reshape's shape, Slice's starts, the Reduc
 constants. The suite passes many of them as graph inputs. A model that does not compile as given, and has such
 shape-like inputs (int32/int64 vectors, or scalars: Pad's constant_value, Range's bounds, Dropout's training_mode),
 is compiled at its first run instead, with those inputs bound as constants (a run with other values compiles
-again). Everything else about it is compiled and run as usual.
+again). A model with a symbolic input dimension is compiled at its first run too, for the shapes it is given (a run
+with other shapes compiles again). Everything else about it is compiled and run as usual.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def _shape_like_inputs(model: onnx.ModelProto) -> list[str]:
     return out
 
 
+def _symbolic_inputs(model: onnx.ModelProto) -> list[str]:
+    """Graph inputs with a dimension that is not a fixed size."""
+    initializers = {i.name for i in model.graph.initializer}
+    return [vi.name for vi in model.graph.input
+            if vi.name not in initializers and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")
+            and any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)]
+
+
 def _bind(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
     """The model with these graph inputs turned into initializers."""
     bound = onnx.ModelProto()
@@ -52,23 +61,36 @@ def _bind(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelPr
 
 
 class WoodpeckerRep(BackendRep):
-    def __init__(self, compiled, model: onnx.ModelProto | None = None, deferred: Sequence[str] = ()) -> None:
+    def __init__(self, compiled, model: onnx.ModelProto | None = None, deferred: Sequence[str] = (),
+                 symbolic: Sequence[str] = (), options: dict[str, Any] | None = None) -> None:
         self.compiled = compiled
+        self.options = dict(options or {})  # woodpecker.compile's keyword arguments (e.g. vendor=False)
         self.model = model
         self.deferred = list(deferred)  # graph inputs bound as constants at run time (see the module docstring)
+        self.symbolic = list(symbolic)  # graph inputs whose shape is taken from the run (see the module docstring)
         self.input_names = [vi.name for vi in model.graph.input if vi.name not in {i.name for i in model.graph.initializer}] \
             if model is not None else [t.name for t in compiled.inputs]
         self._specialized: dict[bytes, Any] = {}
 
     def _compiled_for(self, feed: dict[str, np.ndarray]):
-        if not self.deferred:
+        if not self.deferred and not self.symbolic:
             return self.compiled, feed
         import woodpecker
+        from woodpecker.errors import UnsupportedOpError
 
         values = {name: np.asarray(feed[name]) for name in self.deferred}
+        shapes = {name: np.shape(feed[name]) for name in self.symbolic if name not in values}
         key = b"".join(v.dtype.str.encode() + str(v.shape).encode() + v.tobytes() for v in values.values())
+        key += str(sorted(shapes.items())).encode()
         if key not in self._specialized:
-            self._specialized[key] = woodpecker.compile(_bind(self.model, values), target="host")  # type: ignore[arg-type]
+            try:
+                self._specialized[key] = woodpecker.compile(  # type: ignore[arg-type]
+                    _bind(self.model, values), target="host", input_shapes=shapes, **self.options)
+            except UnsupportedOpError:
+                if self.deferred or not _shape_like_inputs(self.model):  # type: ignore[arg-type]
+                    raise
+                self.deferred = _shape_like_inputs(self.model)  # type: ignore[arg-type]
+                return self._compiled_for(feed)
         return self._specialized[key], {k: v for k, v in feed.items() if k not in values}
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
@@ -97,14 +119,18 @@ class WoodpeckerBackend(Backend):
         import woodpecker
         from woodpecker.errors import UnsupportedOpError
 
-        super().prepare(model, device, **kwargs)  # checks the model
+        super().prepare(model, device)  # checks the model
+        # kwargs: woodpecker.compile's options (the conformance tests pass vendor=False)
+        symbolic = _symbolic_inputs(model)
+        if symbolic:
+            return WoodpeckerRep(None, model, symbolic=symbolic, options=kwargs)
         try:
-            return WoodpeckerRep(woodpecker.compile(model, target="host"))
+            return WoodpeckerRep(woodpecker.compile(model, target="host", **kwargs), options=kwargs)
         except UnsupportedOpError:
             deferred = _shape_like_inputs(model)
             if not deferred:
                 raise
-            return WoodpeckerRep(None, model, deferred)
+            return WoodpeckerRep(None, model, deferred, options=kwargs)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Sequence[np.ndarray], device: str = "CPU", **kwargs: Any):

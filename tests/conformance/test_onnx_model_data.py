@@ -15,9 +15,7 @@ import pytest
 from onnx import numpy_helper
 
 import conformance_suite as suite
-import woodpecker
 from woodpecker import onnx_backend
-from woodpecker.errors import UnsupportedOpError
 
 RTOL, ATOL = 1e-3, 1e-5
 EXCLUSIONS = suite.read_exclusions()["model-data"]
@@ -38,51 +36,28 @@ def test_model_data(case):
     _check(case)
 
 
-def _compiler(model: onnx.ModelProto):
-    """feed -> (compiled model, the feed it runs on). Our kernels, not a vendor library's.
-
-    As woodpecker's ONNX backend does (woodpecker/onnx_backend.py): a model that does not compile as given and
-    takes shape-like graph inputs (Expand's target shape in simple/test_expand_shape_model*) is compiled for each
-    data set with those inputs bound as constants.
-    """
-    try:
-        compiled = woodpecker.compile(model, target="host", vendor=False)
-        return [t.name for t in compiled.inputs], lambda feed: (compiled, feed)
-    except UnsupportedOpError:
-        deferred = onnx_backend._shape_like_inputs(model)
-        if not deferred:
-            raise
-    initializers = {i.name for i in model.graph.initializer}
-    names = [vi.name for vi in model.graph.input if vi.name not in initializers]
-
-    def specialize(feed):
-        bound = onnx_backend._bind(model, {name: feed[name] for name in deferred})
-        return (woodpecker.compile(bound, target="host", vendor=False),
-                {k: v for k, v in feed.items() if k not in deferred})
-
-    return names, specialize
-
-
 def _check(case: str) -> None:
-    """Compile the model of `case`, run every stored data set, compare with the stored outputs."""
+    """Compile the model of `case` as woodpecker's ONNX backend does (woodpecker/onnx_backend.py: shape-like graph
+    inputs and symbolic dimensions are bound at the first run), with our kernels rather than a vendor library's; run
+    every stored data set and compare with the stored outputs."""
     folder = suite.model_data_root() / case
     model = onnx.load(str(folder / "model.onnx"))
-    names, compiled_for = _compiler(model)
+    rep = onnx_backend.prepare(model, vendor=False)
+    output_names = [vi.name for vi in model.graph.output]
     for data_set in sorted(folder.glob("test_data_set_*")):
         inputs = [_load_tensor(p) for p in sorted(data_set.glob("input_*.pb"), key=lambda p: int(p.stem.split("_")[1]))]
         refs = [_load_tensor(p) for p in sorted(data_set.glob("output_*.pb"), key=lambda p: int(p.stem.split("_")[1]))]
-        assert len(inputs) == len(names), f"{data_set.name}: {len(inputs)} stored inputs, the model takes {names}"
-        compiled, feed = compiled_for(dict(zip(names, inputs)))
-        got = compiled.run(feed)
-        assert len(refs) == len(compiled.outputs)
-        for spec, ref in zip(compiled.outputs, refs):
-            have = got[spec.name]
-            assert have.shape == ref.shape, f"{data_set.name} output {spec.name}: shape {have.shape} != {ref.shape}"
-            assert have.dtype == ref.dtype, f"{data_set.name} output {spec.name}: dtype {have.dtype} != {ref.dtype}"
+        assert len(inputs) == len(rep.input_names), \
+            f"{data_set.name}: {len(inputs)} stored inputs, the model takes {rep.input_names}"
+        got = rep.run(inputs)
+        assert len(refs) == len(got)
+        for name, have, ref in zip(output_names, got, refs):
+            assert have.shape == ref.shape, f"{data_set.name} output {name}: shape {have.shape} != {ref.shape}"
+            assert have.dtype == ref.dtype, f"{data_set.name} output {name}: dtype {have.dtype} != {ref.dtype}"
             if ref.dtype.kind in "biu":
-                np.testing.assert_array_equal(have, ref, err_msg=f"{data_set.name} output {spec.name}")
+                np.testing.assert_array_equal(have, ref, err_msg=f"{data_set.name} output {name}")
             else:
-                np.testing.assert_allclose(have, ref, rtol=RTOL, atol=ATOL, err_msg=f"{data_set.name} output {spec.name}")
+                np.testing.assert_allclose(have, ref, rtol=RTOL, atol=ATOL, err_msg=f"{data_set.name} output {name}")
 
 
 def test_every_exclusion_matches_a_case():

@@ -131,3 +131,49 @@ def test_a_group_ends_at_a_rounding_into_a_narrow_type():
     bodies = [[m.op for m in n.body] for n in g.nodes if n.op == "fused"]
     assert sum(op == "to_format" for n in g.nodes for op in ([m.op for m in n.body] or [n.op])) == 4
     assert all("to_format" not in body[:-1] for body in bodies), bodies
+
+
+def _fused_ops(model):
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.passes.pipeline import PassOptions, optimize
+
+    g = optimize(import_onnx(model), PassOptions(blocked_layout=False))
+    return [[m.op for m in n.body] or [n.op] for n in g.nodes]
+
+
+def _chain(ops_, shape=(13, 2)):
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node(op, [f"v{i}"], [f"v{i + 1}"]) for i, op in enumerate(ops_)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("v0", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info(f"v{len(ops_)}", TensorProto.FLOAT, list(shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_group_is_cut_before_a_third_nested_polynomial_function():
+    """exp/erf/tanh/sigmoid lower to polynomials that read their argument tens of times; fused into one expression,
+    a nested chain of them grows exponentially (the fuzz campaign's seed 12012, Tanh-Erf-Sin-Selu-Tanh, compiled for
+    minutes). Two nested fit in a group (GELU, Mish); the third starts a new one."""
+    groups = _fused_ops(_chain(["Tanh", "Erf", "Sin", "Selu", "Tanh"]))
+    polynomial = {"tanh", "erf", "exp", "sigmoid"}
+    assert max(sum(op in polynomial for op in g) for g in groups) == 2, groups
+    assert sum(op in polynomial for g in groups for op in g) == 4, groups  # every op is still in some kernel
+
+
+def test_mish_and_gelu_stay_one_group():
+    assert len(_fused_ops(_chain(["Softplus", "Tanh"]))) == 1
+    assert len(_fused_ops(_chain(["Erf", "Relu", "Sigmoid"]))) == 1
+
+
+def test_the_cut_chain_computes_what_onnxruntime_does():
+    import onnxruntime as ort
+
+    import woodpecker
+
+    model = _chain(["Tanh", "Erf", "Sin", "Selu", "Tanh", "Sigmoid", "Exp"])
+    x = np.random.default_rng(0).standard_normal((13, 2)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"v0": x})[0]
+    got = woodpecker.compile(model, vendor=False).run({"v0": x})["v7"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

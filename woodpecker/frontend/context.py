@@ -46,6 +46,12 @@ class ImportContext:
         self.narrow: dict[str, str] = {}
         # ONNX element type of each value, from ONNX's type inference (only for models with narrow types)
         self.elem_types: dict[str, int] = {}
+        # ONNX sequence value name -> its elements (woodpecker tensor values) and their element type: sequences are
+        # lists fixed at compile time (frontend.onnx_ops_sequence), never run-time values
+        self.sequences: dict[str, tuple[str, ...]] = {}
+        self.sequence_dtypes: dict[str, str] = {}
+        # ONNX value name -> the node that produced it, in import order (the Gradient handler walks back over them)
+        self.producers: dict[str, onnx.NodeProto] = {}
 
     # -- access to the inputs of the current node -----------------------------------------------------------------
     def has_input(self, node: onnx.NodeProto, i: int) -> bool:
@@ -55,6 +61,10 @@ class ImportContext:
         try:
             return self.values[onnx_name]
         except KeyError:
+            if onnx_name in self.sequences:
+                where = f"{self.node.op_type} node {self.node.name!r}: " if self.node is not None else ""
+                raise UnsupportedOpError(f"{self.label}: {where}value {onnx_name!r} is a sequence, where a "
+                                         "tensor is expected") from None
             raise ModelLoadError(f"{self.label}: value {onnx_name!r} is used before it is defined") from None
 
     def input(self, node: onnx.NodeProto, i: int) -> str:

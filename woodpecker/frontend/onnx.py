@@ -35,7 +35,7 @@ OLDEST_OPSET = 6
 # handler reads (Mod-28 defines fmod=0 on floats, SpaceToDepth-28 adds `mode`). A newer version of any other
 # operator is refused until its handler has been checked against it.
 REVIEWED_VERSIONS: dict[str, tuple[int, ...]] = {
-    "Cast": (23, 24, 25, 28), "CastLike": (23, 24, 25), "Range": (27,), "Swish": (24,), "Celu": (28,), "Mod": (28,),
+    "Cast": (23, 24, 25, 28), "CastLike": (23, 24, 25), "SplitToSequence": (24,), "Range": (27,), "Swish": (24,), "Celu": (28,), "Mod": (28,),
     "DepthToSpace": (28,), "SpaceToDepth": (28,), "ReduceLogSum": (28,), "ReduceLogSumExp": (28,),
     **{op: (23, 24, 25) for op in ("Constant", "ConstantOfShape", "Flatten", "Identity", "Pad", "Reshape", "Shape",
                                    "Size", "Squeeze", "Transpose", "Unsqueeze")},
@@ -68,6 +68,10 @@ def _resolve_input_type(
     vi: onnx.ValueInfoProto, overrides: Mapping[str, Sequence[int]], label: str
 ) -> TensorType:
     """The input's type as woodpecker holds it (a narrow type as its carrier)."""
+    if not vi.type.HasField("tensor_type"):
+        kind = vi.type.WhichOneof("value") or "undefined"
+        raise UnsupportedOpError(f"{label}: input {vi.name!r} is of {kind.replace('_', ' ')}; woodpecker's inputs "
+                                 "are tensors")
     tt = vi.type.tensor_type
     narrow = NARROW_ONNX.get(tt.elem_type)
     dtype = formats.carrier(narrow) if narrow else ONNX_DTYPES.get(tt.elem_type)
@@ -144,13 +148,12 @@ def import_onnx(
 
     for node in graph.node:
         ctx.node = node
-        if node.domain not in ("", "ai.onnx"):
-            raise UnsupportedOpError(
-                f"unsupported operator {node.domain}.{node.op_type} (node {node.name!r}, opset {opset})"
-            )
-        handler = HANDLERS.get(node.op_type)
+        # Default-domain operators by name; the one other domain read (ai.onnx.preview.training, for Gradient) by
+        # its qualified name.
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        handler = HANDLERS.get(key)
         if handler is None:
-            raise UnsupportedOpError(f"unsupported operator {node.op_type} (node {node.name!r}, opset {opset})")
+            raise UnsupportedOpError(f"unsupported operator {key} (node {node.name!r}, opset {opset})")
         _check_op_version(node, opset)
         try:
             results = after_node(ctx, node, handler(ctx, node, attributes(node)))
@@ -163,12 +166,15 @@ def import_onnx(
         for onnx_name, value in zip(node.output, results):
             if onnx_name and value is not None:
                 ctx.values[onnx_name] = value
+        ctx.producers.update((onnx_name, node) for onnx_name in node.output if onnx_name)
         for k, onnx_name in enumerate(node.output):
-            if onnx_name and onnx_name not in ctx.values:
+            if onnx_name and onnx_name not in ctx.values and onnx_name not in ctx.sequences:
                 raise ctx.fail(node, f"output {k} ({onnx_name!r}) is not supported")
 
     outputs, output_names = [], []
     for vi in graph.output:
+        if vi.name in ctx.sequences or vi.type.HasField("sequence_type"):
+            raise UnsupportedOpError(f"{label}: output {vi.name!r} is a sequence; woodpecker's outputs are tensors")
         value = ctx.value(vi.name)
         if builder.is_constant(value) or value in builder.inputs or value in outputs:
             # The runtime writes each graph output into its own buffer; give a constant or aliased output one.

@@ -20,6 +20,35 @@ MAX_LOOKAHEAD = 8  # nodes examined when looking for a diamond that closes
 # (ONNX's celu_float16_expanded took minutes to compile); each rounded op closes its kernel instead.
 CHAIN_ENDS = frozenset({"to_format"})
 
+# A fused group is one expression: each member's argument is substituted wherever the member reads it, and TVM's
+# passes and code generator walk the expression as a tree. Ops lowered to polynomial forms (dsl/lower_te.py's fast
+# exp/erf/tanh/sigmoid) read their argument tens of times, so a nested chain of them grows exponentially: the fuzz
+# campaign's Tanh(c - Selu(Sin(Erf(Tanh(c * x))))) compiled for minutes (binding the argument once in a Let does
+# not help: TVM's code generator substitutes Let values back while analysing them). So a group is cut where its
+# expression would hold more than MAX_EXPANDED copies of a leaf. READS: how many times an op's lowering reads each
+# argument (default 1), counted on the lowered forms; GELU-erf and Mish fit (26 and about 1,900), a third nested
+# polynomial does not.
+READS = {"exp": 30, "tanh": 30, "sigmoid": 30, "erf": 25, "softplus": 62, "elu": 32, "gelu": 26,
+         "leaky_relu": 3, "hard_swish": 2}
+MAX_EXPANDED = 4096
+
+
+def _reads(node: Node) -> int:
+    if node.op == "gelu" and node.attrs.get("approximate", "none") == "tanh":
+        return 121  # 0.5 * x * (1 + tanh(c * (x + 0.044715 * x * x * x))): x four times, under tanh
+    return READS.get(node.op, 1)
+
+
+def _expanded(nodes: list[Node], sizes: dict[str, int]) -> bool:
+    """Adds the expanded size of each node's value to `sizes` (values from outside count 1); False once one is
+    over MAX_EXPANDED."""
+    for n in nodes:
+        size = _reads(n) * max(1, sum(sizes.get(v, 1) for v in n.inputs))
+        if size > MAX_EXPANDED:
+            return False
+        sizes[n.outputs[0]] = size
+    return True
+
 
 def _eligible(node: Node, graph: Graph, shape: tuple[int, ...]) -> bool:
     return (
@@ -34,6 +63,8 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
     shape = graph.types[seed.outputs[0]].shape
     members = [seed]
     produced = set(seed.outputs)
+    sizes: dict[str, int] = {}
+    _expanded([seed], sizes)
     while True:
         final = members[-1].outputs[0]
         if final in outputs or members[-1].op in CHAIN_ENDS:
@@ -54,7 +85,7 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
         extension = None
         for end in range(1, len(region) + 1):
             trial = region[:end]
-            if any(n.op in CHAIN_ENDS for n in trial[:-1]):
+            if any(n.op in CHAIN_ENDS for n in trial[:-1]) or not _expanded(trial, dict(sizes)):
                 break
             inside = produced | {n.outputs[0] for n in trial}
             names = {n.name for n in members} | {n.name for n in trial}
@@ -68,6 +99,7 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
             break
         members.extend(extension)
         produced.update(n.outputs[0] for n in extension)
+        _expanded(extension, sizes)
     return members
 
 
