@@ -29,3 +29,54 @@ def test_host_register_tile_matches_the_detected_cpu():
     host = detect()
     assert lanes == host.vector_bits // 32
     assert accumulators == min(8, host.vector_registers // 2)
+
+
+def _dense_b1(k: int, n: int):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(k + n)
+    w, b = rng.standard_normal((k, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, w, b
+
+
+def _dense_task(model):
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.passes.pipeline import optimize
+
+    return next(t for t in lower_graph(optimize(import_onnx(model))).tasks.values() if t.family == "dense_packed")
+
+
+def test_a_batch_one_dense_layer_tiles_several_weight_panels():
+    """With one row of X the register tile would hold one accumulator chain; the spare accumulators go to weight
+    panels: about 4, a divisor of the panel count where one is near (benchmarks/dense_b1.py: 2.4x on cached
+    weights)."""
+    for lanes in (8, 16):
+        for n, panels in ((1024, 4), (1000, 5)):
+            st = analyze(_dense_task(_dense_b1(64, n)[0]).kernel)
+            knobs = cpu.default_knobs("dense_packed", st, lanes, 8)
+            assert int(knobs["tile_nb"]) == panels, (lanes, n, knobs)
+            assert int(knobs["tile_m"]) * int(knobs["tile_nb"]) * math.ceil(int(knobs["tile_b"]) / lanes) <= 8
+
+
+def test_batch_one_dense_layers_compute_the_product():
+    """Numerics of the panel tile, a panel count with a near divisor (1000 = 125 panels of 8: 5), a prime one with
+    the remainder guarded (7 x 8 outputs: 4 + 3) and one smaller than the tile (2 x 8)."""
+    import numpy as np
+
+    import woodpecker
+
+    for k, n in ((96, 1000), (33, 56), (40, 16)):
+        model, w, b = _dense_b1(k, n)
+        x = np.random.default_rng(k).standard_normal((1, k)).astype(np.float32)
+        got = woodpecker.compile(model, vendor=False).run({"x": x})["y"]
+        np.testing.assert_allclose(got, x @ w + b, rtol=1e-4, atol=1e-4, err_msg=f"{k}x{n}")
