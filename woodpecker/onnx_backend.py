@@ -83,9 +83,12 @@ class WoodpeckerRep(BackendRep):
         key = b"".join(v.dtype.str.encode() + str(v.shape).encode() + v.tobytes() for v in values.values())
         key += str(sorted(shapes.items())).encode()
         if key not in self._specialized:
+            # input_shapes given to prepare() fix the dims the feed does not; the feed's own shapes win
+            options = dict(self.options)
+            shapes = {**options.pop("input_shapes", {}), **shapes}
             try:
                 self._specialized[key] = woodpecker.compile(  # type: ignore[arg-type]
-                    _bind(self.model, values), target="host", input_shapes=shapes, **self.options)
+                    _bind(self.model, values), target="host", input_shapes=shapes, **options)
             except UnsupportedOpError:
                 if self.deferred or not _shape_like_inputs(self.model):  # type: ignore[arg-type]
                     raise

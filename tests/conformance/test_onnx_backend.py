@@ -52,3 +52,21 @@ def test_every_exclusion_matches_a_supported_test():
 
 def test_the_suite_is_not_empty():
     assert len(suite.supported_node_tests()) > 800, "the conformance suite lost its tests (onnx changed its loader?)"
+
+
+def test_symbolic_dims_compiled_at_first_run_with_options_that_fix_shapes():
+    """A model with a symbolic dim is compiled at its first run for the fed shapes; input_shapes passed to prepare()
+    join them (they used to collide with the backend's own input_shapes argument)."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "b"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, ["m", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rep = woodpecker.onnx_backend.prepare(model, vendor=False, input_shapes={"b": (1, 3)})
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.ones((1, 3), dtype=np.float32)
+    np.testing.assert_array_equal(rep.run([x, b])[0], x + b)

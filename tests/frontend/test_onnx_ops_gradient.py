@@ -86,3 +86,23 @@ def test_a_node_without_a_rule_is_refused_naming_it():
     model = _model([_n("Cos", ["a"], "y")], {"a": (2,)}, "y", ["a"])
     with pytest.raises(UnsupportedOpError, match=r"Gradient node 'grad'.*gradient through Cos node 'Cos_y' is not supported"):
         woodpecker.compile(model, vendor=False)
+
+
+def test_an_initializer_x_and_a_branch_that_does_not_depend_on_xs():
+    """An x held as an initializer is differentiated like an input (it is constant to the compiler, not to the
+    Gradient); a Cast of an integer input feeds y but not from any x, so it is neither differentiated nor refused."""
+    w = np.array([[0.5, -1.5, 2.0]], dtype=np.float64)
+    nodes = [_n("Mul", ["a", "w"], "m"), _n("Cast", ["k"], "kf", to=TensorProto.DOUBLE), _n("Mul", ["m", "kf"], "y")]
+    grad = helper.make_node("Gradient", ["a", "w"], ["d_a", "d_w"], name="grad", domain=DOMAIN, xs=["a", "w"], y="y")
+    graph = helper.make_graph(
+        [*nodes, grad], "g",
+        [helper.make_tensor_value_info("a", TensorProto.DOUBLE, [2, 3]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [2, 3])],
+        [helper.make_tensor_value_info(n, TensorProto.DOUBLE, None) for n in ("y", "d_a", "d_w")],
+        initializer=[onnx.numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)])
+    a = np.random.default_rng(3).standard_normal((2, 3))
+    k = np.array([[1, 2, 3], [-1, 0, 4]], dtype=np.int64)
+    got = woodpecker.compile(model, vendor=False).run({"a": a, "k": k})
+    np.testing.assert_allclose(got["d_a"], w * k, rtol=1e-12)
+    np.testing.assert_allclose(got["d_w"], np.sum(a * k, axis=0, keepdims=True), rtol=1e-12)

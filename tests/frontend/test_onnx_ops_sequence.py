@@ -95,6 +95,11 @@ def test_refusals_are_one_line():
     model = make_model(nodes, {"a": a, "b": b}, outputs=["out"], initializers={"p": _pos(5)})
     with pytest.raises(UnsupportedOpError, match=r"position 5 is out of range for a sequence of length 2"):
         woodpecker.compile(model, vendor=False)
+    # stacking elements of different shapes
+    nodes = [node("SequenceConstruct", ["a", "b"], ["s"]), node("ConcatFromSequence", ["s"], ["out"], axis=0, new_axis=1)]
+    model = make_model(nodes, {"a": a, "b": b}, outputs=["out"])
+    with pytest.raises(UnsupportedOpError, match=r"ConcatFromSequence node .*new_axis=1 needs sequence elements of one shape"):
+        woodpecker.compile(model, vendor=False)
 
 
 def test_a_sequence_output_is_refused_in_one_line():

@@ -177,3 +177,29 @@ def test_the_cut_chain_computes_what_onnxruntime_does():
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"v0": x})[0]
     got = woodpecker.compile(model, vendor=False).run({"v0": x})["v7"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_integer_mod_chains_are_cut_by_their_reads():
+    """Integer Mod lowers to a zero-guarded remainder that reads its divisor up to 11 times: a chain of them is cut
+    like the polynomial functions (6 nested would be an expression of about 11**6 leaves), and still computes what
+    numpy does."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    import woodpecker
+
+    divisors = [7, -5, 3, 11, -2, 9]
+    nodes = [helper.make_node("Mod", [f"v{i}", f"c{i}"], [f"v{i + 1}"]) for i in range(len(divisors))]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("v0", TensorProto.INT32, [4, 8])],
+        [helper.make_tensor_value_info(f"v{len(divisors)}", TensorProto.INT32, [4, 8])],
+        initializer=[numpy_helper.from_array(np.full((4, 8), d, dtype=np.int32), f"c{i}")
+                     for i, d in enumerate(divisors)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    groups = _fused_ops(model)
+    assert max(sum(op == "mod" for op in g) for g in groups) <= 3, groups
+    x = np.random.default_rng(1).integers(-1000, 1000, (4, 8)).astype(np.int32)
+    want = x
+    for d in divisors:
+        want = np.mod(want, np.int32(d))
+    np.testing.assert_array_equal(woodpecker.compile(model, vendor=False).run({"v0": x})[f"v{len(divisors)}"], want)

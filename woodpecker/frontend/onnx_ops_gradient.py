@@ -102,6 +102,12 @@ def _gradient(ctx, node, attrs):
         stack.extend(i for i in producer.input if i)
     nodes = {id(n): n for n in ctx.producers.values() if id(n) in needed}
     walk = sorted(nodes.values(), key=lambda n: -max(order[o] for o in n.output if o in order))
+    # The values that depend on an x: only their producers carry a gradient back, so a branch that does not (a
+    # Cast of a constant, a shape computation) is neither differentiated nor refused.
+    live = set(xs)
+    for fwd in reversed(walk):
+        if any(i in live for i in fwd.input):
+            live.update(o for o in fwd.output if o)
 
     grads: dict[str, str] = {y: emit.const(1.0, ctx.value(y))}
     if ctx.b.type_of(ctx.value(y)).shape:
@@ -109,7 +115,7 @@ def _gradient(ctx, node, attrs):
                                                                     dtype=np.int64), "shape"))
     for fwd in walk:
         g = grads.get(fwd.output[0])
-        if g is None:
+        if g is None or fwd.output[0] not in live:
             continue
         rule = RULES.get(fwd.op_type)
         if rule is None or fwd.domain not in ("", "ai.onnx") or len(fwd.output) != 1:
@@ -117,7 +123,7 @@ def _gradient(ctx, node, attrs):
                                  f"(differentiable: {', '.join(sorted(RULES))})")
         ins = [ctx.value(i) for i in fwd.input]
         for name, value, grad in zip(fwd.input, ins, rule(emit, ins, ctx.value(fwd.output[0]), g)):
-            if grad is None or ctx.b.is_constant(value):
+            if grad is None or name not in live:
                 continue
             grad = emit.unbroadcast(grad, ctx.b.type_of(value).shape)
             grads[name] = emit("Add", grads[name], grad) if name in grads else grad

@@ -4,8 +4,10 @@ woodpecker compiles ahead of time for fixed shapes, so a sequence is held by the
 (ImportContext.sequences), never as a run-time object: SequenceConstruct/Empty/Insert/Erase edit the tuple,
 SplitToSequence slices a tensor into it, ConcatFromSequence and SequenceAt read it back into tensors. Its length is
 therefore known at compile time (SequenceLength folds to a constant). Positions must be constants, except
-SequenceAt's over elements of one type: that one is a gather over the stacked elements, so the position may be a
-run-time input. A sequence may not be a graph input or output (the runtime passes tensors only).
+SequenceAt's over elements of one shape: that one is a gather over the stacked elements, so the position may be a
+run-time input. A run-time position out of range is not an error there: like any gather index, it is clamped to
+the first or last element (a compile-time one is checked and refused). A sequence may not be a graph input or
+output (the runtime passes tensors only).
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ def _sequence_at(ctx, node, attrs):
 
 
 def _stack(ctx, node, items, axis: int) -> str:
+    """The elements stacked along a new axis: they must all have one shape (ONNX leaves other cases undefined)."""
+    if len({ctx.b.type_of(v).shape for v in items}) > 1:
+        raise ctx.fail(node, "new_axis=1 needs sequence elements of one shape")
     shape = list(ctx.b.type_of(items[0]).shape)
     shape.insert(axis, 1)
     parts = [_reshape(ctx, v, shape) for v in items]

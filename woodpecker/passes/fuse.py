@@ -33,17 +33,25 @@ READS = {"exp": 30, "tanh": 30, "sigmoid": 30, "erf": 25, "softplus": 62, "elu":
 MAX_EXPANDED = 4096
 
 
-def _reads(node: Node) -> int:
+# Ops whose reads depend on the element type (lowering/program.py): the most any one argument is read. Float
+# floor-mod reads (x, y) 4 and 6 times; integer Div truncating towards zero 4 and 9; integer Mod 5 and 11.
+TYPED_READS = {("mod", True): 6, ("div", False): 9, ("mod", False): 11}
+
+
+def _reads(node: Node, graph: Graph) -> int:
     if node.op == "gelu" and node.attrs.get("approximate", "none") == "tanh":
         return 121  # 0.5 * x * (1 + tanh(c * (x + 0.044715 * x * x * x))): x four times, under tanh
+    if node.op in ("mod", "div"):
+        is_float = graph.types[node.inputs[0]].dtype.startswith("float")
+        return TYPED_READS.get((node.op, is_float), 1)
     return READS.get(node.op, 1)
 
 
-def _expanded(nodes: list[Node], sizes: dict[str, int]) -> bool:
+def _expanded(nodes: list[Node], sizes: dict[str, int], graph: Graph) -> bool:
     """Adds the expanded size of each node's value to `sizes` (values from outside count 1); False once one is
     over MAX_EXPANDED."""
     for n in nodes:
-        size = _reads(n) * max(1, sum(sizes.get(v, 1) for v in n.inputs))
+        size = _reads(n, graph) * max(1, sum(sizes.get(v, 1) for v in n.inputs))
         if size > MAX_EXPANDED:
             return False
         sizes[n.outputs[0]] = size
@@ -64,7 +72,7 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
     members = [seed]
     produced = set(seed.outputs)
     sizes: dict[str, int] = {}
-    _expanded([seed], sizes)
+    _expanded([seed], sizes, graph)
     while True:
         final = members[-1].outputs[0]
         if final in outputs or members[-1].op in CHAIN_ENDS:
@@ -85,7 +93,7 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
         extension = None
         for end in range(1, len(region) + 1):
             trial = region[:end]
-            if any(n.op in CHAIN_ENDS for n in trial[:-1]) or not _expanded(trial, dict(sizes)):
+            if any(n.op in CHAIN_ENDS for n in trial[:-1]) or not _expanded(trial, dict(sizes), graph):
                 break
             inside = produced | {n.outputs[0] for n in trial}
             names = {n.name for n in members} | {n.name for n in trial}
@@ -99,7 +107,7 @@ def _grow(seed: Node, graph: Graph, order: dict[str, int], consumers: dict[str, 
             break
         members.extend(extension)
         produced.update(n.outputs[0] for n in extension)
-        _expanded(extension, sizes)
+        _expanded(extension, sizes, graph)
     return members
 
 

@@ -90,8 +90,8 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     if family == "dense_packed" and t0 * max(1, math.ceil(lanes / vector_lanes)) < accumulators:
         # Few rows of X (batch-1 FC layers, M = 1): the rows alone leave the register tile with one or two
         # accumulator chains, each FMA waiting on the last. Give the spare accumulators to more weight panels (the nb
-        # axis): independent chains, and as many weight streams. Measured on AVX-512 (2 threads, hot loop), a
-        # 4096 x 1000 layer: 282 -> 107 us with 4 panels (onnxruntime 115 us).
+        # axis): independent chains, and as many weight streams. Measured on AVX-512 (2 threads, 5 processes,
+        # benchmarks/dense_b1.py), a 4096 x 1000 layer: 297 -> 126 us with 5 panels (onnxruntime 116 us).
         nb = next(a for a in st.spatial if a.name == "nb")
         spare = accumulators // (t0 * max(1, math.ceil(lanes / vector_lanes)))
         # about 4 panels (2, 4 and 8 measured within 5 %), a divisor of the panel count where one is near
