@@ -3,8 +3,10 @@ a change of `woodpecker.schedule.cpu.default_knobs`.
 
     python benchmarks/knob_probe.py conv 384,256,13 '[{"tile_x": 7}, {"tile_kb": 2, "tile_x": 7}]'
     python benchmarks/knob_probe.py dense 1,4096,1000 '[{"tile_nb": 1}]'
+    python benchmarks/knob_probe.py conv 58,58,28,1 '[{"tile_k": 8}]'      # 1x1
+    python benchmarks/knob_probe.py conv 58,58,28,3,58 '[{"tile_k": 8}]'   # 3x3 depthwise
 
-conv C,K,HW: a 3x3 stride-1 convolution with bias (benchmarks/search.py's layer model); dense M,K,N: MatMul + Add.
+conv C,K,HW[,R[,GROUPS]]: an RxR (default 3x3) stride-1 convolution with bias (benchmarks/search.py's layer model); dense M,K,N: MatMul + Add.
 Method: every variant is built and timed by woodpecker's runner (hot loop: 5 repeats of at least 20 ms, median,
 output checked against the reference first), in --rounds rounds, the variants in the same order each round;
 onnxruntime's figure (median of 200 runs, 2 threads) is taken after the runner's process has finished. Ratios are
@@ -26,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=("conv", "dense"))
-    ap.add_argument("shape", help="conv: C,K,HW; dense: M,K,N")
+    ap.add_argument("shape", help="conv: C,K,HW[,R[,GROUPS]]; dense: M,K,N")
     ap.add_argument("variants", help="JSON list of knob overrides, each applied to the default")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
@@ -38,8 +40,9 @@ def main() -> None:
     from woodpecker.measure.reference import reference_io
     from woodpecker.space.space import space_for_task
 
-    a, b, c = (int(v) for v in args.shape.split(","))
-    params = dict(c=a, k=b, hw=c, r=3, stride=1) if args.kind == "conv" else dict(m=a, k=b, n=c)
+    a, b, c, *rest = (int(v) for v in args.shape.split(","))
+    params = (dict(c=a, k=b, hw=c, r=rest[0] if rest else 3, stride=1, groups=rest[1] if len(rest) > 1 else 1)
+              if args.kind == "conv" else dict(m=a, k=b, n=c))
     model = layer_model(args.kind, params)
     lowered, task = main_task(model)
     default = dict(space_for_task(task).default)

@@ -1,12 +1,13 @@
-"""What one graph pass buys, whole model: woodpecker's own build with the pass and without it, and onnxruntime,
-timed in the same run.
+"""What one graph pass or schedule rule buys, whole model: woodpecker's own build with it and without it, and
+onnxruntime, timed in the same run.
 
     python benchmarks/pass_ablation.py [--models shufflenet_v2,squeezenet] [--pass inline_injective]
                                         [--rounds 8] [--per-round 6] [--json out.json]
+    python benchmarks/pass_ablation.py --models shufflenet_v2,resnext50 --rule divisor-lanes
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
-kernels only): once with the full pass pipeline, once with the named pass of woodpecker.passes.pipeline replaced
-by the identity. Both artifacts and an onnxruntime session (all graph optimizations, MLAS) are timed in fresh
+kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
+(--pass), or with a default-schedule rule put back as it was before (--rule; see RULES). Both artifacts and an onnxruntime session (all graph optimizations, MLAS) are timed in fresh
 processes, one per round per contender, rotated (woodpecker.measure.isolated); a figure is the median of the
 per-process medians with their quartiles as the spread, and the verdict says whether a difference is beyond the
 spread (woodpecker.measure.decision). Outputs are checked against onnxruntime first. Kernel counts are the calls
@@ -25,11 +26,24 @@ from e2e import checked, inputs_for  # noqa: E402
 
 
 
+def _whole_row_lanes(extent: int, vector_lanes: int) -> int:
+    """The lane rule before the divisor rule of woodpecker.schedule.cpu._lanes: a whole row of up to 64 pixels."""
+    from woodpecker.schedule import cpu
+
+    return extent if extent <= 64 else cpu._largest_divisor(extent, 16)
+
+
+# --rule: name -> (module, attribute, the rule that stood before)
+RULES = {"divisor-lanes": ("woodpecker.schedule.cpu", "_lanes", _whole_row_lanes)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="shufflenet_v2")
     ap.add_argument("--pass", dest="pass_name", default="inline_injective",
                     help="the pass of woodpecker.passes.pipeline to switch off in the baseline build")
+    ap.add_argument("--rule", choices=sorted(RULES), default=None,
+                    help="instead of a pass: the default-schedule rule to put back as it was in the baseline build")
     ap.add_argument("--rounds", type=int, default=8, help="fresh processes per contender")
     ap.add_argument("--per-round", type=int, default=6, help="timed runs per process")
     ap.add_argument("--json", default=None)
@@ -39,25 +53,32 @@ def main() -> None:
     from woodpecker import models
     from woodpecker.passes import pipeline
 
-    if not callable(getattr(pipeline, args.pass_name, None)):
+    if args.rule:
+        import importlib
+
+        module, attribute, before = RULES[args.rule]
+        ablated, target, replacement = args.rule, importlib.import_module(module), before
+    elif not callable(getattr(pipeline, args.pass_name, None)):
         raise SystemExit(f"woodpecker.passes.pipeline has no pass {args.pass_name!r}")
+    else:
+        ablated, target, attribute, replacement = args.pass_name, pipeline, args.pass_name, lambda graph: graph
     n_threads = threads()
     print(f"machine: {machine()}; threads per contender: {n_threads}; {args.rounds} processes per contender")
     rows = []
     for name in args.models.split(","):
         proto = models.build(name)
         with_pass = woodpecker.compile(proto, vendor=False)
-        with unittest.mock.patch.object(pipeline, args.pass_name, lambda graph: graph):
+        with unittest.mock.patch.object(target, attribute, replacement):
             without = woodpecker.compile(proto, vendor=False)
         feed = inputs_for(name, with_pass)
         ref = ort_session(proto.SerializeToString(), n_threads).run(None, feed)[0]
-        labels = {"with": f"with {args.pass_name}", "without": f"without {args.pass_name}"}
+        labels = {"with": f"with {ablated}", "without": f"without {ablated}"}
         timings = time_against_onnxruntime(proto, {labels["with"]: with_pass, labels["without"]: without}, feed,
                                            n_threads, args.rounds, args.per_round)
         samples = {t.name: t.samples for t in checked(name, timings, ref)}
         calls = {key: len(cm.program.calls) for key, cm in (("with", with_pass), ("without", without))}
         on, off, ort = samples[labels["with"]], samples[labels["without"]], samples["onnxruntime"]
-        row = {"model": name, "pass": args.pass_name, "calls": calls,
+        row = {"model": name, "pass" if not args.rule else "rule": ablated, "calls": calls,
                **{k: v.to_json() for k, v in samples.items()},
                "speedup": off.median_ms / on.median_ms, "vs_onnxruntime": ort.median_ms / on.median_ms}
         rows.append(row)

@@ -80,3 +80,54 @@ def test_batch_one_dense_layers_compute_the_product():
         x = np.random.default_rng(k).standard_normal((1, k)).astype(np.float32)
         got = woodpecker.compile(model, vendor=False).run({"x": x})["y"]
         np.testing.assert_allclose(got, x @ w + b, rtol=1e-4, atol=1e-4, err_msg=f"{k}x{n}")
+
+
+def test_lane_loop_is_a_divisor_of_an_odd_row_or_one_guarded_vector():
+    """The vector lane loop along a row of up to 64 pixels (NCHW convolutions): the whole row when it fills whole
+    vectors, else a divisor of at least half a vector (28 -> 14 on AVX-512: a 28-lane vector ran 7x slower), else
+    one guarded vector (58 = 2 x 29)."""
+    assert [cpu._lanes(e, 16) for e in (7, 13, 16, 28, 32, 56, 58, 64, 112, 224)] == [7, 13, 16, 14, 32, 14, 16, 64, 16, 16]
+    assert [cpu._lanes(e, 8) for e in (7, 28, 56, 13)] == [7, 7, 56, 8]
+    assert [cpu._lanes(e, 1) for e in (7, 28, 113)] == [7, 28, 1]  # scalar cores: unchanged
+    assert cpu._lanes(197, 16) == 1  # above 64 a divisor, even 1 (a guarded vector was slower on ViT)
+
+
+def _conv(c: int, k: int, hw: int, r: int, groups: int, stride: int):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(c * k + hw)
+    w = rng.standard_normal((k, c // groups, r, r)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    out = (hw + 2 * (r // 2) - r) // stride + 1
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[r, r], strides=[stride] * 2,
+                            pads=[r // 2] * 4, group=groups)
+    graph = helper.make_graph([node, helper.make_node("Relu", ["y"], ["z"])], "conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, k, out, out])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_nchw_convolutions_with_odd_rows_compute_what_onnxruntime_does():
+    """Numerics of the lane rule's cases on NCHW convolutions (odd channel counts and grouped ones stay in NCHW):
+    a divisor of the row (28 -> 14, 1x1 and depthwise, the stride-2 depthwise of ShuffleNet), a guarded vector
+    (a row of 29 pixels), a 56-pixel row in 32 groups (ResNeXt), the channels not a multiple of the row tile."""
+    import numpy as np
+    import onnxruntime as ort
+
+    import woodpecker
+    from woodpecker.measure.correctness import relative_error
+
+    for c, k, hw, r, groups, stride in ((58, 58, 28, 1, 1, 1), (58, 58, 28, 3, 58, 1), (58, 58, 56, 3, 58, 2),
+                                        (6, 10, 29, 3, 1, 1), (64, 64, 56, 3, 32, 1)):
+        model = _conv(c, k, hw, r, groups, stride)
+        x = np.random.default_rng(hw).standard_normal((1, c, hw, hw)).astype(np.float32)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        got = woodpecker.compile(model, vendor=False).run({"x": x})["z"]
+        assert got.shape == want.shape
+        assert relative_error(got, want) <= 1e-4, (c, k, hw, r, groups, stride)

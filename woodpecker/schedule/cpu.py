@@ -61,7 +61,7 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         return {"parallel": 1, "vectorize": 1, "inline_producers": 0}
     knobs: dict[str, int | str] = {f"tile_{a.name}": 1 for a in st.spatial}
     last = st.spatial[-1]
-    full = last.extent if last.extent <= 64 else _largest_divisor(last.extent, 16)
+    full = _lanes(last.extent, vector_lanes)
     lane_options = [full] + ([full // 2] if full % 16 == 0 else [])
     rows = _register_rows(family, st)
     best = None
@@ -103,6 +103,26 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     knobs["parallel"] = _default_parallel(st, knobs)
     knobs["pad_at"] = "parallel"
     return knobs
+
+
+def _lanes(extent: int, vector_lanes: int) -> int:
+    """The vector lane loop's length along the output's last axis: up to 64, the whole axis when it fills whole
+    vectors (a channel block, a head dimension), else a divisor of at least half a vector, else one vector with
+    TVM's guard on the remainder; above 64, its largest divisor up to 16.
+
+    Why not the whole axis when it is a row of pixels (NCHW convolutions keep odd channel counts and grouped ones):
+    LLVM lowers a 28- or 56-lane vector to split and shuffled pieces. Measured on AVX-512, 2 threads
+    (benchmarks/knob_probe.py), 28x28 output: 1x1 58->58 218 -> 30 us with 14 lanes (onnxruntime 40 us), 3x3
+    depthwise 58 153 -> 29 us (onnxruntime 94 us); 56x56 3x3 128->128 in 32 groups 537 -> 205 us (onnxruntime
+    631 us). A guarded 16-lane tile on the 28-pixel row (68 us) is also slower than the divisor 14."""
+    if extent > 64:
+        # a divisor up to 16, even 1: a guarded 16-lane tile on ViT's 197-wide attention scores made the model
+        # 1.16x slower (benchmarks/pass_ablation.py --rule divisor-lanes)
+        return _largest_divisor(extent, 16)
+    if extent <= vector_lanes or extent % vector_lanes == 0:
+        return extent
+    divisor = _largest_divisor(extent, vector_lanes)
+    return divisor if 2 * divisor >= vector_lanes else vector_lanes
 
 
 ACCUMULATORS = 8
