@@ -5,7 +5,10 @@ a change of `woodpecker.schedule.cpu.default_knobs`.
     python benchmarks/knob_probe.py dense 1,4096,1000 '[{"tile_nb": 1}]'
     python benchmarks/knob_probe.py conv 58,58,28,1 '[{"tile_k": 8}]'      # 1x1
     python benchmarks/knob_probe.py conv 58,58,28,3,58 '[{"tile_k": 8}]'   # 3x3 depthwise
+    python benchmarks/knob_probe.py bmm 12,197,64 '[{"tile_n": 1}]'
+    python benchmarks/knob_probe.py layernorm 197,768 '[{"vector_reduce": 0}]'
 
+bmm B,M,K: attention scores X @ X^T * 0.125 (X: B x M x K). layernorm M,N: over the last axis of M x N.
 conv C,K,HW[,R[,GROUPS]]: an RxR (default 3x3) stride-1 convolution with bias (benchmarks/search.py's layer model); dense M,K,N: MatMul + Add.
 Method: every variant is built and timed by woodpecker's runner (hot loop: 5 repeats of at least 20 ms, median,
 output checked against the reference first), in --rounds rounds, the variants in the same order each round;
@@ -25,10 +28,20 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+def _params(kind: str, v: list[int]) -> dict[str, int]:
+    if kind == "conv":  # C,K,HW[,R[,GROUPS]]
+        return dict(c=v[0], k=v[1], hw=v[2], r=v[3] if len(v) > 3 else 3, stride=1, groups=v[4] if len(v) > 4 else 1)
+    if kind == "bmm":
+        return dict(b=v[0], m=v[1], k=v[2])
+    if kind == "layernorm":
+        return dict(m=v[0], n=v[1])
+    return dict(m=v[0], k=v[1], n=v[2])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=("conv", "dense"))
-    ap.add_argument("shape", help="conv: C,K,HW[,R[,GROUPS]]; dense: M,K,N")
+    ap.add_argument("kind", choices=("conv", "dense", "bmm", "layernorm"))
+    ap.add_argument("shape", help="conv: C,K,HW[,R[,GROUPS]]; dense: M,K,N; bmm: B,M,K; layernorm: M,N")
     ap.add_argument("variants", help="JSON list of knob overrides, each applied to the default")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
@@ -40,10 +53,7 @@ def main() -> None:
     from woodpecker.measure.reference import reference_io
     from woodpecker.space.space import space_for_task
 
-    a, b, c, *rest = (int(v) for v in args.shape.split(","))
-    params = (dict(c=a, k=b, hw=c, r=rest[0] if rest else 3, stride=1, groups=rest[1] if len(rest) > 1 else 1)
-              if args.kind == "conv" else dict(m=a, k=b, n=c))
-    model = layer_model(args.kind, params)
+    model = layer_model(args.kind, _params(args.kind, [int(v) for v in args.shape.split(",")]))
     lowered, task = main_task(model)
     default = dict(space_for_task(task).default)
     overrides = [{}] + list(json.loads(args.variants))

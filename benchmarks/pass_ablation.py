@@ -3,7 +3,7 @@ onnxruntime, timed in the same run.
 
     python benchmarks/pass_ablation.py [--models shufflenet_v2,squeezenet] [--pass inline_injective]
                                         [--rounds 8] [--per-round 6] [--json out.json]
-    python benchmarks/pass_ablation.py --models shufflenet_v2,resnext50 --rule divisor-lanes
+    python benchmarks/pass_ablation.py --models shufflenet_v2,resnext50 --rule lanes
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -26,15 +26,16 @@ from e2e import checked, inputs_for  # noqa: E402
 
 
 
-def _whole_row_lanes(extent: int, vector_lanes: int) -> int:
-    """The lane rule before the divisor rule of woodpecker.schedule.cpu._lanes: a whole row of up to 64 pixels."""
+def _old_lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
+    """The lane rule before woodpecker.schedule.cpu._lanes: a whole row of up to 64 pixels, else the largest
+    divisor up to 16 (1 for a prime: nothing padded)."""
     from woodpecker.schedule import cpu
 
     return extent if extent <= 64 else cpu._largest_divisor(extent, 16)
 
 
 # --rule: name -> (module, attribute, the rule that stood before)
-RULES = {"divisor-lanes": ("woodpecker.schedule.cpu", "_lanes", _whole_row_lanes)}
+RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", _old_lanes)}
 
 
 def main() -> None:

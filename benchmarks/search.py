@@ -76,6 +76,18 @@ def layer_model(kind: str, p: dict) -> onnx.ModelProto:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, p["c"], p["hw"], p["hw"]])
         graph = helper.make_graph([node], "layer", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                                   [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    elif kind == "layernorm":  # LayerNormalization over the last axis of X [M, N] (ViT-B/16: 197, 768)
+        nodes = [helper.make_node("LayerNormalization", ["x", "g", "beta"], ["y"], axis=-1, epsilon=1e-6)]
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [p["m"], p["n"]])
+        graph = helper.make_graph(nodes, "layer", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(rng.normal(1, 0.1, p["n"]).astype(np.float32), "g"),
+                                   numpy_helper.from_array(rng.normal(0, 0.1, p["n"]).astype(np.float32), "beta")])
+    elif kind == "bmm":  # attention scores: X @ X^T * scale, X [B, M, K] (ViT-B/16: 12, 197, 64)
+        nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]), helper.make_node("MatMul", ["x", "xt"], ["t"]),
+                 helper.make_node("Mul", ["t", "s"], ["y"])]
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [p["b"], p["m"], p["k"]])
+        graph = helper.make_graph(nodes, "layer", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(np.array(0.125, np.float32), "s")])
     else:
         w = rng.normal(0, 0.05, (p["k"], p["n"])).astype(np.float32)
         b = rng.normal(0, 0.05, p["n"]).astype(np.float32)

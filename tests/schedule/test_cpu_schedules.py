@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from woodpecker.hw.host import detect
 from woodpecker.schedule import cpu
 from woodpecker.schedule.structure import analyze
@@ -131,3 +133,102 @@ def test_nchw_convolutions_with_odd_rows_compute_what_onnxruntime_does():
         got = woodpecker.compile(model, vendor=False).run({"x": x})["z"]
         assert got.shape == want.shape
         assert relative_error(got, want) <= 1e-4, (c, k, hw, r, groups, stride)
+
+
+def _matmul_model(a_shape, b_shape, scale: bool):
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["t" if scale else "y"])]
+    inits = []
+    if scale:  # an epilogue: the padded result is read by it
+        nodes.append(helper.make_node("Mul", ["t", "s"], ["y"]))
+        inits.append(numpy_helper.from_array(np.array(0.125, np.float32), "s"))
+    out = [*a_shape[:-1], b_shape[-1]]
+    graph = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(a_shape)),
+                                            helper.make_tensor_value_info("b", TensorProto.FLOAT, list(b_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_matrix_products_with_an_odd_lane_axis_are_padded_and_exact():
+    """A lane axis with no divisor of half a vector (197 and 131 prime, 53 below 64) is padded to whole vectors
+    (_pad_lane_axis), with and without an epilogue, in a batched and a 2-D product; the padding must not leak into
+    the result."""
+    import woodpecker
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.passes.pipeline import optimize
+    from woodpecker.schedule.apply import schedule
+
+    assert cpu._lanes(197, 16, padded=True) == 16 and cpu._lanes(197, 16) == 1
+    for a_shape, b_shape, scale in (((12, 197, 64), (12, 64, 197), True), ((3, 37, 20), (3, 20, 53), False),
+                                    ((37, 20), (20, 131), False)):
+        model = _matmul_model(a_shape, b_shape, scale)
+        task = max(lower_graph(optimize(import_onnx(model))).tasks.values(), key=lambda t: t.flops)
+        assert task.family in cpu.PADDED_FAMILIES, task.family
+        knobs = cpu.default_knobs(task.family, analyze(task.kernel))
+        assert b_shape[-1] % int(knobs[f"tile_{analyze(task.kernel).spatial[-1].name}"]) != 0, knobs
+        assert "_pad" in schedule(task, None, "cpu").script()  # padded, not guarded
+        rng = np.random.default_rng(len(a_shape))
+        a, b = rng.standard_normal(a_shape).astype(np.float32), rng.standard_normal(b_shape).astype(np.float32)
+        got = woodpecker.compile(model, vendor=False).run({"a": a, "b": b})["y"]
+        np.testing.assert_allclose(got, (a @ b) * (0.125 if scale else 1.0), rtol=1e-4, atol=1e-4)
+
+
+def _row_model(op: str, shape, dtype, **attrs):
+    from onnx import TensorProto, helper, numpy_helper
+
+    elem = {np.float32: TensorProto.FLOAT, np.int32: TensorProto.INT32}[dtype]
+    inputs, inits = ["x"], []
+    if op == "LayerNormalization":
+        inputs += ["g", "beta"]
+        inits = [numpy_helper.from_array(np.linspace(0.5, 1.5, shape[-1], dtype=np.float32), "g"),
+                 numpy_helper.from_array(np.linspace(-0.1, 0.1, shape[-1], dtype=np.float32), "beta")]
+    graph = helper.make_graph([helper.make_node(op, inputs, ["y"], **attrs)], "row",
+                              [helper.make_tensor_value_info("x", elem, list(shape))],
+                              [helper.make_tensor_value_info("y", elem, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model
+
+
+def test_row_reductions_keep_one_partial_per_lane_and_agree_with_onnxruntime():
+    """Reductions along a row with a divisor of at least half a vector reduce into per-lane partials (rfactor):
+    layer norm over 768, softmax and max over 96, an integer sum over 64 (exact). A row with no such divisor (197)
+    stays a scalar chain. Results agree with onnxruntime."""
+    import onnxruntime as ort
+
+    import woodpecker
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.measure.correctness import relative_error
+    from woodpecker.passes.pipeline import optimize
+    from woodpecker.schedule.apply import schedule
+
+    lanes = cpu.host_register_tile()[0]
+    cases = [("LayerNormalization", (197, 768), np.float32, dict(axis=-1), True),
+             ("Softmax", (40, 96), np.float32, dict(axis=-1), True),
+             ("ReduceMax", (40, 96), np.float32, dict(keepdims=1), True),
+             ("ReduceSum", (40, 64), np.int32, dict(keepdims=0), True),
+             ("Softmax", (12, 197), np.float32, dict(axis=-1), False)]
+    for op, shape, dtype, attrs, partials in cases:
+        if op in ("ReduceMax", "ReduceSum"):
+            from onnx import numpy_helper
+
+            model = _row_model(op, shape, dtype, **attrs)
+            model.graph.node[0].input.append("axes")
+            model.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "axes"))
+        else:
+            model = _row_model(op, shape, dtype, **attrs)
+        task = next(t for t in lower_graph(optimize(import_onnx(model))).tasks.values() if t.family == "row_reduce")
+        assert ("_rf" in schedule(task, None, "cpu").script()) == (partials and shape[-1] % (lanes // 2) == 0), op
+        rng = np.random.default_rng(len(shape))
+        x = (rng.integers(-1000, 1000, shape) if dtype == np.int32 else rng.standard_normal(shape) * 4).astype(dtype)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        got = woodpecker.compile(model, vendor=False).run({"x": x})["y"]
+        if dtype == np.int32:
+            np.testing.assert_array_equal(got, want)
+        else:
+            assert relative_error(got, want) <= 1e-5, (op, shape)

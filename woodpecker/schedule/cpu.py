@@ -58,10 +58,10 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     if family == "injective":
         return {"vector": 16, "parallel": 1 if _total(st) >= 4096 else 0}
     if family == "row_reduce":
-        return {"parallel": 1, "vectorize": 1, "inline_producers": 0}
+        return {"parallel": 1, "vectorize": 1, "inline_producers": 0, "vector_reduce": 1}
     knobs: dict[str, int | str] = {f"tile_{a.name}": 1 for a in st.spatial}
     last = st.spatial[-1]
-    full = _lanes(last.extent, vector_lanes)
+    full = _lanes(last.extent, vector_lanes, padded=family in PADDED_FAMILIES)
     lane_options = [full] + ([full // 2] if full % 16 == 0 else [])
     rows = _register_rows(family, st)
     best = None
@@ -105,10 +105,11 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     return knobs
 
 
-def _lanes(extent: int, vector_lanes: int) -> int:
+def _lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
     """The vector lane loop's length along the output's last axis: up to 64, the whole axis when it fills whole
     vectors (a channel block, a head dimension), else a divisor of at least half a vector, else one vector with
-    TVM's guard on the remainder; above 64, its largest divisor up to 16.
+    TVM's guard on the remainder (or padding: `padded`, the families whose lane axis _pad_lane_axis pads); above
+    64, its largest divisor up to 16, or one padded vector where that divisor is small.
 
     Why not the whole axis when it is a row of pixels (NCHW convolutions keep odd channel counts and grouped ones):
     LLVM lowers a 28- or 56-lane vector to split and shuffled pieces. Measured on AVX-512, 2 threads
@@ -116,9 +117,11 @@ def _lanes(extent: int, vector_lanes: int) -> int:
     depthwise 58 153 -> 29 us (onnxruntime 94 us); 56x56 3x3 128->128 in 32 groups 537 -> 205 us (onnxruntime
     631 us). A guarded 16-lane tile on the 28-pixel row (68 us) is also slower than the divisor 14."""
     if extent > 64:
-        # a divisor up to 16, even 1: a guarded 16-lane tile on ViT's 197-wide attention scores made the model
-        # 1.16x slower (benchmarks/pass_ablation.py --rule divisor-lanes)
-        return _largest_divisor(extent, 16)
+        divisor = _largest_divisor(extent, 16)
+        # below half a vector: one vector where the lane axis is padded to whole tiles (_pad_lane_axis: matrix
+        # products; ViT's 197-wide attention scores 5209 -> 356 us), else the divisor, even 1 (a guarded lane loop
+        # is not vectorized: 16 guarded lanes made ViT-B/16 1.16x slower than 1)
+        return vector_lanes if padded and 2 * divisor < vector_lanes else divisor
     if extent <= vector_lanes or extent % vector_lanes == 0:
         return extent
     divisor = _largest_divisor(extent, vector_lanes)
@@ -126,6 +129,8 @@ def _lanes(extent: int, vector_lanes: int) -> int:
 
 
 ACCUMULATORS = 8
+# the families whose anchor is an einsum (plain index reads), so that _pad_lane_axis can pad its lane axis
+PADDED_FAMILIES = frozenset({"batch_matmul", "dense"})
 
 
 def host_register_tile() -> tuple[int, int]:
@@ -200,8 +205,49 @@ def apply(sch, family: str, st: KernelStructure, knobs: Knobs) -> None:
         tiled_reduction(sch, st, knobs)
 
 
+def _pad_lane_axis(sch, blk, st: KernelStructure, knobs: Knobs):
+    """Where the vector lane tile does not divide its axis (ViT's 197 x 197 attention scores), pad the anchor's
+    iteration space to whole tiles (TVM's pad_einsum) instead of guarding each lane: a guarded lane loop is not
+    vectorized, and the attention-score kernel ran at 15 GFLOP/s. The operand padded along its contiguous axis is
+    copied once into a zero-padded buffer (its own parallel, vectorized loop nest); an operand padded along an
+    outer axis is read in place under a condition that is uniform across the vector (inlined); the result is
+    written back through the kernel's epilogue, or a copy-out block when there is none. Returns that copy-out
+    block (None when there is an epilogue), or False when nothing was padded (the axis divides, or the anchor
+    is not an einsum: a convolution's strided, padded reads keep the guard)."""
+    last = st.spatial[-1]
+    lanes = int(knobs.get(f"tile_{last.name}", 1))
+    if lanes <= 1 or last.extent % lanes == 0:
+        return False
+    factors = [int(knobs.get(f"tile_{a.name}", 1)) if a.extent % int(knobs.get(f"tile_{a.name}", 1)) else 1
+               for a in st.spatial] + [1] * len(st.reduction)
+    try:
+        sch.pad_einsum(blk, factors)
+    except not_applicable():
+        return False
+    copy_out = None
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        name = sch.get(block).name_hint
+        if not name.endswith("_pad"):
+            continue
+        stmt = sch.get(block)
+        written, read = stmt.writes[0].source, stmt.reads[0].source if stmt.reads else None
+        if written.name == name:  # an operand's padded copy: `<operand>_pad` writes buffer `<operand>_pad`
+            if read is not None and int(written.shape[-1]) == int(read.shape[-1]):
+                sch.compute_inline(block)  # padded along an outer axis: read in place
+            else:
+                loops = sch.get_loops(block)
+                sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
+                _vectorize_innermost(sch, block)
+        elif st.consumers:
+            sch.compute_inline(block)  # the result's copy-out: the epilogue reads the padded result
+        else:
+            copy_out = block
+    return copy_out
+
+
 def tiled_reduction(sch, st: KernelStructure, knobs: Knobs) -> None:
     blk = sch.get_sblock(st.anchor)
+    copy_out = _pad_lane_axis(sch, blk, st, knobs)
     loops = sch.get_loops(blk)
     ns = len(st.spatial)
     spatial, red = loops[:ns], loops[ns:]
@@ -239,6 +285,9 @@ def tiled_reduction(sch, st: KernelStructure, knobs: Knobs) -> None:
         if st.consumers:
             for name in st.consumers:
                 sch.reverse_compute_at(sch.get_sblock(name), tile_loop)
+        elif copy_out:
+            writeback = copy_out
+            sch.reverse_compute_at(writeback, tile_loop)
         else:
             writeback = sch.cache_write(blk, 0, "global")
             sch.reverse_compute_at(writeback, tile_loop)
@@ -296,6 +345,12 @@ def _vectorize_innermost(sch, block, shared=()) -> None:
 
 
 def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
+    partials = {}  # reduction statement -> its per-lane partials (factored before any block moves: see _factor)
+    if int(knobs.get("vector_reduce", 1)):
+        for name in [*st.reducing_producers, *([st.anchor] if st.reduction else [])]:
+            rf = _factor(sch, sch.get_sblock(name), vector_lanes=host_register_tile()[0])
+            if rf is not None:
+                partials[name] = rf
     out_name = st.consumers[-1] if st.consumers else st.anchor
     out = sch.get_sblock(out_name)
     loops = sch.get_loops(out)
@@ -318,8 +373,17 @@ def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
         if anchor_loop is not None:
             try:
                 sch.compute_at(blk, anchor_loop)
+                if name in partials:  # the partials go under the row loop with the statement they feed
+                    sch.compute_at(partials[name], anchor_loop)
             except not_applicable():  # not every producer can move under the row loop; it then runs whole, first
                 pass
+    if out_name in partials and anchor_loop is not None:
+        try:
+            sch.compute_at(partials[out_name], anchor_loop)
+        except not_applicable():  # it then runs whole, first
+            pass
+    for rf in partials.values():
+        _vectorize_partials(sch, rf)
     if int(knobs.get("vectorize", 1)):
         for name in [*names, out_name]:
             try:
@@ -327,6 +391,42 @@ def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
             except not_applicable():  # inlined above: the statement has no block of its own any more
                 continue
             _vectorize_spatial_innermost(sch, blk)
+
+
+def _factor(sch, block, vector_lanes: int):
+    """A reduction along a row (layer norm's mean and variance, softmax's max and sum) runs as one chain of
+    dependent scalar adds; split its innermost axis by a divisor of at least half a vector and keep one partial
+    result per lane (TVM's rfactor), so that the row is read in vectors and the chain is a vector's length shorter;
+    the partials are reduced at the end of the row. Returns the partials' block, or None where a row has no such
+    divisor (197) and stays scalar. The reducers are sum, max and min (the DSL has no others): reassociating them
+    is exact for integers and max/min, and changes only rounding for float sums. Done before the row loop is
+    formed: TVM 0.27's rfactor fails an internal check on a block already moved under a fused row loop."""
+    loops = sch.get_loops(block)
+    iter_types = [iv.iter_type for iv in sch.get(block).iter_vars]
+    # one reduction axis, the innermost loop
+    if not loops or not iter_types or iter_types[-1] == 0 or sum(t != 0 for t in iter_types) != 1:
+        return None
+    extent = sch.get(loops[-1]).extent
+    if not hasattr(extent, "value"):
+        return None
+    lanes = _largest_divisor(int(extent.value), vector_lanes)
+    if 2 * lanes < vector_lanes or lanes == int(extent.value):
+        return None
+    try:
+        _, inner = sch.split(loops[-1], factors=[None, lanes])
+        return sch.rfactor(inner, factor_axis=len(sch.get(block).writes[0].source.shape))
+    except not_applicable():  # a reduction TVM cannot factor: it stays a scalar chain
+        return None
+
+
+def _vectorize_partials(sch, rf) -> None:
+    """The partials' lane loop, and its initialisation, as vectors."""
+    try:
+        init = sch.decompose_reduction(rf, sch.get_loops(rf)[-2])
+        sch.vectorize(sch.get_loops(rf)[-1])
+        sch.vectorize(sch.get_loops(init)[-1])
+    except not_applicable():  # the lane loop is not innermost after the moves: it stays scalar
+        pass
 
 
 def _vectorize_spatial_innermost(sch, block) -> None:
