@@ -34,8 +34,21 @@ def _old_lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
     return extent if extent <= 64 else cpu._largest_divisor(extent, 16)
 
 
-# --rule: name -> (module, attribute, the rule that stood before)
-RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", _old_lanes)}
+def _one_channel_block(default_knobs):
+    """default_knobs before AVX-512 convolution tiles took a second output-channel block."""
+
+    def before(family, *args, **kwargs):
+        knobs = default_knobs(family, *args, **kwargs)
+        if family == "conv2d_nchwc" and "tile_kb" in knobs:
+            knobs["tile_kb"] = 1
+        return knobs
+
+    return before
+
+
+# --rule: name -> (module, attribute, the rule that stood before: made from the rule as shipped)
+RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", lambda shipped: _old_lanes),
+         "channel-blocks": ("woodpecker.schedule.cpu", "default_knobs", _one_channel_block)}
 
 
 def main() -> None:
@@ -58,7 +71,8 @@ def main() -> None:
         import importlib
 
         module, attribute, before = RULES[args.rule]
-        ablated, target, replacement = args.rule, importlib.import_module(module), before
+        target = importlib.import_module(module)
+        ablated, replacement = args.rule, before(getattr(target, attribute))
     elif not callable(getattr(pipeline, args.pass_name, None)):
         raise SystemExit(f"woodpecker.passes.pipeline has no pass {args.pass_name!r}")
     else:

@@ -232,3 +232,40 @@ def test_row_reductions_keep_one_partial_per_lane_and_agree_with_onnxruntime():
             np.testing.assert_array_equal(got, want)
         else:
             assert relative_error(got, want) <= 1e-5, (op, shape)
+
+
+def _conv_task(c: int, k: int, hw: int, r: int):
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.passes.pipeline import optimize
+
+    tasks = lower_graph(optimize(import_onnx(_conv(c, k, hw, r, 1, 1)))).tasks.values()
+    return next(t for t in tasks if t.family == "conv2d_nchwc")
+
+
+def test_wide_register_files_tile_two_output_channel_blocks_of_spatial_convolutions():
+    """With 32 vector registers a 3x3 (or larger) convolution's tile takes two output-channel blocks where the rows
+    are at least 13 pixels; not at 7x7, not on 1x1 layers, not with 16 registers."""
+    def kb(c, k, hw, r, registers):
+        return cpu.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel), 16, 8, registers)["tile_kb"]
+
+    assert kb(32, 64, 13, 3, 32) == 2
+    assert kb(32, 64, 13, 3, 16) == 1
+    assert kb(32, 64, 7, 3, 32) == 1
+    assert kb(32, 64, 28, 1, 32) == 1
+    assert kb(32, 48, 28, 3, 32) == 1  # 3 blocks of 16: no pair
+
+
+def test_two_channel_block_tiles_compute_what_onnxruntime_does():
+    """Numerics of the wide tile where it applies on this host: a guarded row (13 = 8 + 5) and a 5x5 window."""
+    import onnxruntime as ort
+
+    import woodpecker
+    from woodpecker.measure.correctness import relative_error
+
+    for c, k, hw, r in ((32, 64, 13, 3), (16, 32, 14, 5)):
+        model = _conv(c, k, hw, r, 1, 1)
+        x = np.random.default_rng(hw).standard_normal((1, c, hw, hw)).astype(np.float32)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        got = woodpecker.compile(model, vendor=False).run({"x": x})["z"]
+        assert relative_error(got, want) <= 1e-4, (c, k, hw, r)

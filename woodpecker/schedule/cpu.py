@@ -39,7 +39,7 @@ def _largest_divisor(n: int, limit: int) -> int:
 
 
 def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
-                  accumulators: int = 0) -> dict[str, int | str]:
+                  accumulators: int = 0, registers: int = 0) -> dict[str, int | str]:
     """Heuristic knob values: what an untuned compile runs.
 
     The register tile (rows x vector lanes) is chosen to hold 8 accumulator vectors: measured on AVX2 (16 ymm
@@ -47,7 +47,9 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     convolutions, while 14 spill and drop to 60-90 GFLOP/s. Among tiles of equal size the full channel block and
     the wider row are preferred.
 
-    `vector_lanes` and `accumulators` (0: the host's, see host_register_tile) let other register files reuse it:
+    `vector_lanes`, `accumulators` and `registers` (0: the host's, see host_register_tile; `registers` is the
+    vector register count, and a target passing the first two without it gets no wide-file tile) let other
+    register files reuse it:
     the simulated RISC-V targets pass their own (1 lane on scalar cores, whose 32 FP registers would otherwise
     be asked to hold 64 accumulators: 40% slower from spills on a simulated rv64gc convolution).
     """
@@ -55,6 +57,8 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         host_lanes, host_accumulators = host_register_tile()
         vector_lanes = vector_lanes or host_lanes
         accumulators = accumulators or host_accumulators
+        registers = registers or host_vector_file()[1]
+    wide_file = registers >= 32  # 32 vector registers (AVX-512): room for a second output-channel block
     if family == "injective":
         return {"vector": 16, "parallel": 1 if _total(st) >= 4096 else 0}
     if family == "row_reduce":
@@ -98,6 +102,16 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         # (1000 outputs: 125 panels of 8, so 5), else 4 with TVM's guard on the remainder
         near = [d for d in _divisors(nb.extent) if 2 <= d <= min(spare, 8)]
         knobs["tile_nb"] = min(near, key=lambda d: (abs(d - 4), -d)) if near else min(spare, 4, nb.extent)
+    if family == "conv2d_nchwc" and wide_file and rows:
+        kb = next((a for a in st.spatial if a.name == "kb"), None)
+        window = math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
+        if kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 13 and window > 1:
+            # Two output-channel blocks per register tile (16 accumulators of 32 registers): each input value
+            # loaded feeds twice the FMAs. Measured on AVX-512 (benchmarks/knob_probe.py, 3x3 layers): 384->256
+            # @13 1.20x, 64@56 1.02x, 256@56 1.03x, 512@28 1.04x, 128@112 1.05x; at 7x7 (512@7) 0.64x, where the
+            # rows are short and the parallel chunks halve, so not below 13 pixels a row; and not on 1x1 layers
+            # (256->64 @56 0.94x, 64->256 @56 0.85x, 144->32 @56 0.88x), whose reduction is too short to gain.
+            knobs["tile_kb"] = 2
     knobs["reduction_order"] = "default"
     knobs["unroll"] = 1
     knobs["parallel"] = _default_parallel(st, knobs)
