@@ -83,12 +83,15 @@ class WoodpeckerRep(BackendRep):
         key = b"".join(v.dtype.str.encode() + str(v.shape).encode() + v.tobytes() for v in values.values())
         key += str(sorted(shapes.items())).encode()
         if key not in self._specialized:
-            # input_shapes given to prepare() fix the dims the feed does not; the feed's own shapes win
+            # input_shapes given to prepare() join the feed's (which win), for the inputs still inputs once the
+            # deferred ones are bound as constants
             options = dict(self.options)
-            shapes = {**options.pop("input_shapes", {}), **shapes}
+            bound = _bind(self.model, values)
+            remaining = {i.name for i in bound.graph.input}
+            shapes = {k: v for k, v in {**options.pop("input_shapes", {}), **shapes}.items() if k in remaining}
             try:
                 self._specialized[key] = woodpecker.compile(  # type: ignore[arg-type]
-                    _bind(self.model, values), target="host", input_shapes=shapes, **options)
+                    bound, target="host", input_shapes=shapes, **options)
             except UnsupportedOpError:
                 if self.deferred or not _shape_like_inputs(self.model):  # type: ignore[arg-type]
                     raise

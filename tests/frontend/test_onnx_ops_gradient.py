@@ -106,3 +106,12 @@ def test_an_initializer_x_and_a_branch_that_does_not_depend_on_xs():
     got = woodpecker.compile(model, vendor=False).run({"a": a, "k": k})
     np.testing.assert_allclose(got["d_a"], w * k, rtol=1e-12)
     np.testing.assert_allclose(got["d_w"], np.sum(a * k, axis=0, keepdims=True), rtol=1e-12)
+
+
+def test_a_shape_of_an_x_is_constant_to_the_gradient():
+    """y = a * Cast(Shape(a)): the Shape branch depends on a but carries no gradient (an integer value), so it is
+    neither differentiated nor refused: dy/da = the shape, broadcast."""
+    nodes = [_n("Shape", ["a"], "s"), _n("Cast", ["s"], "sf", to=TensorProto.DOUBLE), _n("Mul", ["a", "sf"], "y")]
+    model = _model(nodes, {"a": (3,)}, "y", ["a"])
+    got = woodpecker.compile(model, vendor=False).run({"a": np.array([1.0, 2.0, 3.0])})
+    np.testing.assert_array_equal(got["d_a"], [3.0, 3.0, 3.0])

@@ -8,7 +8,7 @@ from woodpecker.hw.profile import HardwareProfile
 from woodpecker.records.schema import Device
 
 # Bumped whenever a schedule template changes what a knob means: older records then no longer apply.
-SCHEDULE_VERSION = "1"
+SCHEDULE_VERSION = "2"  # 2: a non-dividing lane tile of a batched matmul is padded; row reductions into per-lane partials
 TIMING = "timing"  # the toolchain entry that says how records were timed, where that changes the time
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from woodpecker import config
 from woodpecker.hw.identity import build_toolchain
+from woodpecker.hw.identity import toolchain as current_toolchain
 from woodpecker.lowering.model import Task
 from woodpecker.measure.base import Built, ComposedMeasurer, Ran, RunInput
 from woodpecker.measure.jobs import build_job, build_path, run_job
@@ -77,7 +78,9 @@ class Measurer(ComposedMeasurer):
         self.target = dict(target)
         self.target_class = target_class
         self.options = options or MeasureOptions()  # configured defaults now, not at import
-        self.toolchain = build_toolchain(toolchain)
+        # the versions that decide what is built key the build cache; without them (a probe that passes none) a
+        # template change would be served the objects built by the old template
+        self.toolchain = build_toolchain(toolchain if toolchain is not None else current_toolchain())
         env = {"TVM_NUM_THREADS": str(threads), "WOODPECKER_CACHE_DIR": str(config.get().cache_dir)}
         self.builders = WorkerPool(build_workers or max(1, (os.cpu_count() or 1)), env)
         self.runner = WorkerPool(1, env)

@@ -62,7 +62,9 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     if family == "injective":
         return {"vector": 16, "parallel": 1 if _total(st) >= 4096 else 0}
     if family == "row_reduce":
-        return {"parallel": 1, "vectorize": 1, "inline_producers": 0, "vector_reduce": 1}
+        # partials only where the target has vector lanes (a scalar RISC-V core gains nothing from 16 chains of
+        # spilled accumulators)
+        return {"parallel": 1, "vectorize": 1, "inline_producers": 0, "vector_reduce": int(vector_lanes > 1)}
     knobs: dict[str, int | str] = {f"tile_{a.name}": 1 for a in st.spatial}
     last = st.spatial[-1]
     full = _lanes(last.extent, vector_lanes, padded=family in PADDED_FAMILIES)
@@ -144,7 +146,10 @@ def _lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
 
 ACCUMULATORS = 8
 # the families whose anchor is an einsum (plain index reads), so that _pad_lane_axis can pad its lane axis
-PADDED_FAMILIES = frozenset({"batch_matmul", "dense"})
+# (batch_matmul only: its operands are [b, m, k] and [b, k, n], so the one padded along the lane axis n is padded
+# along its last, contiguous axis and copied; dense reads its weight as [n, k], where an inlined pad would put a
+# per-lane condition inside the vector loop and TVM scalarizes it)
+PADDED_FAMILIES = frozenset({"batch_matmul"})
 
 
 def host_register_tile() -> tuple[int, int]:
@@ -216,24 +221,26 @@ def apply(sch, family: str, st: KernelStructure, knobs: Knobs) -> None:
     elif family == "row_reduce":
         row_reduce(sch, st, knobs)
     else:
-        tiled_reduction(sch, st, knobs)
+        tiled_reduction(sch, st, knobs, family)
 
 
 def _pad_lane_axis(sch, blk, st: KernelStructure, knobs: Knobs):
     """Where the vector lane tile does not divide its axis (ViT's 197 x 197 attention scores), pad the anchor's
-    iteration space to whole tiles (TVM's pad_einsum) instead of guarding each lane: a guarded lane loop is not
-    vectorized, and the attention-score kernel ran at 15 GFLOP/s. The operand padded along its contiguous axis is
-    copied once into a zero-padded buffer (its own parallel, vectorized loop nest); an operand padded along an
-    outer axis is read in place under a condition that is uniform across the vector (inlined); the result is
-    written back through the kernel's epilogue, or a copy-out block when there is none. Returns that copy-out
-    block (None when there is an epilogue), or False when nothing was padded (the axis divides, or the anchor
-    is not an einsum: a convolution's strided, padded reads keep the guard)."""
+    iteration space to whole tiles (TVM's pad_einsum) instead of guarding: a guarded lane loop is not vectorized,
+    and the attention-score kernel ran at 15 GFLOP/s. The operand read along the lane axis is copied once into a
+    zero-padded buffer (its own parallel, vectorized loop nest), the one padded along the rows is read in place
+    under a condition uniform across the vector; the result is written back through the
+    kernel's epilogue, or a copy-out block when there is none. Returns that copy-out block (None when there is an
+    epilogue), or False when nothing was padded (the axis divides, or the anchor is not an einsum)."""
     last = st.spatial[-1]
     lanes = int(knobs.get(f"tile_{last.name}", 1))
     if lanes <= 1 or last.extent % lanes == 0:
         return False
-    factors = [int(knobs.get(f"tile_{a.name}", 1)) if a.extent % int(knobs.get(f"tile_{a.name}", 1)) else 1
-               for a in st.spatial] + [1] * len(st.reduction)
+    # every axis whose tile is smaller than the axis and does not divide it (a guard on the rows, in the same
+    # block, also keeps the lane loop scalar: 6883 us with the lane axis alone padded); a tile at least as large
+    # as its axis covers it whole, unguarded, and padding it would multiply the work
+    factors = [t if t < a.extent and a.extent % t else 1
+               for a, t in ((a, int(knobs.get(f"tile_{a.name}", 1))) for a in st.spatial)] + [1] * len(st.reduction)
     try:
         sch.pad_einsum(blk, factors)
     except not_applicable():
@@ -244,11 +251,14 @@ def _pad_lane_axis(sch, blk, st: KernelStructure, knobs: Knobs):
         if not name.endswith("_pad"):
             continue
         stmt = sch.get(block)
-        written, read = stmt.writes[0].source, stmt.reads[0].source if stmt.reads else None
+        written = stmt.writes[0].source
         if written.name == name:  # an operand's padded copy: `<operand>_pad` writes buffer `<operand>_pad`
+            read = stmt.reads[0].source if stmt.reads else None
             if read is not None and int(written.shape[-1]) == int(read.shape[-1]):
-                sch.compute_inline(block)  # padded along an outer axis: read in place
-            else:
+                # padded along an outer axis (A [b, m, k] along the rows): read in place, under a condition that
+                # is the same for every lane
+                sch.compute_inline(block)
+            else:  # padded along its contiguous axis (B [b, k, n] along the lanes): copied once
                 loops = sch.get_loops(block)
                 sch.parallel(sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0])
                 _vectorize_innermost(sch, block)
@@ -259,9 +269,9 @@ def _pad_lane_axis(sch, blk, st: KernelStructure, knobs: Knobs):
     return copy_out
 
 
-def tiled_reduction(sch, st: KernelStructure, knobs: Knobs) -> None:
+def tiled_reduction(sch, st: KernelStructure, knobs: Knobs, family: str = "") -> None:
     blk = sch.get_sblock(st.anchor)
-    copy_out = _pad_lane_axis(sch, blk, st, knobs)
+    copy_out = _pad_lane_axis(sch, blk, st, knobs) if family in PADDED_FAMILIES else False
     loops = sch.get_loops(blk)
     ns = len(st.spatial)
     spatial, red = loops[:ns], loops[ns:]
