@@ -102,13 +102,14 @@ def _gradient(ctx, node, attrs):
         stack.extend(i for i in producer.input if i)
     nodes = {id(n): n for n in ctx.producers.values() if id(n) in needed}
     walk = sorted(nodes.values(), key=lambda n: -max(order[o] for o in n.output if o in order))
-    # The values that depend on an x: only their producers carry a gradient back, so a branch that does not (a
-    # Cast of a constant, a shape computation) is neither differentiated nor refused.
-    # Only floating-point values carry a gradient: a Shape, Size or comparison of an x is constant to it.
+    # The floating-point values that depend on an x: only their producers carry a gradient back, so a branch that
+    # does not (a Cast of a constant; a Shape, Size or comparison of an x, constant to it) is neither
+    # differentiated nor refused.
     live = set(xs)
     for fwd in reversed(walk):
         if any(i in live for i in fwd.input):
-            live.update(o for o in fwd.output if o and ctx.b.type_of(ctx.value(o)).dtype.startswith(("float", "bfloat")))
+            live.update(o for o in fwd.output
+                        if o and ctx.b.type_of(ctx.value(o)).dtype.startswith(("float", "bfloat")))
 
     grads: dict[str, str] = {y: emit.const(1.0, ctx.value(y))}
     if ctx.b.type_of(ctx.value(y)).shape:

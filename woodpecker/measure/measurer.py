@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from woodpecker import config
-from woodpecker.hw.identity import build_toolchain
-from woodpecker.hw.identity import toolchain as current_toolchain
+from woodpecker.hw.identity import build_toolchain, toolchain as current_toolchain
 from woodpecker.lowering.model import Task
 from woodpecker.measure.base import Built, ComposedMeasurer, Ran, RunInput
 from woodpecker.measure.jobs import build_job, build_path, run_job

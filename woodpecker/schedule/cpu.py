@@ -134,9 +134,9 @@ def _lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
     631 us). A guarded 16-lane tile on the 28-pixel row (68 us) is also slower than the divisor 14."""
     if extent > 64:
         divisor = _largest_divisor(extent, 16)
-        # below half a vector: one vector where the lane axis is padded to whole tiles (_pad_lane_axis: matrix
-        # products; ViT's 197-wide attention scores 5209 -> 356 us), else the divisor, even 1 (a guarded lane loop
-        # is not vectorized: 16 guarded lanes made ViT-B/16 1.16x slower than 1)
+        # below half a vector: one vector where the lane axis is padded to whole tiles (_pad_lane_axis: batched
+        # matrix products; ViT's 197-wide attention scores 3611 -> 362 us), else the divisor, even 1 (a guarded
+        # lane loop is not vectorized: 16 guarded lanes made ViT-B/16 1.16x slower than 1)
         return vector_lanes if padded and 2 * divisor < vector_lanes else divisor
     if extent <= vector_lanes or extent % vector_lanes == 0:
         return extent
@@ -229,9 +229,9 @@ def _pad_lane_axis(sch, blk, st: KernelStructure, knobs: Knobs):
     iteration space to whole tiles (TVM's pad_einsum) instead of guarding: a guarded lane loop is not vectorized,
     and the attention-score kernel ran at 15 GFLOP/s. The operand read along the lane axis is copied once into a
     zero-padded buffer (its own parallel, vectorized loop nest), the one padded along the rows is read in place
-    under a condition uniform across the vector; the result is written back through the
-    kernel's epilogue, or a copy-out block when there is none. Returns that copy-out block (None when there is an
-    epilogue), or False when nothing was padded (the axis divides, or the anchor is not an einsum)."""
+    under a condition uniform across the vector; the result is written back through the kernel's epilogue, or a
+    copy-out block when there is none. Returns that copy-out block (None when there is an epilogue), or False
+    when nothing was padded (the axis divides, or the anchor is not an einsum)."""
     last = st.spatial[-1]
     lanes = int(knobs.get(f"tile_{last.name}", 1))
     if lanes <= 1 or last.extent % lanes == 0:
@@ -247,10 +247,10 @@ def _pad_lane_axis(sch, blk, st: KernelStructure, knobs: Knobs):
         return False
     copy_out = None
     for block in sch.get_child_blocks(sch.get_sblock("root")):
-        name = sch.get(block).name_hint
+        stmt = sch.get(block)
+        name = stmt.name_hint
         if not name.endswith("_pad"):
             continue
-        stmt = sch.get(block)
         written = stmt.writes[0].source
         if written.name == name:  # an operand's padded copy: `<operand>_pad` writes buffer `<operand>_pad`
             read = stmt.reads[0].source if stmt.reads else None
@@ -371,8 +371,9 @@ def _vectorize_innermost(sch, block, shared=()) -> None:
 def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
     partials = {}  # reduction statement -> its per-lane partials (factored before any block moves: see _factor)
     if int(knobs.get("vector_reduce", 1)):
+        lanes = host_register_tile()[0]
         for name in [*st.reducing_producers, *([st.anchor] if st.reduction else [])]:
-            rf = _factor(sch, sch.get_sblock(name), vector_lanes=host_register_tile()[0])
+            rf = _factor(sch, sch.get_sblock(name), vector_lanes=lanes)
             if rf is not None:
                 partials[name] = rf
     out_name = st.consumers[-1] if st.consumers else st.anchor
@@ -397,7 +398,9 @@ def row_reduce(sch, st: KernelStructure, knobs: Knobs) -> None:
         if anchor_loop is not None:
             try:
                 sch.compute_at(blk, anchor_loop)
-                if name in partials:  # the partials go under the row loop with the statement they feed
+                # the partials follow the statement they feed at once: moved after its own producers, TVM places
+                # them outside the row loop
+                if name in partials:
                     sch.compute_at(partials[name], anchor_loop)
             except not_applicable():  # not every producer can move under the row loop; it then runs whole, first
                 pass
@@ -421,8 +424,8 @@ def _factor(sch, block, vector_lanes: int):
     """A reduction along a row (layer norm's mean and variance, softmax's max and sum) runs as one chain of
     dependent scalar adds; split its innermost axis by a divisor of at least half a vector and keep one partial
     result per lane (TVM's rfactor): that many independent chains, each a lane count shorter (layer norm 197x768:
-    157 -> 90 us); the partials are reduced at the end of the row. Returns the partials' block, or None where a row has no such
-    divisor (197) and stays scalar. The reducers are sum, max and min (the DSL has no others): reassociating them
+    161 -> 27 us); the partials are reduced at the end of the row. Returns the partials' block, or None where a
+    row has no such divisor (197) and stays scalar. The reducers are sum, max and min (the DSL has no others): reassociating them
     is exact for integers and max/min, and changes only rounding for float sums. Done before the row loop is
     formed: TVM 0.27's rfactor fails an internal check on a block already moved under a fused row loop."""
     loops = sch.get_loops(block)
