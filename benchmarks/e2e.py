@@ -161,7 +161,8 @@ def plan_table(args) -> None:
         row = {"model": name, "compile_s": compile_s, "shipped": plan["model"]["chosen"], "floor_ms": floor_ms,
                "of_floor": {k: floor_ms / v.median_ms for k, v in samples.items()},
                "reason": plan["model"].get("reason", ""), "vendor_calls": vendor_calls, "calls": len(plan["calls"]),
-               "switch_us": plan.get("switch_us", {}), **{k: v.to_json() for k, v in samples.items()}}
+               "switch_us": plan.get("switch_us", {}), "merged_saving_us": plan.get("merged_saving_us", {}),
+               "mixes_tried": plan.get("mixes_tried", []), **{k: v.to_json() for k, v in samples.items()}}
         if mix is not None:
             row["mix_vs_best_pure"] = best_pure.median_ms / mix.median_ms
             row["mix_beats_both"] = beats(mix, own) and beats(mix, ort)
@@ -172,6 +173,12 @@ def plan_table(args) -> None:
                     f"{', beats both beyond the spread' if row['mix_beats_both'] else ''}"
                     f"{', SLOWER beyond the spread' if row['mix_slower_beyond_spread'] else ''})"
                     if mix is not None else "no per-call mix (every call stayed with woodpecker)")
+        tried = row["mixes_tried"][1:]
+        if tried:  # the mixes the planner ran in model order, against its own calls there
+            best_run = min(tried, key=lambda m: m["in_order_ms"])
+            mix_text += (f" [best mix run: {best_run['vendor_calls']} vendor calls in {best_run['sessions']} "
+                         f"sessions, {best_run['in_order_ms']:.2f} ms in model order vs own "
+                         f"{row['mixes_tried'][0]['in_order_ms']:.2f} ms]")
         print(f"{name:14s} own {own.describe()}  onnxruntime {ort.describe()}  {mix_text}  "
               f"shipped: {row['shipped']} ({row['reason']}); roofline floor {floor_ms:.2f} ms: own at "
               f"{row['of_floor']['woodpecker']:.0%}, onnxruntime at {row['of_floor']['onnxruntime']:.0%}", flush=True)

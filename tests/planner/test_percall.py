@@ -50,3 +50,23 @@ def test_in_context_figures_replace_block_times_and_decide_without_a_second_swit
     assert [r.median_us for r in measured[0].results] == [100, 160.0]
     assert measured[1].results == calls[1].results
     assert cheapest_path(measured, {}) == ["woodpecker", "onnxruntime"]
+
+
+def test_a_run_that_one_session_can_hold_pays_the_session_once():
+    # alone each onnxruntime call costs 50 us more than woodpecker's kernel (its session's per-run overhead);
+    # merged into one session, each call after the first costs 80 us less than alone
+    calls = [call(i, woodpecker=100, onnxruntime=150) for i in range(4)]
+    assert cheapest_path(calls, {"onnxruntime": 5.0}) == ["woodpecker"] * 4
+    assert cheapest_path(calls, {"onnxruntime": 5.0}, {"onnxruntime": 80.0}) == ["onnxruntime"] * 4
+    # figures already measured inside the merged run get no second discount
+    measured = {(i, "onnxruntime") for i in range(4)}
+    assert cheapest_path(calls, {"onnxruntime": 5.0}, {"onnxruntime": 80.0}, measured) == ["woodpecker"] * 4
+
+
+def test_a_merged_runs_time_is_shared_by_its_calls_block_times():
+    from woodpecker.planner.percall import _per_call
+
+    calls = [call(0, woodpecker=10, onnxruntime=30), call(1, woodpecker=10, onnxruntime=10),
+             call(2, woodpecker=10, onnxruntime=20)]
+    path = ["onnxruntime", "onnxruntime", "woodpecker"]
+    assert _per_call([80.0, 12.0], [(0, 1), (2,)], path, calls) == [60.0, 20.0, 12.0]

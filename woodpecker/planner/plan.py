@@ -28,6 +28,7 @@ from woodpecker.measure.correctness import RTOL, relative_error
 from woodpecker.planner.choices import GeneratedChoice, reference_output
 from woodpecker.runtime.vendors import VENDORS, make_vendor
 from woodpecker.runtime.vendors.export_onnx import NotExportable
+from woodpecker.planner.merge import call_groups, merge_regions
 from woodpecker.planner.regions import Region
 from woodpecker.runtime.executor import CallSpec, Program
 
@@ -135,15 +136,29 @@ def _synced(run: Callable[[], None], sync: Callable[[], None]) -> Callable[[], N
     return run_and_wait
 
 
-def planned_program(program: Program, regions: Sequence[Region], decisions: Sequence[RegionDecision]) -> tuple[Program, dict[str, Region]]:
-    """The program with the vendor decisions applied, and the region of each vendor call, by call name."""
-    calls = list(program.calls)
+def planned_program(program: Program, regions: Sequence[Region], decisions: Sequence[RegionDecision],
+                    merge: bool = True) -> tuple[Program, dict[str, Region]]:
+    """The program with the vendor decisions applied, and the region of each vendor call, by call name.
+
+    Consecutive onnxruntime calls become one call of one session where their inner values stay inside the run
+    (woodpecker.planner.merge.call_groups, `merge`); the other calls of the run are dropped."""
+    chosen = [d.chosen for d in decisions]
+    calls = []
     vendor_regions: dict[str, Region] = {}
-    for region, d in zip(regions, decisions):
-        if d.chosen == "woodpecker":
+    placed: list[int] = []  # per original call: the index of the planned call that runs it
+    for group in call_groups(program, chosen, merge):
+        first, lib = group[0], chosen[group[0]]
+        placed.extend(len(calls) for _ in group)
+        if lib == "woodpecker":
+            calls.append(program.calls[first])
             continue
-        name = f"vendor_{region.index}_{d.chosen}"
-        args = tuple((v, region.types[v].shape) for v in region.inputs) + ((region.output, region.types[region.output].shape),)
-        calls[region.index] = CallSpec(name, args, d.chosen)
+        region = merge_regions([regions[i] for i in group]) if len(group) > 1 else regions[first]
+        name = f"vendor_{region.index}_{lib}" + (f"_to_{group[-1]}" if len(group) > 1 else "")
+        args = tuple((v, region.types[v].shape) for v in region.inputs) + \
+            ((region.output, region.types[region.output].shape),)
+        calls.append(CallSpec(name, args, lib))
         vendor_regions[name] = region
-    return dataclasses.replace(program, calls=tuple(calls)), vendor_regions
+    # a view step is the number of calls before it: one made inside a merged run is made before the merged call
+    placed.append(len(calls))
+    view_steps = tuple(placed[step] for step in program.view_steps)
+    return dataclasses.replace(program, calls=tuple(calls), view_steps=view_steps), vendor_regions

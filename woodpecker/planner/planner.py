@@ -65,8 +65,11 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
             decisions = list(per_call.decisions)
             plan_info["switch_us"] = dict(per_call.switch_us)
             plan_info["chosen_alone"] = list(per_call.alone_chosen)
-            if per_call.context_us:  # the last mix tried, call after call in model order, against the own program
-                plan_info["in_order_ms"] = {"last_mix": sum(per_call.context_us) / 1e3,
+            plan_info["merged_saving_us"] = dict(per_call.merged_saving_us)
+            plan_info["mixes_tried"] = [{"vendor_calls": n, "sessions": k, "in_order_ms": ms}
+                                        for n, k, ms in per_call.mixes_tried]
+            if per_call.context_us:  # the mix kept, call after call in model order, against the own program
+                plan_info["in_order_ms"] = {"kept_mix": sum(per_call.context_us) / 1e3,
                                             "woodpecker": sum(per_call.own_context_us) / 1e3}
             plan_info["per_call_timing"] = "fresh process, passive wait policies (" + \
                 ", ".join(f"{k}={v}" for k, v in PASSIVE_WAITS) + "), switch costs charged, the mix re-planned " \

@@ -51,7 +51,7 @@ def _per_call_line(plan: Mapping[str, Any], samples: Mapping[str, ProcessSamples
     taken_alone = sum(1 for a in alone if a != "woodpecker")
     if set(counts) <= {"woodpecker"}:
         why = "no vendor call pays for its switches" if taken_alone else "woodpecker's kernel is the fastest for every call"
-        return f"{line} ({why}{'; a switch costs ' + switch_text if switch_text else ''})"
+        return f"{line} ({why}{'; a switch costs ' + switch_text if switch_text else ''}{_tried_text(plan)})"
     mix = samples.get("planned")
     if mix is None or chosen == "planned":
         return line
@@ -62,3 +62,14 @@ def _per_call_line(plan: Mapping[str, Any], samples: Mapping[str, ProcessSamples
     else:
         why = f"the mix ({mix.median_ms:.2f} ms) was not faster beyond the spread"
     return f"{line}; {why}{' (a switch costs ' + switch_text + ')' if switch_text else ''}"
+
+
+def _tried_text(plan: Mapping[str, Any]) -> str:
+    """The fastest mix the planner ran in model order, against woodpecker's own calls there."""
+    tried = plan.get("mixes_tried") or []
+    if len(tried) < 2:
+        return ""
+    own, mixes = tried[0], tried[1:]
+    best = min(mixes, key=lambda m: m["in_order_ms"])
+    return (f"; the best mix run, {best['vendor_calls']} vendor calls in {best['sessions']} sessions, took "
+            f"{best['in_order_ms']:.2f} ms in model order against {own['in_order_ms']:.2f} ms")

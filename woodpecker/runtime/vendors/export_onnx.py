@@ -38,6 +38,9 @@ class _Exporter:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.names: dict[str, str] = {}
+        # blocked (NCHWc) ONNX value -> the same tensor in NCHW: a region set exported together (a merged run of
+        # calls) then converts at its edges only, and ONNX's Conv + Add + Relu stay adjacent for onnxruntime to fuse
+        self.plain: dict[str, str] = {}
         self._n = 0
 
     def fresh(self, base: str) -> str:
@@ -65,14 +68,59 @@ class _Exporter:
 
     # -- layout helpers ------------------------------------------------------------------------------------------
     def unblock(self, x: str, shape5: Sequence[int]) -> str:
+        if x in self.plain:
+            return self.plain[x]
         n, cb, h, w, b = shape5
         t = self.op("Transpose", [x], perm=[0, 1, 4, 2, 3])
-        return self.op("Reshape", [t, self.const(np.array([n, cb * b, h, w], np.int64), "shape")])
+        y = self.op("Reshape", [t, self.const(np.array([n, cb * b, h, w], np.int64), "shape")])
+        self.plain[x] = y
+        return y
 
     def block(self, x: str, shape4: Sequence[int], b: int) -> str:
         n, c, h, w = shape4
         r = self.op("Reshape", [x, self.const(np.array([n, c // b, b, h, w], np.int64), "shape")])
-        return self.op("Transpose", [r], perm=[0, 1, 3, 4, 2])
+        y = self.op("Transpose", [r], perm=[0, 1, 3, 4, 2])
+        self.plain[y] = x
+        return y
+
+    def plain_inputs(self, node: Node) -> list[str] | None:
+        """The NCHW forms of an elementwise node's blocked inputs (constants converted), or None where one has
+        none: the node is then computed in the blocked layout."""
+        out_t = self.types[node.outputs[0]]
+        if out_t.rank != 5 or out_t.layout == "":
+            return None
+        b = out_t.shape[4]
+        plains = []
+        for v in node.inputs:
+            t = self.types[v]
+            if v in self.constants:
+                c = np.asarray(self.constants[v])
+                if c.ndim == 0:
+                    plains.append(self.value(v))
+                    continue
+                if c.ndim != 5 or c.shape[4] not in (1, b) or (c.shape[4] == 1 and c.shape[1] != 1):
+                    return None
+                n_, cb, h, w, bb = c.shape
+                plains.append(self.const(np.ascontiguousarray(c.transpose(0, 1, 4, 2, 3).reshape(n_, cb * bb, h, w))))
+            elif t.rank == 5 and t.shape[4] == b and self.value(v) in self.plain:
+                plains.append(self.plain[self.value(v)])
+            else:
+                return None
+        return plains
+
+    def blocked_result(self, y_plain: str, node: Node) -> str:
+        n, cb, h, w, b = self.types[node.outputs[0]].shape
+        return self.block(y_plain, (n, cb * b, h, w), b)
+
+    def prune(self, result: str) -> None:
+        """Drop the nodes `result` does not depend on (the unused blocked twins of NCHW values)."""
+        needed, kept = {result}, []
+        for node in reversed(self.nodes):
+            if any(o in needed for o in node.output):
+                kept.append(node)
+                needed.update(node.input)
+        self.nodes = kept[::-1]
+        self.inits = [t for t in self.inits if t.name in needed]
 
     # -- nodes ---------------------------------------------------------------------------------------------------
     def emit(self, node: Node) -> None:
@@ -81,7 +129,10 @@ class _Exporter:
         in_t = [self.types[v] for v in node.inputs]
         out_t = self.types[node.outputs[0]]
         op = node.op
-        if op in _UNARY:
+        plains = self.plain_inputs(node) if op in _UNARY or op in _BINARY else None
+        if plains is not None:
+            y = self.blocked_result(self.op(_UNARY[op] if op in _UNARY else _BINARY[op], plains), node)
+        elif op in _UNARY:
             y = self.op(_UNARY[op], ins)
         elif op in _BINARY:
             y = self.op(_BINARY[op], ins)
@@ -119,7 +170,9 @@ class _Exporter:
             y = self.op("Slice", [ins[0], self.const(np.array(a["starts"], np.int64)), self.const(np.array(ends, np.int64)),
                                   self.const(np.arange(len(ends), dtype=np.int64)), self.const(np.array(a["steps"], np.int64))])
         elif op == "concat":
-            y = self.op("Concat", ins, axis=int(a["axis"]))
+            plains = self.plain_inputs(node) if int(a["axis"]) == 1 else None  # blocks of equal size: C = blocks
+            y = self.blocked_result(self.op("Concat", plains, axis=1), node) if plains is not None else \
+                self.op("Concat", ins, axis=int(a["axis"]))
         elif op == "pad":
             y = self.op("Pad", [ins[0], self.const(np.array(a["pads"], np.int64)),
                                 self.const(np.array(a.get("value", 0.0), dtype=in_t[0].dtype))], mode=a.get("mode", "constant"))
@@ -242,6 +295,7 @@ def export_region(
         ex.emit(node)
     result = ex.names[output]
     ex.nodes.append(helper.make_node("Identity", [result], ["out"]))
+    ex.prune("out")
     t = types[output]
     graph = helper.make_graph(ex.nodes, "region", graph_inputs,
                               [helper.make_tensor_value_info("out", _DTYPES[t.dtype], list(t.shape))], ex.inits)

@@ -1,0 +1,69 @@
+"""Regions exported to ONNX for onnxruntime: blocked (NCHWc) values stay in NCHW between the nodes of one export,
+so a merged run converts layouts at its edges only, and the numbers match the region's reference."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+
+from woodpecker.frontend.onnx import import_onnx
+from woodpecker.lowering.model import lower_graph
+from woodpecker.passes.pipeline import optimize
+from woodpecker.planner.choices import reference_output
+from woodpecker.planner.merge import merge_regions
+from woodpecker.planner.regions import regions_of
+from woodpecker.runtime.vendors import OrtChoice
+from woodpecker.runtime.vendors.export_onnx import export_region
+from woodpecker.testing.models import tiny_cnn
+
+
+@pytest.fixture(scope="module")
+def lowered():
+    return lower_graph(optimize(import_onnx(tiny_cnn(image_size=20, channels=16))))
+
+
+def _ops(region, constants) -> Counter:
+    model = export_region(region.body, region.inputs, region.output, region.types, constants)
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def _run(region, constants, rng) -> tuple[np.ndarray, np.ndarray]:
+    ins = [rng.normal(size=region.types[v].shape).astype(np.float32) for v in region.inputs]
+    out_t = region.types[region.output]
+    out = np.empty(out_t.shape, out_t.dtype)
+    OrtChoice(region, constants, threads=1).bind(ins, out)()
+    return out, np.asarray(reference_output(region, ins, constants)).reshape(out_t.shape)
+
+
+def test_blocked_convolution_with_bias_and_relu_is_exported_in_nchw_between_its_edges(lowered):
+    regions = regions_of(lowered)
+    conv = next(r for r in regions if [n.op for n in r.body] == ["conv2d_nchwc", "add", "relu"])
+    ops = _ops(conv, lowered.graph.constants)
+    # one conversion in, one out; the bias add and relu in NCHW next to the Conv (onnxruntime fuses them)
+    assert ops["Transpose"] == 2 and ops["Conv"] == 1 and ops["Add"] == 1 and ops["Relu"] == 1
+    out, ref = _run(conv, lowered.graph.constants, np.random.default_rng(0))
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_merged_run_converts_only_at_its_edges_and_matches_its_reference(lowered):
+    regions = regions_of(lowered)
+    blocked = [r for r in regions if r.types[r.output].layout and r.types[r.inputs[0]].layout][:4]
+    assert [n.op for r in blocked for n in r.body][:3] == ["conv2d_nchwc", "add", "relu"]
+    constants = lowered.graph.constants
+    merged = merge_regions(blocked)
+    separate = sum(_ops(r, constants)["Transpose"] for r in blocked)
+    assert _ops(merged, constants)["Transpose"] == 2 < separate
+    out, ref = _run(merged, constants, np.random.default_rng(1))
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_unused_nodes_are_pruned(lowered):
+    regions = regions_of(lowered)
+    conv = next(r for r in regions if [n.op for n in r.body] == ["conv2d_nchwc", "add", "relu"])
+    model = export_region(conv.body, conv.inputs, conv.output, conv.types, lowered.graph.constants)
+    used = {i for n in model.graph.node for i in n.input}
+    assert all(o in used or o == "out" for n in model.graph.node for o in n.output)
+    onnx.checker.check_model(model)
