@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,6 +73,21 @@ def test_views_share_storage_and_extend_its_lifetime():
     # a (through its view) is live until step 3, so b (steps 1..2) cannot reuse it; c (3..4) cannot either
     offsets = {plan.placements[v].offset for v in ("a", "b")}
     assert len(offsets) == 2
+
+
+def test_slices_live_inside_their_whole_from_the_first_part_on():
+    # p1 (step 0) and p2 (step 2) are an in-place concat's inputs, read together as w by step 3;
+    # t (steps 1..2) is live while the parts are being written and must not overlap w's storage
+    nbytes = {"p1": 256, "p2": 128, "w": 384, "t": 384}
+    defs = {"p1": 0, "p2": 2, "w": 2, "t": 1}
+    last = {"p1": 0, "p2": 2, "w": 3, "t": 2}
+    plan = plan_memory(nbytes, defs, last, [], [("p1", "w", 0), ("p2", "w", 256)])
+    assert plan.root["p1"] == plan.root["p2"] == "w" and set(plan.placements) == {"w", "t"}
+    assert plan.offsets == {"p1": 0, "p2": 256}
+    w, t = plan.placements["w"], plan.placements["t"]
+    assert w.nbytes == 384 and (t.offset >= w.offset + w.nbytes or w.offset >= t.offset + t.nbytes)
+    with pytest.raises(ValueError, match="in-place concat"):
+        plan_buffers(nbytes, defs, last, [], [("p1", "w", 0)])
 
 
 def test_empty_and_zero_sized_values():

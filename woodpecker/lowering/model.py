@@ -17,6 +17,7 @@ from woodpecker.dsl.transform import flops
 from woodpecker.ir import ops
 from woodpecker.ir.graph import Graph, Node
 from woodpecker.lowering.program import ProgramBuilder
+from woodpecker.passes.concat_in_place import slice_offsets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,17 @@ class ViewStep:
     dst: str
 
 
-Step = KernelCall | ViewStep
+@dataclasses.dataclass(frozen=True)
+class SliceStep:
+    """`part` is written in place at `offset_bytes` into `whole`'s buffer (an in-place concat's input,
+    woodpecker.passes.concat_in_place): no kernel."""
+
+    part: str
+    whole: str
+    offset_bytes: int
+
+
+Step = KernelCall | ViewStep | SliceStep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +141,9 @@ def lower_graph(graph: Graph, lib: Library | None = None) -> LoweredModel:
     for node in graph.nodes:
         if node.op != "fused" and ops.get(node.op).kind == "view":
             steps.append(ViewStep(node.inputs[0], node.outputs[0]))
+            continue
+        if node.op == "concat" and node.attr("in_place"):
+            steps.extend(SliceStep(v, node.outputs[0], off) for v, off in zip(node.inputs, slice_offsets(node, graph)))
             continue
         kernel, args, family = build_program(node, graph, lib)
         key = workload_key(kernel, lib)

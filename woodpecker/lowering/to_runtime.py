@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from woodpecker.lowering.model import KernelCall, LoweredModel
+from woodpecker.lowering.model import KernelCall, LoweredModel, SliceStep
 from woodpecker.runtime.compiled import KernelInfo
 from woodpecker.runtime.executor import CallSpec, Program, TensorSpec
 
@@ -17,13 +17,16 @@ def to_program(lowered: LoweredModel) -> tuple[Program, dict[str, np.ndarray]]:
     """(Program, constants): the kernel calls and view steps in order, every value's shape and dtype, and the
     constants the calls read (only those used)."""
     graph = lowered.graph
-    calls, views, view_steps = [], [], []
+    calls, views, view_steps, slices = [], [], [], []
     used: set[str] = set()
     for step in lowered.steps:
         if isinstance(step, KernelCall):
             task = lowered.tasks[step.task]
             calls.append(CallSpec(task.name, tuple(zip(step.args, task.param_shapes, strict=True))))
             used.update(step.args)
+        elif isinstance(step, SliceStep):
+            slices.append((step.part, step.whole, step.offset_bytes))
+            used.update((step.part, step.whole))
         else:
             views.append((step.src, step.dst))
             view_steps.append(len(calls))
@@ -43,6 +46,7 @@ def to_program(lowered: LoweredModel) -> tuple[Program, dict[str, np.ndarray]]:
         calls=tuple(calls),
         views=tuple(views),
         view_steps=tuple(view_steps),
+        slices=tuple(slices),
     )
     return program, constants
 

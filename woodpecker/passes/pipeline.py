@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from woodpecker.ir.graph import Graph
+from woodpecker.passes.concat_in_place import concat_in_place
 from woodpecker.passes.dce import eliminate_dead_code
 from woodpecker.passes.fold_batchnorm import fold_batchnorm
 from woodpecker.passes.fold_constants import fold_constants
@@ -22,6 +23,7 @@ class PassOptions:
     max_block: int = 16  # largest channel block; 16 = two AVX2 vectors of float32
     pack_dense: bool = True  # dense weights as [N/b, K, b] panels
     fuse: bool = True  # epilogue and elementwise fusion, data-movement inlining
+    concat_in_place: bool = False  # producers write into their concat's output (one flat arena: the host CPU)
 
 
 def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
@@ -39,5 +41,7 @@ def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
         g = fuse_elementwise(g)
         g = inline_injective(g)
     g = eliminate_dead_code(g)
+    if options.concat_in_place:
+        g = concat_in_place(g)
     g.validate()
     return g

@@ -45,7 +45,8 @@ def call_groups(program: Program, chosen: Sequence[str], merge: bool = True) -> 
     for i, call in enumerate(program.calls):
         for v, _ in call.args[:-1]:
             readers.setdefault(v, set()).add(i)
-    escapes = set(program.output_values) | {src for src, _ in program.views}
+    # a viewed value, or a concat input stored in its output, is read by whoever reads the view or the whole
+    escapes = set(program.output_values) | {src for src, _ in program.views} | {p for p, _, _ in program.slices}
     outputs = [call.args[-1][0] for call in program.calls]
 
     def closed(start: int, end: int) -> bool:

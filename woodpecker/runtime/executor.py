@@ -93,6 +93,8 @@ class Program:
     calls: tuple[CallSpec, ...]
     views: tuple[tuple[str, str], ...]  # (src, dst) in step order, each with the index of the step before it
     view_steps: tuple[int, ...]
+    # (part, whole, byte offset): `part` is stored inside `whole` (an in-place concat's input); none on devices
+    slices: tuple[tuple[str, str, int], ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -103,6 +105,7 @@ class Program:
             "calls": [c.to_json() for c in self.calls],
             "views": [list(v) for v in self.views],
             "view_steps": list(self.view_steps),
+            **({"slices": [list(x) for x in self.slices]} if self.slices else {}),
         }
 
     @staticmethod
@@ -115,6 +118,7 @@ class Program:
             calls=tuple(CallSpec.from_json(c) for c in d["calls"]),
             views=tuple((str(a), str(b)) for a, b in d["views"]),
             view_steps=tuple(int(i) for i in d["view_steps"]),
+            slices=tuple((str(p), str(w), int(o)) for p, w, o in d.get("slices", ())),
         )
 
 
@@ -124,10 +128,11 @@ def plan_program_memory(program: Program, constants: Mapping[str, np.ndarray]):
 
 
 def program_lifetimes(program: Program, constants: Mapping[str, np.ndarray]):
-    """(bytes, first step, last step, views) of the program's run-time values, as plan_memory takes them.
+    """(bytes, first step, last step, views, slices) of the program's run-time values, as plan_memory takes them.
 
     A value lives from the call that writes it to its last reader. Inputs live to the end, so that execute()
-    can run again on the same inputs (benchmarks); outputs live until they are copied out."""
+    can run again on the same inputs (benchmarks); outputs live until they are copied out. A slice's whole is
+    written by its parts' calls (its storage root starts at the first)."""
     n = len(program.calls)
     defs: dict[str, int] = {}
     last: dict[str, int] = {}
@@ -142,6 +147,8 @@ def program_lifetimes(program: Program, constants: Mapping[str, np.ndarray]):
     for (src, dst), step in zip(program.views, program.view_steps):
         defs.setdefault(dst, step)
         last[src] = max(last.get(src, -1), step)
+    for part, whole, _ in program.slices:
+        defs[whole] = min(defs.get(whole, n), defs.get(part, -1))
     for v in program.output_values:
         last[v] = n
     for t in program.inputs:
@@ -152,7 +159,7 @@ def program_lifetimes(program: Program, constants: Mapping[str, np.ndarray]):
         sizes[v] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         defs.setdefault(v, -1)
         last.setdefault(v, defs[v])
-    return sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values]
+    return sizes, defs, last, [(a, b) for a, b in program.views if a in runtime_values], list(program.slices)
 
 
 def validate_inputs(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -242,10 +249,10 @@ class Executor:
         if value in self._const_np:
             return self._const_np[value].reshape(tuple(shape))
         root = self.memory.root[value]
-        place = self.memory.placements[root]
+        start = self.memory.placements[root].offset + self.memory.offsets.get(value, 0)
         dt = np.dtype(dtype or self.program.values[value][1])
         count = int(np.prod(shape, dtype=np.int64))
-        return self._arena[place.offset : place.offset + count * dt.itemsize].view(dt).reshape(tuple(shape))
+        return self._arena[start : start + count * dt.itemsize].view(dt).reshape(tuple(shape))
 
     def _bind_vendor(self, call: CallSpec, regions: Mapping[str, object], threads: int | None):
         from woodpecker import config

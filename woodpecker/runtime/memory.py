@@ -23,17 +23,24 @@ class Placement:
 class MemoryPlan:
     arena_bytes: int
     placements: Mapping[str, Placement]  # storage root value -> placement
-    root: Mapping[str, str]  # value -> storage root value (itself unless it is a view)
+    root: Mapping[str, str]  # value -> storage root value (itself unless it is a view or a slice)
+    offsets: Mapping[str, int] = dataclasses.field(default_factory=dict)  # value -> bytes into its root (slices)
 
 
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _root_lifetimes(nbytes, defs, last_uses, views):
+def _root_lifetimes(nbytes, defs, last_uses, views, slices=()):
     root: dict[str, str] = {v: v for v in nbytes}
+    offsets: dict[str, int] = {}
+    for part, whole, offset in slices:
+        root[part] = root.get(whole, whole)
+        offsets[part] = offsets.get(whole, 0) + offset
     for src, dst in views:
         root[dst] = root.get(src, src)
+        if src in offsets:
+            offsets[dst] = offsets[src]
     start: dict[str, int] = {}
     end: dict[str, int] = {}
     size: dict[str, int] = {}
@@ -41,8 +48,8 @@ def _root_lifetimes(nbytes, defs, last_uses, views):
         r = root[v]
         start[r] = min(start.get(r, defs[v]), defs[v])
         end[r] = max(end.get(r, last_uses[v]), last_uses[v])
-        size[r] = max(size.get(r, 0), _align(max(n, 1)))
-    return root, start, end, size
+        size[r] = max(size.get(r, 0), _align(max(n, 1) + offsets.get(v, 0)))
+    return root, start, end, size, offsets
 
 
 def plan_memory(
@@ -50,9 +57,11 @@ def plan_memory(
     defs: Mapping[str, int],
     last_uses: Mapping[str, int],
     views: Sequence[tuple[str, str]],
+    slices: Sequence[tuple[str, str, int]] = (),
 ) -> MemoryPlan:
-    """nbytes/defs/last_uses: per value; views: (src, dst) pairs, dst sharing src's storage."""
-    root, start, end, size = _root_lifetimes(nbytes, defs, last_uses, views)
+    """nbytes/defs/last_uses: per value; views: (src, dst) pairs, dst sharing src's storage; slices: (part, whole,
+    byte offset), part stored inside whole's storage at that offset."""
+    root, start, end, size, offsets = _root_lifetimes(nbytes, defs, last_uses, views, slices)
     placed: list[tuple[str, int]] = []
     placements: dict[str, Placement] = {}
     for r in sorted(size, key=lambda k: (-size[k], start[k], k)):
@@ -67,7 +76,7 @@ def plan_memory(
         placed.append((r, offset))
         placements[r] = Placement(offset, size[r])
     arena = max((p.offset + p.nbytes for p in placements.values()), default=0)
-    return MemoryPlan(arena, placements, root)
+    return MemoryPlan(arena, placements, root, offsets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +95,14 @@ def plan_buffers(
     defs: Mapping[str, int],
     last_uses: Mapping[str, int],
     views: Sequence[tuple[str, str]],
+    slices: Sequence[tuple[str, str, int]] = (),
 ) -> BufferPlan:
     """Like plan_memory, but every storage root sits at offset 0 of a buffer of its own kind: for runtimes whose
     kernels reject an argument at a non-zero byte offset (TVM's device kernels). Roots in order of definition
     take the smallest dead buffer that holds them, else grow the largest dead one, else a new buffer."""
-    root, start, end, size = _root_lifetimes(nbytes, defs, last_uses, views)
+    if slices:  # a device kernel takes no byte offset into a buffer (the GPU target keeps concat copies)
+        raise ValueError("buffers per value cannot hold a value inside another (in-place concat)")
+    root, start, end, size, _ = _root_lifetimes(nbytes, defs, last_uses, views)
     buffers: list[list[int]] = []  # [bytes, last step of its current occupant]
     buffer_of: dict[str, int] = {}
     for r in sorted(size, key=lambda k: (start[k], -size[k], k)):

@@ -3,13 +3,20 @@ times vendor libraries (onnxruntime, PyTorch, numpy BLAS) per call and whole-mod
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
+
+from woodpecker.passes.pipeline import PassOptions
 
 from woodpecker.targets import BuildRequest, Target
 
 
 class CpuTarget(Target):
+    def pass_options(self, blocked_layout: bool | None = None) -> PassOptions:
+        # one flat arena: a concat's inputs can be written in place (woodpecker.passes.concat_in_place)
+        return dataclasses.replace(super().pass_options(blocked_layout), concat_in_place=True)
+
     @property
     def lanes(self) -> int:
         from woodpecker.hw.host import detect

@@ -164,7 +164,7 @@ def write_model_sources(program: Program, constants: Mapping[str, np.ndarray], o
         if value in const_off:
             return f"(void *)(woodpecker_weights + {const_off[value]})"
         root = memory.root[value]
-        return f"(void *)(woodpecker_arena + {memory.placements[root].offset})"
+        return f"(void *)(woodpecker_arena + {memory.placements[root].offset + memory.offsets.get(value, 0)})"
 
     def dtype_of(value: str) -> str:
         return str(consts[value].dtype) if value in consts else program.values[value][1]
