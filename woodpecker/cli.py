@@ -475,10 +475,12 @@ def lower_cmd(
     """Print the DSL program of every (fused) operator."""
     from woodpecker.frontend.source import import_model
     from woodpecker.lowering.model import lower_graph
-    from woodpecker.passes.pipeline import PassOptions, optimize
+    from woodpecker.passes.pipeline import optimize
+    from woodpecker.targets import resolve
 
     graph = import_model(_model_arg(model), _parse_shapes(input_shape))
-    lowered = lower_graph(optimize(graph, PassOptions(blocked_layout=not no_layout)))
+    # the host's passes, so the kernels printed are the ones a host compile builds
+    lowered = lower_graph(optimize(graph, resolve("host").pass_options(blocked_layout=not no_layout)))
     counts = lowered.occurrences()
     for task in lowered.tasks.values():
         console.print(f"# {task.name}: {task.family}, {counts[task.key]} call(s), {task.flops / 1e6:.2f} MFLOP, "

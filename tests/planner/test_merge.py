@@ -75,6 +75,16 @@ def test_planned_program_drops_merged_calls_and_moves_views_before_the_merged_ca
     assert planned.calls[1].args == (("v0", SHAPE), ("r0", SHAPE), ("v3", SHAPE))
     assert planned.view_steps == (1, 3)
     assert vendor_regions["vendor_1_onnxruntime_to_3"].output == "v3"
+    # the values made and read inside the run are never written: no storage for them
+    assert "v1" not in planned.values and "v2" not in planned.values and "v3" in planned.values
+
+
+def test_a_call_continues_a_run_only_after_a_value_that_stays_inside():
+    from woodpecker.planner.merge import continues_run
+
+    viewed = _program(CHAIN, outputs=("v4", "v2"), views=(("v0", "r0"),), view_steps=(1,))
+    # v0 is viewed and v2 a model output: calls 1 and 3 start a new session
+    assert continues_run(viewed) == [False, False, True, False, True]
 
 
 def test_a_model_run_mostly_in_merged_onnxruntime_sessions_matches_the_generated_one():

@@ -61,6 +61,9 @@ def test_a_run_that_one_session_can_hold_pays_the_session_once():
     # figures already measured inside the merged run get no second discount
     measured = {(i, "onnxruntime") for i in range(4)}
     assert cheapest_path(calls, {"onnxruntime": 5.0}, {"onnxruntime": 80.0}, measured) == ["woodpecker"] * 4
+    # nor where the program cuts the run (a value read outside it): every call would pay its own session
+    cut = [False, False, False, False]
+    assert cheapest_path(calls, {"onnxruntime": 5.0}, {"onnxruntime": 80.0}, continues=cut) == ["woodpecker"] * 4
 
 
 def test_a_merged_runs_time_is_shared_by_its_calls_block_times():

@@ -154,11 +154,17 @@ def test_wrong_format_name(saved, tmp_path):
     assert "'something-else'" in _load_error(p)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", None])
 def test_unknown_version(saved, tmp_path, version):
     p = _rewrite(saved[1], tmp_path / "m.wpk", manifest_edit=lambda m: m.update(version=version))
     msg = _load_error(p)
     assert "version" in msg and "recompile" in msg
+
+
+def test_version_one_artifacts_still_load(saved, tmp_path):
+    # version 2 only added Program.slices (in-place concats); a version-1 artifact is one without them
+    p = _rewrite(saved[1], tmp_path / "m.wpk", manifest_edit=lambda m: m.update(version=1))
+    assert woodpecker.load(p).program == saved[0].program
 
 
 @pytest.mark.parametrize("member", ["kernels.so", "weights.npz"])

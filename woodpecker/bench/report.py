@@ -71,13 +71,18 @@ def profile_apart(artifacts: Mapping[str, str], feed: Mapping[str, np.ndarray], 
 def operators(cm, prof: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
     """Per-call latency, chosen implementation and achieved throughput of a compiled model, from its per-call
     seconds (profile_job)."""
-    plan = {c["index"]: c for c in (cm.metadata.get("plan") or {}).get("calls", [])}
+    meta = cm.metadata.get("plan") or {}
+    plan = {c["index"]: c for c in meta.get("calls", [])}
+    # a shipped mix may run several original calls as one onnxruntime session: each row maps to its calls
+    groups = meta.get("planned_calls") if (meta.get("model") or {}).get("chosen") == "planned" else None
     by_name = {k.name: k for k in cm.kernels}
     rows = []
     for i, ((func, secs), call) in enumerate(zip(prof, cm.program.calls)):
-        p = plan.get(i, {})
+        members = groups[i] if groups else [i]
+        p = plan.get(members[0], {})
         kernel = by_name.get(p.get("kernel", func))
-        flops = kernel.flops if kernel else 0
+        flops = sum(k.flops for k in (by_name.get(plan.get(j, {}).get("kernel", "")) for j in members) if k) \
+            if len(members) > 1 else (kernel.flops if kernel else 0)
         nbytes = 0
         for v, shape in call.args:
             dtype = cm.program.values.get(v, (None, "float32"))[1] if v in cm.program.values else \

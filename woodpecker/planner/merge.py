@@ -37,6 +37,18 @@ def merge_regions(members: Sequence[Region]) -> Region:
                   members[-1].output, types, consts)
 
 
+def continues_run(program: Program) -> list[bool]:
+    """Per call, whether it can share a merged session with the call before it: that call's output is no model
+    output, viewed value or in-place concat input (call_groups would cut the run there)."""
+    escapes = _escapes(program)
+    return [False] + [call.args[-1][0] not in escapes for call in program.calls[:-1]]
+
+
+def _escapes(program: Program) -> set[str]:
+    # a viewed value, or a concat input stored in its output, is read by whoever reads the view or the whole
+    return set(program.output_values) | {src for src, _ in program.views} | {p for p, _, _ in program.slices}
+
+
 def call_groups(program: Program, chosen: Sequence[str], merge: bool = True) -> list[tuple[int, ...]]:
     """The calls of the planned program, each as the tuple of original call indices it runs: a single call, or a
     run of consecutive calls of a MERGEABLE library whose inner values stay inside the run (see the module doc)."""
@@ -45,8 +57,7 @@ def call_groups(program: Program, chosen: Sequence[str], merge: bool = True) -> 
     for i, call in enumerate(program.calls):
         for v, _ in call.args[:-1]:
             readers.setdefault(v, set()).add(i)
-    # a viewed value, or a concat input stored in its output, is read by whoever reads the view or the whole
-    escapes = set(program.output_values) | {src for src, _ in program.views} | {p for p, _, _ in program.slices}
+    escapes = _escapes(program)
     outputs = [call.args[-1][0] for call in program.calls]
 
     def closed(start: int, end: int) -> bool:

@@ -110,14 +110,16 @@ def merged_saving(ex, program, regions, decisions: Sequence[RegionDecision], con
 
 def cheapest_path(decisions: Sequence[RegionDecision], switch_us: Mapping[str, float],
                   merged_saving_us: Mapping[str, float] | None = None,
-                  in_context: Collection[tuple[int, str]] = ()) -> list[str]:
+                  in_context: Collection[tuple[int, str]] = (),
+                  continues: Sequence[bool] | None = None) -> list[str]:
     """The library of each call minimising the sum of call times and switch costs (Viterbi over the calls).
 
     The model starts and ends in woodpecker's executor; a change between two vendors costs the mean of their two
     switch costs. A vendor's time carries the tie margin, so woodpecker's kernel keeps near-ties.
     `merged_saving_us`: what a call of a library that merges runs (woodpecker.planner.merge) costs less when it
     follows a call of the same library in one session (measured: `merged_saving`); never below a tenth of its time.
-    Not for the (call, library) pairs in `in_context`: their figures were measured in the merged run."""
+    Not for the (call, library) pairs in `in_context`: their figures were measured in the merged run; nor where
+    `continues[i]` is False (merge.continues_run: the run is cut before call i)."""
     saving = merged_saving_us or {}
 
     def switch(a: str, b: str) -> float:
@@ -132,7 +134,8 @@ def cheapest_path(decisions: Sequence[RegionDecision], switch_us: Mapping[str, f
         step: dict[str, tuple[float, list[str]]] = {}
         for lib, t in times.items():
             def cost_after(prev: str, lib: str = lib, t: float = t) -> float:
-                if prev == lib and lib in saving and (i, lib) not in in_context:
+                if prev == lib and lib in saving and (i, lib) not in in_context and \
+                        (continues is None or continues[i]):
                     return max(t - saving[lib], t / 10)
                 return switch(prev, lib) + t
 
@@ -163,6 +166,7 @@ def plan_calls(artifact: str, region_jsons: Sequence[Mapping[str, Any]], constan
     """Load the saved model, run it on the planning inputs, time every call's choices in place, measure the switch
     costs, and choose."""
     from woodpecker.runtime.load import load_artifact
+    from woodpecker.planner.merge import continues_run
     from woodpecker.planner.plan import plan_regions
     from woodpecker.planner.regions import Region
     from woodpecker.runtime.executor import profile_calls
@@ -194,10 +198,11 @@ def plan_calls(artifact: str, region_jsons: Sequence[Mapping[str, Any]], constan
     alone = tuple(decide(d.results) for d in decisions)
     progress("planning: measuring what merging onnxruntime calls into one session saves")
     saving = merged_saving(ex, cm.program, regions, decisions, constants, threads, rounds)
-    path = cheapest_path(decisions, switch, saving)
+    continues = continues_run(cm.program)
+    path = cheapest_path(decisions, switch, saving, continues=continues)
     progress("planning: timing the mix in model order")
     path, context, decisions, tried = _check_in_context(cm, regions, constants, threads, decisions, path, own,
-                                                        saving, progress)
+                                                        saving, progress, continues)
     chosen = tuple(dataclasses.replace(d, chosen=lib) for d, lib in zip(decisions, path))
     return PerCallPlan(chosen, switch, alone, tuple(context), tuple(own), saving, tuple(tried))
 
@@ -208,7 +213,7 @@ CONTEXT_ROUNDS = 3  # re-plans with in-context figures before the mix is taken a
 
 def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[RegionDecision],
                       path: list[str], own: Sequence[float], saving: Mapping[str, float] | None = None,
-                      progress: Callable[[str], None] = lambda msg: None,
+                      progress: Callable[[str], None] = lambda msg: None, continues: Sequence[bool] | None = None,
                       ) -> tuple[list[str], list[float], list[RegionDecision], list[tuple[int, int, float]]]:
     """Time the chosen mix as it runs, call after call in model order, and re-plan with what each vendor call
     really costs there.
@@ -255,7 +260,7 @@ def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[
                 continue
             lost_next = context[i + 1] - own[i + 1] if i + 1 < len(path) and path[i + 1] == "woodpecker" else 0.0
             in_context[(i, lib)] = context[i] + max(0.0, lost_next)
-        path = cheapest_path(_with_context(decisions, in_context), {}, saving, in_context)
+        path = cheapest_path(_with_context(decisions, in_context), {}, saving, in_context, continues)
     # the mix that ran fastest in model order: a re-planned path that was never run is not taken (a run cut in two
     # pays a second session its share of the merged one did not show)
     best = min(tried, key=lambda p: tried[p][0])

@@ -146,7 +146,8 @@ def planned_program(program: Program, regions: Sequence[Region], decisions: Sequ
     calls = []
     vendor_regions: dict[str, Region] = {}
     placed: list[int] = []  # per original call: the index of the planned call that runs it
-    for group in call_groups(program, chosen, merge):
+    groups = call_groups(program, chosen, merge)
+    for group in groups:
         first, lib = group[0], chosen[group[0]]
         placed.extend(len(calls) for _ in group)
         if lib == "woodpecker":
@@ -161,4 +162,7 @@ def planned_program(program: Program, regions: Sequence[Region], decisions: Sequ
     # a view step is the number of calls before it: one made inside a merged run is made before the merged call
     placed.append(len(calls))
     view_steps = tuple(placed[step] for step in program.view_steps)
-    return dataclasses.replace(program, calls=tuple(calls), view_steps=view_steps), vendor_regions
+    # values made and read inside a merged run are never written now: they take no storage
+    inner = {program.calls[i].args[-1][0] for group in groups for i in group[:-1]}
+    values = {k: v for k, v in program.values.items() if k not in inner}
+    return dataclasses.replace(program, calls=tuple(calls), view_steps=view_steps, values=values), vendor_regions

@@ -18,6 +18,7 @@ from woodpecker.runtime.vendors import VENDORS, make_device_vendor, ort_session
 from woodpecker.config import PASSIVE_WAITS
 from woodpecker.planner.percall import plan_calls_main
 from woodpecker.measure.interleaved import time_interleaved
+from woodpecker.planner.merge import call_groups
 from woodpecker.planner.plan import plan_regions, planned_program
 from woodpecker.planner.regions import regions_of
 from woodpecker.runtime.compiled import CompiledModel
@@ -75,6 +76,8 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
                 ", ".join(f"{k}={v}" for k, v in PASSIVE_WAITS) + "), switch costs charged, the mix re-planned " \
                 "with its calls timed in model order"
     program, vendor_regions = planned_program(cm.program, regions, decisions) if decisions else (cm.program, {})
+    if decisions:  # the original calls each call of the mix runs (several for a merged onnxruntime session)
+        plan_info["planned_calls"] = [list(g) for g in call_groups(cm.program, [d.chosen for d in decisions])]
 
     def variant(prog, vregions, onnx_bytes=None, chosen: str = "") -> CompiledModel:
         constants = dict(cm.constants)

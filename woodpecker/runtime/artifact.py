@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from woodpecker.runtime.compiled import CompiledModel
 
 FORMAT = "woodpecker-artifact"
-VERSION = 1
+VERSION = 2  # 2: a program may store concat inputs inside the concat's output (Program.slices)
+READABLE = (1, 2)  # a version-1 artifact is a version-2 one without slices; version 1 readers refuse 2
 LIBRARY = "kernels.so"
 WEIGHTS = "weights.npz"
 VENDOR_REGIONS = "vendor/regions.json"
@@ -111,7 +112,7 @@ def read_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, bytes]]
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ArtifactError(f"{label}: not a woodpecker artifact (manifest format is {manifest.get('format')!r})"
                                 if isinstance(manifest, dict) else f"{label}: corrupt manifest")
-        if manifest.get("version") != VERSION:
+        if manifest.get("version") not in READABLE:
             raise ArtifactError(
                 f"{label}: artifact version {manifest.get('version')!r} is not supported by this woodpecker "
                 f"(expects {VERSION}); recompile the model"
