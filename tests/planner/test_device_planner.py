@@ -118,7 +118,7 @@ def test_device_plan_picks_the_faster_choice_and_replays_it():
     for d in decisions:
         torch_result = next(r for r in d.results if r.name == "torch")
         assert (d.chosen == "torch") == (torch_result.error is None), d
-    program, vendor_regions = planned_program(host.program, regions, decisions)
+    program, vendor_regions, _ = planned_program(host.program, regions, decisions)
     import tvm
 
     planned = DeviceExecutor(host.library, program, host.constants, tvm.cpu(0), vendor_regions)
@@ -194,7 +194,7 @@ def _all_torch(host, lowered):
         except NotExportable:
             chosen = "woodpecker"
         decisions.append(RegionDecision(r.index, r.node, "", chosen, (ChoiceResult(chosen, 1.0),)))
-    program, vendor_regions = planned_program(host.program, regions, decisions)
+    program, vendor_regions, _ = planned_program(host.program, regions, decisions)
     constants = dict(host.constants)
     for region in vendor_regions.values():
         constants.update({k: lowered.graph.constants[k] for k in region.constant_names})

@@ -70,8 +70,9 @@ def test_planned_program_drops_merged_calls_and_moves_views_before_the_merged_ca
     regions = [_region(i, r) for i, r in enumerate(reads)]
     chosen = [OWN, ORT, ORT, ORT, OWN]
     decisions = [RegionDecision(i, f"n{i}", f"k{i}", c, ()) for i, c in enumerate(chosen)]
-    planned, vendor_regions = planned_program(program, regions, decisions)
+    planned, vendor_regions, groups = planned_program(program, regions, decisions)
     assert [c.func for c in planned.calls] == ["k0", "vendor_1_onnxruntime_to_3", "k4"]
+    assert groups == [(0,), (1, 2, 3), (4,)]
     assert planned.calls[1].args == (("v0", SHAPE), ("r0", SHAPE), ("v3", SHAPE))
     assert planned.view_steps == (1, 3)
     assert vendor_regions["vendor_1_onnxruntime_to_3"].output == "v3"
@@ -105,7 +106,7 @@ def test_a_model_run_mostly_in_merged_onnxruntime_sessions_matches_the_generated
     chosen = [ORT] * n
     chosen[-2] = OWN
     decisions = [RegionDecision(r.index, r.node, c.func, lib, ()) for r, c, lib in zip(regions, cm.program.calls, chosen)]
-    program, vregions = planned_program(cm.program, regions, decisions)
+    program, vregions, _ = planned_program(cm.program, regions, decisions)
     assert len(program.calls) < n and any(name.endswith(f"_to_{n - 3}") for name in vregions)
     constants = dict(cm.constants)
     for r in vregions.values():

@@ -87,7 +87,7 @@ def test_every_exportable_region_runs_on_each_vendor(vendor, proto):
                              vendor if any(r.name == vendor and r.median_us for r in d.results) else "woodpecker",
                              d.results) for d in decisions]
     assert sum(f.chosen == vendor for f in forced) >= len(forced) // 2, "most regions should be exportable"
-    program, vregions = planned_program(cm.program, regions, forced)
+    program, vregions, _ = planned_program(cm.program, regions, forced)
     constants = dict(cm.constants)
     for r in vregions.values():
         constants.update({k: lowered.graph.constants[k] for k in r.constant_names})

@@ -34,7 +34,7 @@ class PerCallPlan:
     decisions: tuple[RegionDecision, ...]  # `chosen` is the switch-aware choice, checked in context
     switch_us: Mapping[str, float]  # measured cost of one switch between woodpecker's kernels and each vendor
     alone_chosen: tuple[str, ...]  # what each call would pick timed alone (before switches were charged)
-    # each call of the last mix tried, timed in model order (us), and the same calls of woodpecker's own program
+    # each call of the mix kept, timed in model order (us), and the same calls of woodpecker's own program
     context_us: tuple[float, ...] = ()
     own_context_us: tuple[float, ...] = ()
     # per library that merges runs: how much less a call costs inside a merged run than alone (us)
@@ -229,7 +229,6 @@ def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[
     Returns the path, its in-order times, the decisions with the figures the path was chosen on (woodpecker's
     in-order times, vendors' in-context times where measured, block times elsewhere), and (vendor calls, vendor
     sessions, ms in model order) of every mix run, the own program first."""
-    from woodpecker.planner.merge import call_groups
     from woodpecker.planner.plan import planned_program
     from woodpecker.runtime.executor import Executor, profile_calls
 
@@ -244,12 +243,12 @@ def _check_in_context(cm, regions, constants, threads: int, decisions: Sequence[
         if tuple(path) in tried:  # the re-plan chose a mix already run (or none): nothing new to learn
             break
         trial = [dataclasses.replace(d, chosen=lib) for d, lib in zip(decisions, path)]
-        program, vendor_regions = planned_program(cm.program, regions, trial)
+        program, vendor_regions, groups = planned_program(cm.program, regions, trial)
         ex = Executor(cm.library, program, all_constants, vendor_regions, threads)
         ex.set_inputs(feed)
         ex.execute()
         planned_us = [t * 1e6 for _, t in profile_calls(program, ex._calls, CONTEXT_REPEAT)]
-        context = _per_call(planned_us, call_groups(cm.program, path), path, decisions)
+        context = _per_call(planned_us, groups, path, decisions)
         tried[tuple(path)] = (sum(planned_us), context)
         shape[tuple(path)] = (sum(lib != "woodpecker" for lib in path), sum(c.vendor != "" for c in program.calls))
         progress(f"planning: a mix of {sum(lib != 'woodpecker' for lib in path)} vendor calls in "

@@ -137,16 +137,17 @@ def _synced(run: Callable[[], None], sync: Callable[[], None]) -> Callable[[], N
 
 
 def planned_program(program: Program, regions: Sequence[Region], decisions: Sequence[RegionDecision],
-                    merge: bool = True) -> tuple[Program, dict[str, Region]]:
-    """The program with the vendor decisions applied, and the region of each vendor call, by call name.
+                    ) -> tuple[Program, dict[str, Region], list[tuple[int, ...]]]:
+    """The program with the vendor decisions applied, the region of each vendor call by call name, and the
+    original calls each planned call runs.
 
     Consecutive onnxruntime calls become one call of one session where their inner values stay inside the run
-    (woodpecker.planner.merge.call_groups, `merge`); the other calls of the run are dropped."""
+    (woodpecker.planner.merge.call_groups); the other calls of the run are dropped."""
     chosen = [d.chosen for d in decisions]
     calls = []
     vendor_regions: dict[str, Region] = {}
     placed: list[int] = []  # per original call: the index of the planned call that runs it
-    groups = call_groups(program, chosen, merge)
+    groups = call_groups(program, chosen)
     for group in groups:
         first, lib = group[0], chosen[group[0]]
         placed.extend(len(calls) for _ in group)
@@ -165,4 +166,5 @@ def planned_program(program: Program, regions: Sequence[Region], decisions: Sequ
     # values made and read inside a merged run are never written now: they take no storage
     inner = {program.calls[i].args[-1][0] for group in groups for i in group[:-1]}
     values = {k: v for k, v in program.values.items() if k not in inner}
-    return dataclasses.replace(program, calls=tuple(calls), view_steps=view_steps, values=values), vendor_regions
+    return (dataclasses.replace(program, calls=tuple(calls), view_steps=view_steps, values=values), vendor_regions,
+            groups)

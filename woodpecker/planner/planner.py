@@ -18,7 +18,6 @@ from woodpecker.runtime.vendors import VENDORS, make_device_vendor, ort_session
 from woodpecker.config import PASSIVE_WAITS
 from woodpecker.planner.percall import plan_calls_main
 from woodpecker.measure.interleaved import time_interleaved
-from woodpecker.planner.merge import call_groups
 from woodpecker.planner.plan import plan_regions, planned_program
 from woodpecker.planner.regions import regions_of
 from woodpecker.runtime.compiled import CompiledModel
@@ -75,9 +74,11 @@ def plan_model(cm: CompiledModel, lowered, model_onnx: bytes | None, vendors: Se
             plan_info["per_call_timing"] = "fresh process, passive wait policies (" + \
                 ", ".join(f"{k}={v}" for k, v in PASSIVE_WAITS) + "), switch costs charged, the mix re-planned " \
                 "with its calls timed in model order"
-    program, vendor_regions = planned_program(cm.program, regions, decisions) if decisions else (cm.program, {})
-    if decisions:  # the original calls each call of the mix runs (several for a merged onnxruntime session)
-        plan_info["planned_calls"] = [list(g) for g in call_groups(cm.program, [d.chosen for d in decisions])]
+    program, vendor_regions = cm.program, {}
+    if decisions:
+        program, vendor_regions, groups = planned_program(cm.program, regions, decisions)
+        # the original calls each call of the mix runs (several for a merged onnxruntime session)
+        plan_info["planned_calls"] = [list(g) for g in groups]
 
     def variant(prog, vregions, onnx_bytes=None, chosen: str = "") -> CompiledModel:
         constants = dict(cm.constants)
