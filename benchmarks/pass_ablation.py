@@ -4,6 +4,7 @@ onnxruntime, timed in the same run.
     python benchmarks/pass_ablation.py [--models shufflenet_v2,squeezenet] [--pass inline_injective]
                                         [--rounds 8] [--per-round 6] [--json out.json]
     python benchmarks/pass_ablation.py --models shufflenet_v2,resnext50 --rule lanes
+    python benchmarks/pass_ablation.py --models shufflenet_v2,squeezenet --rule channel-padding
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -47,8 +48,14 @@ def _one_channel_block(default_knobs):
 
 
 # --rule: name -> (module, attribute, the rule that stood before: made from the rule as shipped)
+def _no_channel_padding(to_blocked_layout):
+    """The blocked layout before padded blocks: odd channel counts in 4- or 8-lane blocks, or in NCHW."""
+    return lambda graph, max_block=16, pad_to=0: to_blocked_layout(graph, max_block, 0)
+
+
 RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", lambda shipped: _old_lanes),
-         "channel-blocks": ("woodpecker.schedule.cpu", "default_knobs", _one_channel_block)}
+         "channel-blocks": ("woodpecker.schedule.cpu", "default_knobs", _one_channel_block),
+         "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding)}
 
 
 def main() -> None:

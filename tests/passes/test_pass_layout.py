@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from woodpecker.passes.fold_batchnorm import fold_batchnorm
@@ -23,6 +24,10 @@ def _residual(h, c=16, k=16):
 def test_block_for():
     assert [block_for(c) for c in (64, 24, 12, 3, 8, 58, 1000, 6)] == [16, 8, 4, 3, 8, None, 8, 6]
     assert block_for(64, max_block=8) == 8
+    # padding to whole AVX-512 registers: narrower blocks are not used, small inputs stay whole
+    assert [block_for(c, 16, 16) for c in (64, 24, 12, 3, 8, 58, 1000, 6)] == [16, 16, 16, 3, 8, 16, 16, 6]
+    # AVX2: 8 lanes are a whole register; 4-lane blocks are padded to 8
+    assert [block_for(c, 16, 8) for c in (64, 24, 116, 58, 1000)] == [16, 8, 8, 8, 8]
 
 
 def test_conv_relu_conv_add_chain_converts_once_each_way(h):
@@ -123,3 +128,98 @@ def test_resnet_block_after_batchnorm_folding(h):
     lts = _transforms(out)
     # into the blocked layout once (the image), out once (before the flatten and dense layer)
     assert sum(n.attrs["to_blocked"] for n in lts) == 1 and sum(not n.attrs["to_blocked"] for n in lts) == 1
+
+
+def _padded_chain(h, c: int = 58, k: int = 116, tail: tuple = ()):
+    """16 -> c (1x1) -> ReLU -> depthwise 3x3 -> c -> k (3x3, stride 2) + bias -> [tail] -> global pool -> flatten:
+    channel counts no 16-lane block divides."""
+    inits = dict(w1=h.rand(c, 16, 1, 1, seed=1), wd=h.rand(c, 1, 3, 3, seed=2), w2=h.rand(k, c, 3, 3, seed=3),
+                 b2=h.rand(k, seed=4), k2=h.rand(1, k, 1, 1, seed=5, low=0.5, high=2))
+    nodes = [("Conv", ["x", "w1"], ["c1"], {}), ("Relu", ["c1"], ["r1"], {}),
+             ("Conv", ["r1", "wd"], ["d"], {"pads": [1, 1, 1, 1], "group": c}),
+             ("Conv", ["d", "w2", "b2"], ["c2"], {"pads": [1, 1, 1, 1], "strides": [2, 2]}), *tail,
+             ("GlobalAveragePool", [tail[-1][2][0] if tail else "c2"], ["gp"], {}), ("Flatten", ["gp"], ["y"], {})]
+    return h.onnx_graph(nodes, {"x": [1, 16, 7, 9]}, ["y"], inits)
+
+
+@pytest.mark.parametrize("pad_to", [16, 8])
+def test_padded_blocks_compute_the_same(h, pad_to):
+    g = _padded_chain(h, tail=(("Sigmoid", ["c2"], ["s"], {}), ("Mul", ["s", "k2"], ["m"], {})))
+    out = to_blocked_layout(g, 16, pad_to)
+    h.assert_same(g, out)
+    convs = [n for n in out.nodes if n.op in ("conv2d_nchwc", "depthwise_conv2d_nchwc")]
+    assert len(convs) == 3 and all(out.types[n.outputs[0]].shape[-1] == pad_to for n in convs)
+    # 58 channels in 4 (or 8) blocks, 116 in 8 (or 15): the last block padded
+    assert [out.types[n.outputs[0]].shape[1] for n in convs] == ([4, 4, 8] if pad_to == 16 else [8, 8, 15])
+    # into the blocked layout once (16 channels), out once: cropped back to 116 before the flatten
+    lts = _transforms(out)
+    assert len(lts) == 2 and lts[1].attrs.get("channels") == 116 and "channels" not in lts[0].attrs
+
+
+def test_padded_input_and_runtime_operand_are_padded_with_zeros(h):
+    # a 20-channel model input into a convolution; a 20-channel run-time operand added to its blocked output
+    inits = dict(w=h.rand(20, 20, 3, 3, seed=1))
+    g = h.onnx_graph([("Conv", ["x", "w"], ["c"], {"pads": [1, 1, 1, 1]}), ("Add", ["c", "x"], ["a"], {}),
+                      ("Conv", ["a", "w"], ["y"], {"pads": [1, 1, 1, 1]})],
+                     {"x": [1, 20, 5, 5]}, ["y"], inits)
+    out = to_blocked_layout(g, 16, 16)
+    h.assert_same(g, out)
+    into = [n for n in _transforms(out) if n.attrs["to_blocked"]]
+    assert len(into) == 1 and into[0].attrs["channels"] == 20 and out.types[into[0].outputs[0]].shape == (1, 2, 5, 5, 16)
+
+
+@pytest.mark.parametrize("op", ["Div", "Reciprocal", "Log"])
+def test_ops_that_can_make_padding_non_finite_see_it_cropped(h, op):
+    # p = c * c + k is at least 0.5 in the real channels and 0 in the padding lanes; k / p, 1 / p and log p are
+    # inf or NaN there, and inf * 0 = NaN would reach every real channel of the next convolution: so the op runs on
+    # the cropped NCHW value
+    inits = dict(w=h.rand(24, 24, 1, 1, seed=1), k=h.rand(1, 24, 1, 1, seed=2, low=0.5, high=2))
+    first = ("Div", ["k", "p"], ["e"], {}) if op == "Div" else (op, ["p"], ["e"], {})
+    g = h.onnx_graph([("Conv", ["x", "w"], ["c"], {}), ("Mul", ["c", "c"], ["sq"], {}), ("Add", ["sq", "k"], ["p"], {}),
+                      first, ("Conv", ["e", "w"], ["y"], {})],
+                     {"x": [1, 24, 4, 4]}, ["y"], inits)
+    out = to_blocked_layout(g, 16, 16)
+    h.assert_same(g, out)
+    unsafe = next(n for n in out.nodes if n.op == ("div" if op == "Div" else op.lower()))
+    assert out.types[unsafe.outputs[0]].layout == ""
+    # cropped before the op and after the last convolution
+    assert [n.attrs.get("channels") for n in _transforms(out) if not n.attrs["to_blocked"]] == [24, 24]
+
+
+def test_concat_of_padded_values_runs_in_nchw(h):
+    # 24 + 24 channels: each padded to 32, so a blocked concat would put the second at channel 32
+    inits = dict(w1=h.rand(24, 16, 1, 1, seed=1), w2=h.rand(24, 16, 3, 3, seed=2), w3=h.rand(16, 48, 1, 1, seed=3))
+    g = h.onnx_graph([("Conv", ["x", "w1"], ["a"], {}), ("Conv", ["x", "w2"], ["b"], {"pads": [1, 1, 1, 1]}),
+                      ("Concat", ["a", "b"], ["cat"], {"axis": 1}), ("Conv", ["cat", "w3"], ["y"], {})],
+                     {"x": [1, 16, 6, 6]}, ["y"], inits)
+    out = to_blocked_layout(g, 16, 16)
+    h.assert_same(g, out)
+    cat = next(n for n in out.nodes if n.op == "concat")
+    assert out.types[cat.outputs[0]].layout == "" and out.types[cat.outputs[0]].shape[1] == 48
+
+
+def test_padded_blocks_compiled_match_onnxruntime():
+    # odd everything: 20 input channels (padded on the way in), 58 and 116 in the chain, a 20-channel branch
+    # (cropped on the way out), a 9x11 image, and a 1000-class head after global pooling
+    import onnxruntime as ort
+
+    import woodpecker
+    from woodpecker.models.builder import OnnxBuilder
+
+    b = OnnxBuilder("padded", 0)
+    x = b.input("input", [1, 20, 9, 11])
+    y = b.relu(b.conv(x, 20, 58, 1))
+    y = b.conv(y, 58, 58, 3, 2, groups=58)
+    y = b.relu(b.conv(y, 58, 116, 3))
+    head = b.conv(b.op("GlobalAveragePool", [y]), 116, 1000, 1)
+    side = b.conv(y, 116, 20, 1)
+    proto = b.model(b.op("Add", [b.op("Flatten", [head]), b.op("ReduceMean", [side], axes=[1, 2, 3], keepdims=0)]),
+                    [1, 1000])
+    cm = woodpecker.compile(proto, vendor=False)
+    lts = [c.func for c in cm.program.calls if "layout_transform" in c.func]
+    assert lts, "the chain runs in the blocked layout"
+    feed = cm.random_inputs(0)
+    ref = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    got = next(iter(cm.run(feed).values()))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(ref))))

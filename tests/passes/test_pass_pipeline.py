@@ -31,8 +31,9 @@ def test_cases_cover_the_zoo():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("options", [PassOptions(), PassOptions(blocked_layout=False, pack_dense=False, fuse=False)],
-                         ids=["default", "plain"])
+@pytest.mark.parametrize("options", [PassOptions(), PassOptions(blocked_layout=False, pack_dense=False, fuse=False),
+                                     PassOptions(pad_channels=16, concat_in_place=True)],
+                         ids=["default", "plain", "padded"])
 def test_optimize_preserves_semantics(h, name, options):
     g = import_onnx(models.build(name, **CASES[name]))
     out = optimize(g, options)

@@ -350,34 +350,49 @@ def _expand_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
 register("expand", "injective", _expand_infer, lambda xs, a: [np.broadcast_to(xs[0], tuple(a["shape"])).copy()])
 
 
+def padded_channels(channels: int, block: int) -> int:
+    """Channels of the blocked form: rounded up to whole blocks (the padding lanes hold zeros)."""
+    return -(-channels // block) * block
+
+
 def block_channels(x: np.ndarray, block: int) -> np.ndarray:
-    """NCHW -> NCHW[block]c: [N, C, H, W] -> [N, C/block, H, W, block]."""
+    """NCHW -> NCHW[block]c: [N, C, H, W] -> [N, ceil(C/block), H, W, block], zero channels appended to fill the
+    last block."""
     n, c, h, w = x.shape
-    return np.ascontiguousarray(x.reshape(n, c // block, block, h, w).transpose(0, 1, 3, 4, 2))
+    cp = padded_channels(c, block)
+    if cp != c:
+        x = np.concatenate([x, np.zeros((n, cp - c, h, w), x.dtype)], axis=1)
+    return np.ascontiguousarray(x.reshape(n, cp // block, block, h, w).transpose(0, 1, 3, 4, 2))
 
 
-def unblock_channels(x: np.ndarray) -> np.ndarray:
+def unblock_channels(x: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """NCHW[b]c -> NCHW, keeping the first `channels` (default: all, padding included)."""
     n, cb, h, w, b = x.shape
-    return np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w))
+    plain = x.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w)
+    return np.ascontiguousarray(plain if channels is None else plain[:, :channels])
 
 
 def _layout_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
+    """attrs: block, to_blocked, and `channels` where the blocks are padded: the NCHW side's channel count."""
     t = inputs[0]
     block = a["block"]
     if a["to_blocked"]:
         n, c, h, w = t.shape
-        if c % block:
-            raise ShapeError(f"{c} channels are not a multiple of the layout block {block}")
-        return [TensorType((n, c // block, h, w, block), t.dtype, f"NCHW{block}c")]
+        if c % block and a.get("channels") != c:
+            raise ShapeError(f"{c} channels are not a multiple of the layout block {block} (and not marked padded)")
+        return [TensorType((n, padded_channels(c, block) // block, h, w, block), t.dtype, f"NCHW{block}c")]
     n, cb, h, w, b = t.shape
-    return [TensorType((n, cb * b, h, w), t.dtype)]
+    channels = int(a.get("channels", cb * b))
+    if not cb * b - b < channels <= cb * b:
+        raise ShapeError(f"{channels} channels do not fill the last of {cb} blocks of {b}")
+    return [TensorType((n, channels, h, w), t.dtype)]
 
 
 register(
     "layout_transform",
     "injective",
     _layout_infer,
-    lambda xs, a: [block_channels(xs[0], a["block"]) if a["to_blocked"] else unblock_channels(xs[0])],
+    lambda xs, a: [block_channels(xs[0], a["block"]) if a["to_blocked"] else unblock_channels(xs[0], a.get("channels"))],
 )
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -373,8 +373,20 @@ def injective_map(node: Node, inputs: list[_Lazy], types: Mapping[str, TensorTyp
         return lambda idx: x.at(broadcast_index(idx, shape, x.shape))
     if op == "layout_transform":
         b = a["block"]
-        if a["to_blocked"]:  # [n, cb, h, w, c] <- [n, cb * B + c, h, w]
-            return lambda idx: x.at([idx[0], ast.BinOp("+", ast.BinOp("*", idx[1], ast.IntLit(b)), idx[4]), idx[2], idx[3]])
+        if a["to_blocked"]:  # [n, cb, h, w, c] <- [n, cb * B + c, h, w], zero past the last channel
+            channels = x.shape[1]
+
+            def blocked_at(idx: Index) -> ast.Expr:
+                c = ast.BinOp("+", ast.BinOp("*", idx[1], ast.IntLit(b)), idx[4])
+                if channels % b == 0:
+                    return x.at([idx[0], c, idx[2], idx[3]])
+                # padding lanes: the read is clamped so that it stays in bounds where the select discards it
+                clamped = ast.Call("min", (c, ast.IntLit(channels - 1)))
+                fill = float_literal(0.0) if x.dtype.startswith("float") else ast.IntLit(0)
+                return ast.IfElse(ast.Compare(("<",), (c, ast.IntLit(channels))),
+                                  x.at([idx[0], clamped, idx[2], idx[3]]), fill)
+
+            return blocked_at
         return lambda idx: x.at([idx[0], ast.BinOp("//", idx[1], ast.IntLit(b)), idx[2], idx[3],
                                  ast.BinOp("%", idx[1], ast.IntLit(b))])
     raise UnsupportedOpError(f"injective op {op} has no DSL form")

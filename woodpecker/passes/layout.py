@@ -8,6 +8,14 @@ converted back to NCHW only where a consumer needs it (a reshape, a dense layer,
 
 Weights are repacked at compile time: conv [K, C, R, S] -> [K/ob, C/ib, R, S, ib, ob]; depthwise [C, 1, R, S] ->
 [C/b, R, S, b]; per-channel constants [1, C, 1, 1] -> [1, C/b, 1, 1, b].
+
+Padded blocks: with `pad_to` (the target's vector lanes), a channel count that no full-width block divides (58,
+116, 232, 1000: ShuffleNet's branches, a 1000-class head) is rounded up to whole blocks of that width, the way
+onnxruntime's NCHWc does, instead of running in 4- or 8-lane blocks (a quarter or half of an AVX-512 register; a
+116-channel 1x1 convolution ran 1.8x slower than onnxruntime's padded one). The padding channels carry zero
+weights, so whatever they hold never reaches a real channel, provided it is finite (0 * inf is NaN): a padded
+value therefore passes only through ops that keep finite numbers finite (not div, log, sqrt, ...); other ops, a
+concat (its inputs' channels would land at padded offsets) and every NCHW consumer see it cropped back.
 """
 
 from __future__ import annotations
@@ -19,23 +27,32 @@ from woodpecker.ir.graph import Graph, Node
 from woodpecker.passes.rewrite import Rewriter
 
 
-def block_for(channels: int, max_block: int = 16) -> int | None:
-    """Channel block size: 16 (two AVX2 vectors), 8 or 4 lanes when they divide the channel count; the whole
-    channel dimension when it is small (the RGB input of the first convolution); otherwise None: odd channel
-    counts (58, 1000) stay in NCHW, where the kernel vectorizes along the image width instead."""
+# ops whose result can be non-finite for finite inputs: a padded value's padding lanes must not pass through them
+PAD_UNSAFE = frozenset({"div", "pow", "log", "sqrt", "reciprocal", "exp", "sinh", "cosh", "tan", "asin", "acos",
+                        "acosh", "atanh"})
+
+
+def block_for(channels: int, max_block: int = 16, pad_to: int = 0) -> int | None:
+    """Channel block size: 16, 8 or 4 lanes when they divide the channel count (at least `pad_to` wide when
+    padding is on); the whole channel dimension when it is small (the RGB input of the first convolution); else
+    `pad_to` lanes with the last block padded, or None without padding: those channel counts stay in NCHW."""
     for b in (16, 8, 4):
-        if b <= max_block and channels % b == 0:
+        if b <= max_block and channels % b == 0 and b >= min(pad_to, max_block):
             return b
     if channels <= 8:
         return channels
+    if pad_to:
+        return min(pad_to, max_block)
     return None
 
 
 class _Layout:
-    def __init__(self, graph: Graph, max_block: int) -> None:
+    def __init__(self, graph: Graph, max_block: int, pad_to: int) -> None:
         self.rw = Rewriter(graph)
         self.max_block = max_block
+        self.pad_to = pad_to
         self.blocked: dict[str, str] = {}  # old value -> its blocked twin in the new graph
+        self.channels: dict[str, int] = {}  # old value -> its channel count (its blocked twin may hold more)
         self.plain: dict[str, str] = {}  # old value -> its NCHW form in the new graph
 
     # -- conversions (memoized, so a value is converted at most once each way) ---------------------------------
@@ -43,7 +60,10 @@ class _Layout:
         if value in self.plain:
             return self.plain[value]
         if value in self.blocked:
-            out = self.rw.emit("layout_transform", [self.blocked[value]], {"block": self._block(value), "to_blocked": False})
+            attrs = {"block": self._block(value), "to_blocked": False}
+            if self.padded(value):
+                attrs["channels"] = self.channels[value]
+            out = self.rw.emit("layout_transform", [self.blocked[value]], attrs)
             self.plain[value] = out
             return out
         return self.rw.map(value)
@@ -52,17 +72,26 @@ class _Layout:
         if value in self.blocked:
             return self.blocked[value] if self._block(value) == block else None
         t = self.rw.b.type_of(self.get_plain(value))
-        if t.rank != 4 or t.shape[1] % block:
+        if t.rank != 4:
             return None
-        out = self.rw.emit("layout_transform", [self.get_plain(value)], {"block": block, "to_blocked": True})
-        self.blocked[value] = out
+        attrs = {"block": block, "to_blocked": True}
+        if t.shape[1] % block:
+            if block != block_for(t.shape[1], self.max_block, self.pad_to):
+                return None
+            attrs["channels"] = t.shape[1]
+        out = self.rw.emit("layout_transform", [self.get_plain(value)], attrs)
+        self.set_blocked(value, out, t.shape[1])
         return out
 
     def _block(self, value: str) -> int:
         return int(self.rw.b.type_of(self.blocked[value]).shape[-1])
 
-    def set_blocked(self, old: str, new: str) -> None:
+    def padded(self, value: str) -> bool:
+        return self.channels[value] % self._block(value) != 0
+
+    def set_blocked(self, old: str, new: str, channels: int) -> None:
         self.blocked[old] = new
+        self.channels[old] = channels
 
     # -- rewrites ----------------------------------------------------------------------------------------------
     def conv(self, node: Node) -> bool:
@@ -77,28 +106,33 @@ class _Layout:
         if xt is not None and xt.rank != 4:
             return False
         if groups == 1:
-            ib, ob = block_for(c, self.max_block), block_for(k, self.max_block)
+            ib, ob = block_for(c, self.max_block, self.pad_to), block_for(k, self.max_block, self.pad_to)
             if ib is None or ob is None:
                 return False
             xb = self.get_blocked(x, ib)
             if xb is None:
                 return False
-            packed = weight.reshape(k // ob, ob, c // ib, ib, r, s).transpose(0, 2, 4, 5, 3, 1)
+            cp, kp = ops.padded_channels(c, ib), ops.padded_channels(k, ob)
+            # zero weights from and to the padding channels
+            wp = np.pad(weight, ((0, kp - k), (0, cp - c), (0, 0), (0, 0)))
+            packed = wp.reshape(kp // ob, ob, cp // ib, ib, r, s).transpose(0, 2, 4, 5, 3, 1)
             wb = self.rw.b.constant(np.ascontiguousarray(packed), node.inputs[1] + "_packed")
             out = self.rw.emit("conv2d_nchwc", [xb, wb], _conv_attrs(node), name=node.name)
         elif groups == c == k and cg == 1:
-            b = block_for(c, self.max_block)
+            b = block_for(c, self.max_block, self.pad_to)
             if b is None:
                 return False
             xb = self.get_blocked(x, b)
             if xb is None:
                 return False
-            packed = weight.reshape(c // b, b, r, s).transpose(0, 2, 3, 1)
+            cp = ops.padded_channels(c, b)
+            wp = np.pad(weight, ((0, cp - c), (0, 0), (0, 0), (0, 0)))
+            packed = wp.reshape(cp // b, b, r, s).transpose(0, 2, 3, 1)
             wb = self.rw.b.constant(np.ascontiguousarray(packed), node.inputs[1] + "_packed")
             out = self.rw.emit("depthwise_conv2d_nchwc", [xb, wb], _conv_attrs(node), name=node.name)
         else:
             return False  # other grouped convolutions stay in NCHW
-        self.set_blocked(node.outputs[0], out)
+        self.set_blocked(node.outputs[0], out, k)
         return True
 
     def elementwise(self, node: Node) -> bool:
@@ -109,6 +143,8 @@ class _Layout:
         block = self._block(anchor)
         shape4 = out_t.shape if out_t is not None else None
         if shape4 is None or len(shape4) != 4:
+            return False
+        if node.op in PAD_UNSAFE and any(v in self.blocked and self.padded(v) for v in node.inputs):
             return False
         inputs = []
         for v in node.inputs:
@@ -128,7 +164,7 @@ class _Layout:
                     return False
                 inputs.append(b)
         out = self.rw.emit(node.op, inputs, dict(node.attrs), name=node.name)
-        self.set_blocked(node.outputs[0], out)
+        self.set_blocked(node.outputs[0], out, shape4[1])
         return True
 
     def _blocked_constant(self, value: str, shape4: tuple[int, ...], block: int) -> str:
@@ -147,17 +183,17 @@ class _Layout:
         if x not in self.blocked:
             return False
         out = self.rw.emit(node.op, [self.blocked[x]], dict(node.attrs), name=node.name)
-        self.set_blocked(node.outputs[0], out)
+        self.set_blocked(node.outputs[0], out, self.channels[x])
         return True
 
     def concat(self, node: Node) -> bool:
         if node.attrs["axis"] != 1 or not all(v in self.blocked for v in node.inputs):
             return False
         blocks = {self._block(v) for v in node.inputs}
-        if len(blocks) != 1:
+        if len(blocks) != 1 or any(self.padded(v) for v in node.inputs):
             return False
         out = self.rw.emit("concat", [self.blocked[v] for v in node.inputs], {"axis": 1}, name=node.name)
-        self.set_blocked(node.outputs[0], out)
+        self.set_blocked(node.outputs[0], out, sum(self.channels[v] for v in node.inputs))
         return True
 
     def run(self) -> Graph:
@@ -183,5 +219,7 @@ def _conv_attrs(node: Node) -> dict:
     return {k: node.attrs[k] for k in ("strides", "pads", "dilations")}
 
 
-def to_blocked_layout(graph: Graph, max_block: int = 16) -> Graph:
-    return _Layout(graph, max_block).run()
+def to_blocked_layout(graph: Graph, max_block: int = 16, pad_to: int = 0) -> Graph:
+    """pad_to: lanes of the target's vector registers, to pad channel counts no full-width block divides (0: those
+    stay in smaller blocks or in NCHW)."""
+    return _Layout(graph, max_block, pad_to).run()

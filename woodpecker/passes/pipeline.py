@@ -21,6 +21,7 @@ from woodpecker.passes.sink_views import sink_views
 class PassOptions:
     blocked_layout: bool = True  # NCHW[b]c convolution chains
     max_block: int = 16  # largest channel block; 16 = two AVX2 vectors of float32
+    pad_channels: int = 0  # vector lanes to pad odd channel counts to in the blocked layout (0: no padding)
     pack_dense: bool = True  # dense weights as [N/b, K, b] panels
     fuse: bool = True  # epilogue and elementwise fusion, data-movement inlining
     concat_in_place: bool = False  # producers write into their concat's output (one flat arena: the host CPU)
@@ -31,7 +32,7 @@ def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
     g = simplify_graph(g)
     g = fold_batchnorm(g)
     if options.blocked_layout:
-        g = to_blocked_layout(g, options.max_block)
+        g = to_blocked_layout(g, options.max_block, options.pad_channels)
     if options.pack_dense:
         g = pack_dense(g)
     g = eliminate_dead_code(simplify_graph(g))

@@ -14,8 +14,12 @@ from woodpecker.targets import BuildRequest, Target
 
 class CpuTarget(Target):
     def pass_options(self, blocked_layout: bool | None = None) -> PassOptions:
-        # one flat arena: a concat's inputs can be written in place (woodpecker.passes.concat_in_place)
-        return dataclasses.replace(super().pass_options(blocked_layout), concat_in_place=True)
+        # one flat arena: a concat's inputs can be written in place (woodpecker.passes.concat_in_place); channel
+        # counts no full register divides are padded to whole registers (AVX2 8 lanes, AVX-512 16), not run in
+        # narrower blocks (woodpecker.passes.layout)
+        lanes = self.lanes
+        return dataclasses.replace(super().pass_options(blocked_layout), concat_in_place=True,
+                                   pad_channels=lanes if lanes >= 8 else 0)
 
     @property
     def lanes(self) -> int:

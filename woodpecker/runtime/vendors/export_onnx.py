@@ -83,6 +83,23 @@ class _Exporter:
         self.plain[y] = x
         return y
 
+    def _layout_transform(self, x: str, shape: Sequence[int], a: Mapping) -> str:
+        """NCHW <-> NCHW[b]c; padded blocks (attribute `channels`) gain zero channels on the way in and lose them
+        on the way out."""
+        b = a["block"]
+        if a["to_blocked"]:
+            n, c, h, w = shape
+            cp = ops.padded_channels(c, b)
+            if cp != c:
+                x = self.op("Pad", [x, self.const(np.array([0, 0, 0, 0, 0, cp - c, 0, 0], np.int64), "pads")])
+            return self.block(x, (n, cp, h, w), b)
+        y = self.unblock(x, shape)
+        channels = int(a.get("channels", shape[1] * shape[4]))
+        if channels == shape[1] * shape[4]:
+            return y
+        return self.op("Slice", [y, self.const(np.array([0], np.int64)), self.const(np.array([channels], np.int64)),
+                                 self.const(np.array([1], np.int64))])
+
     def plain_inputs(self, node: Node) -> list[str] | None:
         """The NCHW forms of an elementwise node's blocked inputs (constants converted), or None where one has
         none: the node is then computed in the blocked layout."""
@@ -181,7 +198,7 @@ class _Exporter:
         elif op == "expand":
             y = self.op("Expand", [ins[0], self.const(np.array(a["shape"], np.int64), "shape")])
         elif op == "layout_transform":
-            y = self.block(ins[0], in_t[0].shape, a["block"]) if a["to_blocked"] else self.unblock(ins[0], in_t[0].shape)
+            y = self._layout_transform(ins[0], in_t[0].shape, a)
         elif op == "conv2d":
             y = self.op("Conv", ins, strides=list(a["strides"]), pads=_onnx_pads(a["pads"]),
                         dilations=list(a["dilations"]), group=int(a.get("groups", 1)))

@@ -25,7 +25,10 @@ def _unblock(torch, x):
 
 def _block(torch, x, b):
     n, c, h, w = x.shape
-    return x.reshape(n, c // b, b, h, w).permute(0, 1, 3, 4, 2).contiguous()
+    cp = -(-c // b) * b
+    if cp != c:  # a padded block: zero channels fill the last one
+        x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, cp - c))
+    return x.reshape(n, cp // b, b, h, w).permute(0, 1, 3, 4, 2).contiguous()
 
 
 def _pad4(F, x, pads, value=0.0):
@@ -134,7 +137,10 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts, device):  # noqa: C901 - 
         return lambda x: x.expand(*a["shape"]).contiguous()
     if op == "layout_transform":
         b = a["block"]
-        return (lambda x: _block(torch, x, b)) if a["to_blocked"] else (lambda x: _unblock(torch, x).contiguous())
+        if a["to_blocked"]:
+            return lambda x: _block(torch, x, b)
+        channels = a.get("channels")
+        return lambda x: _unblock(torch, x)[:, :channels].contiguous()
     if op == "conv2d":
         return lambda x, w: F.conv2d(_pad4(F, x, a["pads"]), w, None, tuple(a["strides"]), 0, tuple(a["dilations"]),
                                      a.get("groups", 1))
