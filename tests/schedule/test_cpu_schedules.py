@@ -275,3 +275,50 @@ def test_two_channel_block_tiles_compute_what_onnxruntime_does(monkeypatch):
         want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         got = woodpecker.compile(model, vendor=False).run({"x": x})["z"]
         assert relative_error(got, want) <= 1e-4, (c, k, hw, r)
+
+
+def _shuffle_model(c: int, h: int, w: int):
+    """A channel shuffle (reshape, transpose, reshape) and a transpose with a long innermost axis."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Reshape", ["x", "s5"], ["r"]), helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t", "s4"], ["sh"]), helper.make_node("Relu", ["sh"], ["y"]),
+             helper.make_node("Transpose", ["x"], ["z"], perm=[0, 2, 1, 3])]
+    inits = [numpy_helper.from_array(np.array([1, 2, c // 2, h, w], np.int64), "s5"),
+             numpy_helper.from_array(np.array([1, c, h, w], np.int64), "s4")]
+    graph = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, h, w]),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, h, c, w])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_data_movement_runs_as_a_nest_with_the_innermost_axis_as_vector(monkeypatch):
+    """A shuffle's innermost axis (9 pixels) is the vector loop, so that source indices are affine in the lane; an
+    innermost axis longer than a vector (70) keeps the flat loop. Both forms compute the same numbers."""
+    import onnxruntime as ort
+
+    import woodpecker
+
+    model = _shuffle_model(58, 7, 9)
+    cm = woodpecker.compile(model, vendor=False)
+    nests = sorted(int(k.knobs["nest"]) for k in cm.kernels if k.family == "injective")
+    assert nests == [1, 1]
+    wide = woodpecker.compile(_shuffle_model(58, 3, 70), vendor=False)
+    assert sorted(int(k.knobs["nest"]) for k in wide.kernels if k.family == "injective") == [0, 0]
+    feed = cm.random_inputs(0)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    default = list(cm.run(feed).values())
+    flat_knobs = cpu.default_knobs
+
+    def flat(family, *args, **kwargs):
+        return {**flat_knobs(family, *args, **kwargs), **({"nest": 0} if family == "injective" else {})}
+
+    monkeypatch.setattr(cpu, "default_knobs", flat)
+    flat_cm = woodpecker.compile(model, vendor=False)
+    assert all(int(k.knobs["nest"]) == 0 for k in flat_cm.kernels if k.family == "injective")
+    for got in (default, list(flat_cm.run(feed).values())):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
