@@ -82,8 +82,12 @@ def main() -> None:
     import woodpecker
     from woodpecker import models
 
+    from woodpecker.hw.peak import measure_peak
+
     n_threads = threads()
-    print(f"machine: {machine()}; threads per contender: {n_threads}")
+    peak = measure_peak(n_threads)
+    print(f"machine: {machine()}; threads per contender: {n_threads}; peak {peak.gflops:.0f} GFLOP/s, bandwidth "
+          f"{peak.bandwidth_gbs:.1f} GB/s (measured)")
     rows = []
     for name in model_names(args.models):
         proto = models.build(name)
@@ -104,6 +108,8 @@ def main() -> None:
         row = {"model": name, "gflop": untuned.gflop, "compile_s": compile_s, "plans": plans, **{k: v["median_ms"] for k, v in res.items()},
                "spread": {k: [v["p25_ms"], v["p75_ms"]] for k, v in res.items()}}
         row["ratio_untuned"] = row["onnxruntime"] / row["woodpecker"]
+        row["floor_ms"] = roofline_floor_ms(untuned, peak)
+        row["of_floor"] = {k: row["floor_ms"] / v["median_ms"] for k, v in res.items()}
         if tuned is not None:
             row["ratio_tuned"] = row["onnxruntime"] / row["woodpecker-tuned"]
             tuned_kernels = sum(1 for k in tuned.kernels if k.origin == "tuned")
@@ -112,7 +118,9 @@ def main() -> None:
         extra = (f"  tuned {row['woodpecker-tuned']:8.2f} ms  ort/tuned {row['ratio_tuned']:.2f}x "
                  f"({row['tuned_kernels']} kernels tuned)") if tuned is not None else ""
         print(f"{name:14s} onnxruntime {row['onnxruntime']:8.2f} ms  woodpecker {row['woodpecker']:8.2f} ms  "
-              f"ort/woodpecker {row['ratio_untuned']:.2f}x{extra}  (plans: {plans})", flush=True)
+              f"ort/woodpecker {row['ratio_untuned']:.2f}x{extra}  (plans: {plans}); roofline floor "
+              f"{row['floor_ms']:.2f} ms: " + ", ".join(f"{k} at {v:.0%}" for k, v in row["of_floor"].items()),
+              flush=True)
     print(f"geometric mean ort/woodpecker (untuned): {geomean([r['ratio_untuned'] for r in rows]):.2f}x")
     if args.db:
         print(f"geometric mean ort/woodpecker (tuned):   {geomean([r['ratio_tuned'] for r in rows]):.2f}x")

@@ -5,6 +5,7 @@ onnxruntime, timed in the same run.
                                         [--rounds 8] [--per-round 6] [--json out.json]
     python benchmarks/pass_ablation.py --models shufflenet_v2,resnext50 --rule lanes
     python benchmarks/pass_ablation.py --models shufflenet_v2,squeezenet --rule channel-padding
+    python benchmarks/pass_ablation.py --models shufflenet_v2,resnet18 --rule injective-nest
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -53,9 +54,22 @@ def _no_channel_padding(to_blocked_layout):
     return lambda graph, max_block=16, pad_to=0: to_blocked_layout(graph, max_block, 0)
 
 
+def _flat_injective(default_knobs):
+    """default_knobs before data movement ran as a nest: every injective kernel one flat loop split into vectors."""
+
+    def before(family, *args, **kwargs):
+        knobs = default_knobs(family, *args, **kwargs)
+        if family == "injective":
+            knobs["nest"] = 0
+        return knobs
+
+    return before
+
+
 RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", lambda shipped: _old_lanes),
          "channel-blocks": ("woodpecker.schedule.cpu", "default_knobs", _one_channel_block),
-         "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding)}
+         "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding),
+         "injective-nest": ("woodpecker.schedule.cpu", "default_knobs", _flat_injective)}
 
 
 def main() -> None:

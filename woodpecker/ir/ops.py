@@ -49,6 +49,16 @@ def get(name: str) -> OpDef:
     return REGISTRY[name]
 
 
+def kind_of(node) -> str:
+    """A graph node's kind: its op's, or "fused" for a fused node (whose body holds the ops)."""
+    return "fused" if node.op == "fused" else REGISTRY[node.op].kind
+
+
+def is_view(node) -> bool:
+    """Whether a node is a reshape view: no kernel, its output shares its input's storage."""
+    return kind_of(node) == "view"
+
+
 def infer_types(op: str, inputs: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
     return REGISTRY[op].infer(inputs, attrs)
 

@@ -139,7 +139,7 @@ def lower_graph(graph: Graph, lib: Library | None = None) -> LoweredModel:
     names: dict[str, str] = {}
     steps: list[Step] = []
     for node in graph.nodes:
-        if node.op != "fused" and ops.get(node.op).kind == "view":
+        if ops.is_view(node):
             steps.append(ViewStep(node.inputs[0], node.outputs[0]))
             continue
         if node.op == "concat" and node.attr("in_place"):

@@ -46,9 +46,9 @@ def concat_in_place(graph: Graph) -> Graph:
         p = producers.get(v)
         if p is None or v in outputs or v in taken or v in graph.constants or p.name in in_place:
             return False
-        if p.op != "fused" and ops.get(p.op).kind == "view":
+        if ops.is_view(p):
             return False
-        return not any(c.op != "fused" and ops.get(c.op).kind == "view" for c in consumers.get(v, []))
+        return not any(ops.is_view(c) for c in consumers.get(v, []))
 
     nodes = []
     for node in graph.nodes:

@@ -23,10 +23,6 @@ MAX_MEMBERS = 12  # members of one inlined chain (its nested index maps), counti
 MOVES = ("injective", "view")  # op kinds that only move data
 
 
-def _kind(node: Node) -> str:
-    return "fused" if node.op == "fused" else ops.get(node.op).kind
-
-
 def _reads_lazily(node: Node) -> bool:
     """Whether the node's kernel reads its inputs element by element (through index maps), not as whole tensors."""
     if len(node.outputs) != 1:
@@ -53,7 +49,7 @@ def inline_injective(graph: Graph) -> Graph:
     # producer only if it is inlined itself, which depends on its own consumers).
     lazy_consumer: dict[str, bool] = {}
     for node in reversed(graph.nodes):
-        if _kind(node) == "view":
+        if ops.is_view(node):
             users = consumers.get(node.outputs[0], [])
             lazy_consumer[node.name] = (node.outputs[0] not in outputs and bool(users)
                                         and all(lazy_consumer[u.name] for u in users))
@@ -68,9 +64,9 @@ def inline_injective(graph: Graph) -> Graph:
         members = _merge([chains[v] for v in produced_by_chain] + [own], order) if produced_by_chain else own
         value = node.outputs[0] if len(node.outputs) == 1 else None
         users = consumers.get(value, []) if value else []
-        inline = (value is not None and _kind(node) in MOVES and value not in outputs and bool(users)
+        inline = (value is not None and ops.kind_of(node) in MOVES and value not in outputs and bool(users)
                   and all(lazy_consumer[u.name] for u in users)
-                  and (_kind(node) == "view" or len(members) < MAX_MEMBERS))
+                  and (ops.is_view(node) or len(members) < MAX_MEMBERS))
         if inline:
             chains[value] = members
             continue

@@ -62,8 +62,7 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     if family == "injective":
         # a nest (innermost axis as the vector loop) where that axis is short enough to be one vector: a layout
         # conversion or a channel shuffle then computes each source index affinely (the input's NCHW -> NCHW3c
-        # conversion 145 -> 62 us, ShuffleNetV2's shuffles 70 -> 26 us, in one process); pooling windows (a
-        # reduction) keep the flat loop, which measured faster for them (max pool 224 vs 271 us)
+        # conversion 145 -> 62 us, ShuffleNetV2's shuffles 70 -> 26 us, in one process)
         inner = st.spatial[-1].extent if st.spatial else 1
         nest = int(not st.reduction and len(st.spatial) > 1 and 2 <= inner <= 64)
         return {"vector": 16, "parallel": 1 if _total(st) >= 4096 else 0, "nest": nest}
