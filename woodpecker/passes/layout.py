@@ -51,8 +51,7 @@ class _Layout:
         self.rw = Rewriter(graph)
         self.max_block = max_block
         self.pad_to = pad_to
-        self.blocked: dict[str, str] = {}  # old value -> its blocked twin in the new graph
-        self.channels: dict[str, int] = {}  # old value -> its channel count (its blocked twin may hold more)
+        self.blocked: dict[str, str] = {}  # old value -> its blocked twin in the new graph (may hold more channels)
         self.plain: dict[str, str] = {}  # old value -> its NCHW form in the new graph
 
     # -- conversions (memoized, so a value is converted at most once each way) ---------------------------------
@@ -62,7 +61,7 @@ class _Layout:
         if value in self.blocked:
             attrs = {"block": self._block(value), "to_blocked": False}
             if self.padded(value):
-                attrs["channels"] = self.channels[value]
+                attrs["channels"] = self._channels(value)
             out = self.rw.emit("layout_transform", [self.blocked[value]], attrs)
             self.plain[value] = out
             return out
@@ -80,18 +79,21 @@ class _Layout:
                 return None
             attrs["channels"] = t.shape[1]
         out = self.rw.emit("layout_transform", [self.get_plain(value)], attrs)
-        self.set_blocked(value, out, t.shape[1])
+        self.blocked[value] = out
         return out
 
     def _block(self, value: str) -> int:
         return int(self.rw.b.type_of(self.blocked[value]).shape[-1])
 
-    def padded(self, value: str) -> bool:
-        return self.channels[value] % self._block(value) != 0
+    def _channels(self, value: str) -> int:
+        """A value's channel count: its NCHW type in the graph being rewritten."""
+        return int(self.rw.graph.types[value].shape[1])
 
-    def set_blocked(self, old: str, new: str, channels: int) -> None:
+    def padded(self, value: str) -> bool:
+        return self._channels(value) % self._block(value) != 0
+
+    def set_blocked(self, old: str, new: str) -> None:
         self.blocked[old] = new
-        self.channels[old] = channels
 
     # -- rewrites ----------------------------------------------------------------------------------------------
     def conv(self, node: Node) -> bool:
@@ -132,7 +134,7 @@ class _Layout:
             out = self.rw.emit("depthwise_conv2d_nchwc", [xb, wb], _conv_attrs(node), name=node.name)
         else:
             return False  # other grouped convolutions stay in NCHW
-        self.set_blocked(node.outputs[0], out, k)
+        self.set_blocked(node.outputs[0], out)
         return True
 
     def elementwise(self, node: Node) -> bool:
@@ -164,7 +166,7 @@ class _Layout:
                     return False
                 inputs.append(b)
         out = self.rw.emit(node.op, inputs, dict(node.attrs), name=node.name)
-        self.set_blocked(node.outputs[0], out, shape4[1])
+        self.set_blocked(node.outputs[0], out)
         return True
 
     def _blocked_constant(self, value: str, shape4: tuple[int, ...], block: int) -> str:
@@ -183,7 +185,7 @@ class _Layout:
         if x not in self.blocked:
             return False
         out = self.rw.emit(node.op, [self.blocked[x]], dict(node.attrs), name=node.name)
-        self.set_blocked(node.outputs[0], out, self.channels[x])
+        self.set_blocked(node.outputs[0], out)
         return True
 
     def concat(self, node: Node) -> bool:
@@ -193,7 +195,7 @@ class _Layout:
         if len(blocks) != 1 or any(self.padded(v) for v in node.inputs):
             return False
         out = self.rw.emit("concat", [self.blocked[v] for v in node.inputs], {"axis": 1}, name=node.name)
-        self.set_blocked(node.outputs[0], out, sum(self.channels[v] for v in node.inputs))
+        self.set_blocked(node.outputs[0], out)
         return True
 
     def run(self) -> Graph:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from woodpecker.ir import ops
 from woodpecker.ir.graph import Node, TensorType
 from woodpecker.runtime.vendors.export_onnx import NotExportable
 
@@ -25,7 +26,7 @@ def _unblock(torch, x):
 
 def _block(torch, x, b):
     n, c, h, w = x.shape
-    cp = -(-c // b) * b
+    cp = ops.padded_channels(c, b)
     if cp != c:  # a padded block: zero channels fill the last one
         x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, cp - c))
     return x.reshape(n, cp // b, b, h, w).permute(0, 1, 3, 4, 2).contiguous()
