@@ -6,6 +6,7 @@ onnxruntime, timed in the same run.
     python benchmarks/pass_ablation.py --models shufflenet_v2,resnext50 --rule lanes
     python benchmarks/pass_ablation.py --models shufflenet_v2,squeezenet --rule channel-padding
     python benchmarks/pass_ablation.py --models shufflenet_v2,resnet18 --rule injective-nest
+    python benchmarks/pass_ablation.py --models squeezenet,alexnet,resnet18 --rule remainder-peel
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -48,6 +49,12 @@ def _one_channel_block(default_knobs):
     return before
 
 
+def _guarded_remainders(partition_remainders):
+    """Tiled kernels before the guarded last trip of a non-dividing tile was peeled off: the guard inside every
+    full tile's reduction loop."""
+    return lambda sch, loops: None
+
+
 # --rule: name -> (module, attribute, the rule that stood before: made from the rule as shipped)
 def _no_channel_padding(to_blocked_layout):
     """The blocked layout before padded blocks: odd channel counts in 4- or 8-lane blocks, or in NCHW."""
@@ -69,7 +76,8 @@ def _flat_injective(default_knobs):
 RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", lambda shipped: _old_lanes),
          "channel-blocks": ("woodpecker.schedule.cpu", "default_knobs", _one_channel_block),
          "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding),
-         "injective-nest": ("woodpecker.schedule.cpu", "default_knobs", _flat_injective)}
+         "injective-nest": ("woodpecker.schedule.cpu", "default_knobs", _flat_injective),
+         "remainder-peel": ("woodpecker.schedule.cpu", "_partition_remainders", _guarded_remainders)}
 
 
 def main() -> None:

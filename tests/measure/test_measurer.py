@@ -101,3 +101,18 @@ def test_one_workload_named_differently_in_two_models_is_built_under_each_name(c
                 m.set_reference(t, inputs, expected)
                 r = m.measure(t, [space_for_task(t).default])[0]
                 assert r.ok, r.error
+
+
+def test_a_changed_schedule_template_is_a_new_build(conv, tmp_path, monkeypatch):
+    """The build cache is keyed by the code that generates a kernel too (the DSL lowering and the schedule
+    templates): a template change that keeps the knobs' meaning must not be timed through an object built by the
+    older template."""
+    from woodpecker.measure import jobs
+
+    task, _ = conv
+    knobs = space_for_task(task).default
+    before = jobs.build_path(tmp_path, task, knobs)
+    assert jobs.build_path(tmp_path, task, knobs) == before
+    assert len(jobs.codegen_digest()) == 16
+    monkeypatch.setattr(jobs, "codegen_digest", lambda: "a-later-template")
+    assert jobs.build_path(tmp_path, task, knobs) != before

@@ -322,3 +322,53 @@ def test_data_movement_runs_as_a_nest_with_the_innermost_axis_as_vector(monkeypa
     for got in (default, list(flat_cm.run(feed).values())):
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
+
+
+def _task_io(model):
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.measure.reference import reference_io
+    from woodpecker.passes.pipeline import optimize
+
+    lowered = lower_graph(optimize(import_onnx(model)))
+    key, task = next((k, t) for k, t in lowered.tasks.items() if t.family == "conv2d_nchwc")
+    node, call = lowered.example(key)
+    return task, reference_io(task, node, lowered.graph, call.args)
+
+
+def _partition_hints(mod) -> list[str]:
+    """The loop variables that carry TVM's loop-partition hint in a scheduled module."""
+    import tvm
+
+    from woodpecker.schedule.tirwalk import nodes
+
+    return [n.loop_var.name for func in mod.functions.values() for n in nodes(func.body)
+            if isinstance(n, tvm.tirx.For) and "pragma_loop_partition_hint" in n.annotations]
+
+
+def test_the_guarded_last_trip_of_a_non_dividing_tile_is_peeled_and_exact():
+    """A tile that does not divide its axis (13 = 8 + 5 pixels; 3 input-channel blocks split by 2) guards its last
+    trip; the serial outer loops of such splits carry the partition hint (so that the full tiles run unguarded,
+    their accumulators in registers), a split fused into the parallel loop does not, and every form computes the
+    reference's numbers."""
+    import tvm
+
+    from woodpecker.hw.host import llvm_target
+    from woodpecker.measure.correctness import relative_error
+    from woodpecker.schedule.apply import schedule
+    from woodpecker.space.space import space_for_task
+
+    task, (inputs, expected) = _task_io(_conv(48, 32, 13, 3, 1, 1))
+    default = dict(space_for_task(task).default)
+    cases = [({"tile_x": 8, "tile_kb": 1, "parallel": 2}, {"x_0"}),  # rows 8 + 5: x outside the parallel loop
+             ({"tile_x": 8, "tile_kb": 1, "tile_y": 4, "parallel": 3, "split_cb": 2}, {"x_0", "cb_0"}),  # y's fused
+             ({"tile_x": 8, "tile_kb": 1, "parallel": 4}, set()),  # x's split in the parallel loop: stays guarded
+             ({"tile_x": 13, "split_cb": 3}, set())]  # every split divides
+    dev = tvm.cpu()
+    for knobs, peeled in cases:
+        mod = schedule(task, {**default, **knobs})
+        assert set(_partition_hints(mod)) == peeled, (knobs, _partition_hints(mod))
+        ex = tvm.compile(mod, target=llvm_target())
+        out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
+        ex.mod[task.name](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
+        assert relative_error(out.numpy(), expected) < 1e-4, knobs

@@ -5,6 +5,7 @@ They take and return plain data (paths, dicts, tuples) so that nothing but argum
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,8 +26,24 @@ def build_path(build_dir, task, knobs: Mapping[str, Any], *identity: Any, suffix
     ResNet-50's name)."""
     from woodpecker.space.space import canonical_json
 
-    ident = json.dumps([task.key, task.name, canonical_json(knobs), *identity], sort_keys=True)
+    ident = json.dumps([task.key, task.name, canonical_json(knobs), codegen_digest(), *identity], sort_keys=True)
     return str(pathlib.Path(build_dir) / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}{suffix}")
+
+
+@functools.cache
+def codegen_digest() -> str:
+    """A hash of the sources that turn a task and its knobs into code (the DSL's lowering to TIR, the schedule
+    templates). Part of the build cache key: a template change that keeps what the knobs mean (so tuning records
+    still apply, and SCHEDULE_VERSION stays) still changes the code, and a cached object built by the older
+    template would otherwise be timed in its place."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for sub in ("dsl", "schedule"):
+        for f in sorted((root / sub).iterdir()):
+            if f.suffix in (".py", ".lark"):
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def build_job(task, knobs: Mapping[str, Any], target: Mapping[str, Any], out_path: str, target_class: str) -> dict:
