@@ -7,6 +7,7 @@ onnxruntime, timed in the same run.
     python benchmarks/pass_ablation.py --models shufflenet_v2,squeezenet --rule channel-padding
     python benchmarks/pass_ablation.py --models shufflenet_v2,resnet18 --rule injective-nest
     python benchmarks/pass_ablation.py --models squeezenet,alexnet,resnet18 --rule remainder-peel
+    python benchmarks/pass_ablation.py --models resnext50 --rule grouped-blocks
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -77,7 +78,9 @@ RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", lambda shipped: _old_lan
          "channel-blocks": ("woodpecker.schedule.cpu", "default_knobs", _one_channel_block),
          "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding),
          "injective-nest": ("woodpecker.schedule.cpu", "default_knobs", _flat_injective),
-         "remainder-peel": ("woodpecker.schedule.cpu", "_partition_remainders", _guarded_remainders)}
+         "remainder-peel": ("woodpecker.schedule.cpu", "_partition_remainders", _guarded_remainders),
+         # grouped convolutions (other than depthwise) in NCHW, with a layout conversion on each side
+         "grouped-blocks": ("woodpecker.passes.layout", "GROUPED_WASTE_MAX", lambda shipped: 0)}
 
 
 def main() -> None:

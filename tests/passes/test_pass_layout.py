@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from woodpecker.passes.fold_batchnorm import fold_batchnorm
-from woodpecker.passes.layout import block_for, to_blocked_layout
+from woodpecker.passes.layout import block_for, block_groups, merge_groups, to_blocked_layout
 
 
 def _transforms(graph):
@@ -86,14 +86,46 @@ def test_depthwise_pool_and_concat_stay_blocked(h):
             assert out.types[n.outputs[0]].layout.startswith("NCHW"), n.op
 
 
-def test_odd_channels_and_grouped_convolutions_stay_plain(h):
-    inits = dict(w1=h.rand(58, 16, 1, 1, seed=1), w2=h.rand(16, 8, 3, 3, seed=2))
+def test_odd_channels_and_narrow_grouped_convolutions_stay_plain(h):
+    """58 channels (no block divides them, padding off) and 4 groups of 4 channels (a 16-channel block would hold
+    four groups: 4x the work, above GROUPED_WASTE_MAX) stay in NCHW."""
+    inits = dict(w1=h.rand(58, 16, 1, 1, seed=1), w2=h.rand(16, 4, 3, 3, seed=2))
     g = h.onnx_graph([("Conv", ["x", "w1"], ["c1"], {}), ("Relu", ["c1"], ["r"], {}),
-                      ("Conv", ["x", "w2"], ["c2"], {"group": 2, "pads": [1, 1, 1, 1]})],
+                      ("Conv", ["x", "w2"], ["c2"], {"group": 4, "pads": [1, 1, 1, 1]})],
                      {"x": [1, 16, 5, 5]}, ["r", "c2"], inits)
     out = to_blocked_layout(g)
     h.assert_same(g, out)
     assert [n.op for n in out.nodes] == ["conv2d", "relu", "conv2d"]
+
+
+def test_block_groups_and_merged_weights():
+    # groups of whole blocks keep their count; narrower ones merge until each holds whole blocks, at most 2 into one
+    assert block_groups(32, 32, 32) == 32  # ResNeXt stage 3: 512 channels, 32 groups of 16
+    assert block_groups(32, 64, 64) == 32  # stage 4: groups of 32 channels, two blocks each
+    assert block_groups(32, 16, 16) == 16  # stage 2: groups of 8 merged in pairs
+    assert block_groups(32, 8, 8) is None  # stage 1: groups of 4, four to a block
+    assert block_groups(6, 3, 3) == 3  # RegNet-style 48 channels in groups of 8
+    w = np.array([1, 5, 9, 13], np.float32).reshape(4, 1, 1, 1)  # 4 groups of one input and one output channel
+    m = merge_groups(w, 4, 2)  # merged into 2 groups: each output sees 2 inputs, its own at its group's offset
+    assert m[:, :, 0, 0].tolist() == [[1, 0], [0, 5], [9, 0], [0, 13]]
+    assert merge_groups(w, 4, 4) is w
+
+
+@pytest.mark.parametrize("c,k,groups,stride", [(32, 32, 2, 1), (32, 64, 4, 2), (64, 32, 2, 1), (48, 48, 6, 2),
+                                               (64, 64, 8, 1)])
+def test_grouped_convolutions_of_whole_blocks_run_blocked(h, c, k, groups, stride):
+    """Groups of whole channel blocks (16 or 32 channels; 8 merged in pairs) run as a blocked convolution with a
+    groups attribute, between blocked neighbours with no conversion, and compute the same (odd 7x9 image)."""
+    inits = dict(w0=h.rand(c, 8, 1, 1, seed=1), wg=h.rand(k, c // groups, 3, 3, seed=2), wk=h.rand(16, k, 1, 1, seed=3))
+    g = h.onnx_graph([("Conv", ["x", "w0"], ["a"], {}), ("Relu", ["a"], ["ar"], {}),
+                      ("Conv", ["ar", "wg"], ["b"], {"group": groups, "pads": [1, 1, 1, 1], "strides": [stride] * 2}),
+                      ("Relu", ["b"], ["br"], {}), ("Conv", ["br", "wk"], ["y"], {})],
+                     {"x": [1, 8, 7, 9]}, ["y"], inits)
+    out = to_blocked_layout(g)
+    h.assert_same(g, out)
+    convs = [n for n in out.nodes if n.op == "conv2d_nchwc"]
+    assert len(convs) == 3 and len(_transforms(out)) == 2
+    assert convs[1].attrs["groups"] == block_groups(groups, c // 16, k // 16)
 
 
 @pytest.mark.parametrize("const_shape", [[16, 1, 1], [1, 16, 1, 1], [1], [6, 6], [1, 16, 6, 6]])
@@ -223,3 +255,37 @@ def test_padded_blocks_compiled_match_onnxruntime():
     got = next(iter(cm.run(feed).values()))
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(ref))))
+
+
+def test_grouped_blocks_compiled_match_onnxruntime():
+    """Compiled end to end, against onnxruntime: groups of 16 channels (stride 1, odd image), of 8 merged in pairs
+    (stride 2), of 32 (two blocks a group), of 4 (NCHW), each between blocked 1x1 convolutions."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    import woodpecker
+    from woodpecker.measure.correctness import relative_error
+
+    rng = np.random.default_rng(3)
+    for c, groups, stride, hw in ((128, 8, 1, (9, 11)), (64, 8, 2, (12, 7)), (128, 4, 1, (7, 7)), (64, 16, 1, (6, 5))):
+        inits = [numpy_helper.from_array(rng.standard_normal((c, 16, 1, 1)).astype(np.float32), "w0"),
+                 numpy_helper.from_array(rng.standard_normal((c, c // groups, 3, 3)).astype(np.float32), "wg"),
+                 numpy_helper.from_array(rng.standard_normal(c).astype(np.float32), "bg"),
+                 numpy_helper.from_array(rng.standard_normal((16, c, 1, 1)).astype(np.float32), "w2")]
+        nodes = [helper.make_node("Conv", ["x", "w0"], ["a"]), helper.make_node("Relu", ["a"], ["ar"]),
+                 helper.make_node("Conv", ["ar", "wg", "bg"], ["b"], group=groups, pads=[1, 1, 1, 1],
+                                  strides=[stride] * 2),
+                 helper.make_node("Relu", ["b"], ["br"]), helper.make_node("Conv", ["br", "w2"], ["y"])]
+        oh, ow = [(v - 1) // stride + 1 for v in hw]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, *hw])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, oh, ow])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        x = rng.standard_normal((1, 16, *hw)).astype(np.float32)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        cm = woodpecker.compile(model, vendor=False)
+        assert relative_error(cm.run({"x": x})["y"], want) <= 1e-4, (c, groups, stride)
+        names = [k.name for k in cm.kernels]
+        assert sum("layout_transform" in n for n in names) == (4 if c // groups == 4 else 2), (c, groups, names)

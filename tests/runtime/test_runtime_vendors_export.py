@@ -67,3 +67,36 @@ def test_unused_nodes_are_pruned(lowered):
     used = {i for n in model.graph.node for i in n.input}
     assert all(o in used or o == "out" for n in model.graph.node for o in n.output)
     onnx.checker.check_model(model)
+
+
+def _grouped_model():
+    """A 1x1 convolution into a 3x3 one in 4 groups of 16 channels (blocked, with a groups attribute), stride 2."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.standard_normal((64, 8, 1, 1)).astype(np.float32), "w0"),
+             numpy_helper.from_array(rng.standard_normal((64, 16, 3, 3)).astype(np.float32), "wg")]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"]), helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "wg"], ["b"], group=4, pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["b"], ["y"])]
+    graph = helper.make_graph(nodes, "grouped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 9, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 5, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("vendor", ["onnxruntime", "torch"])
+def test_a_grouped_blocked_convolution_runs_in_each_vendor_with_its_groups(vendor):
+    from woodpecker.runtime.vendors import make_vendor
+
+    lowered = lower_graph(optimize(import_onnx(_grouped_model())))
+    region = next(r for r in regions_of(lowered) if any(n.attrs.get("groups", 1) == 4 for n in r.body))
+    rng = np.random.default_rng(2)
+    ins = [rng.normal(size=region.types[v].shape).astype(np.float32) for v in region.inputs]
+    out_t = region.types[region.output]
+    out = np.empty(out_t.shape, out_t.dtype)
+    make_vendor(vendor, region, lowered.graph.constants, threads=1).bind(ins, out)()
+    ref = np.asarray(reference_output(region, ins, lowered.graph.constants)).reshape(out_t.shape)
+    assert np.abs(ref).max() > 0
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)

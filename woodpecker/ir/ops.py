@@ -455,8 +455,9 @@ def _conv_nchwc_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType
     x, w = inputs
     n, cb, h, wd, ib = x.shape
     kb, wcb, r, s, wib, ob = w.shape
-    if (wcb, wib) != (cb, ib):
-        raise ShapeError(f"blocked conv weight {list(w.shape)} does not match input {list(x.shape)}")
+    g = a.get("groups", 1)  # groups of whole channel blocks: the weight holds each output block's group only
+    if cb % g or kb % g or (wcb, wib) != (cb // g, ib):
+        raise ShapeError(f"blocked conv weight {list(w.shape)} ({g} groups) does not match input {list(x.shape)}")
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["strides"], a["dilations"], a["pads"]
     oh, ow = conv_out(h, r, sh, pt, pb, dh), conv_out(wd, s, sw, pl, pr, dw)
     return [TensorType((n, kb, oh, ow, ob), x.dtype, f"NCHW{ob}c")]
@@ -466,7 +467,7 @@ def _conv_nchwc_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
     x, w = xs
     kb, cb, r, s, ib, ob = w.shape
     w_plain = w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s)
-    return [block_channels(conv2d_reference(unblock_channels(x), w_plain, {**a, "groups": 1}), ob)]
+    return [block_channels(conv2d_reference(unblock_channels(x), w_plain, {**a, "groups": a.get("groups", 1)}), ob)]
 
 
 register("conv2d_nchwc", "anchor", _conv_nchwc_infer, _conv_nchwc_eval)

@@ -455,7 +455,11 @@ def anchor_spec(node: Node, types: Mapping[str, TensorType]) -> tuple[str, dict,
         n, cb, h, w, ib = ins[0].shape
         kb, _, r, s, _, ob = ins[1].shape
         b = dict(N=n, CB=cb, H=h, W=w, IB=ib, KB=kb, OB=ob, R=r, S=s, **_window(a))
-        return "conv2d_nchwc", b, [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)], out.shape
+        template = "conv2d_nchwc"
+        if a.get("groups", 1) > 1:  # a separate template, so that ungrouped kernels (and their records) keep their text
+            template = "grouped_conv2d_nchwc"
+            b["G"] = a["groups"]
+        return template, b, [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)], out.shape
     if op == "depthwise_conv2d_nchwc":
         n, cb, h, w, blk = ins[0].shape
         _, r, s, _ = ins[1].shape

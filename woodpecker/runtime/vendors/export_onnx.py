@@ -250,7 +250,7 @@ class _Exporter:
         if node.op == "conv2d_nchwc":
             kb, cb, r, s, ib, ob = w.shape
             plain = w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s)
-            groups = 1
+            groups = a.get("groups", 1)
         else:
             cb, r, s, b = w.shape
             plain = w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s)

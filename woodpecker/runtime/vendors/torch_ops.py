@@ -149,7 +149,7 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts, device):  # noqa: C901 - 
         w = consts[node.inputs[1]].numpy()
         if op == "conv2d_nchwc":
             kb, cb, r, s, ib, ob = w.shape
-            plain, groups = w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s), 1
+            plain, groups = w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s), a.get("groups", 1)
         else:
             cb, r, s, b = w.shape
             plain, groups, ob = w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s), cb * b, b
