@@ -187,7 +187,7 @@ def test_plain_conv_stack_refuses_an_image_too_small_for_its_pools(name, too_sma
     onnx.checker.check_model(models.build(name, image_size=least, num_classes=10), full_check=True)
 
 
-def test_e2e_benchmark_model_sets_cover_the_zoo(monkeypatch):
+def _e2e_module(monkeypatch):
     import importlib.util
     import pathlib
     import sys
@@ -200,6 +200,28 @@ def test_e2e_benchmark_model_sets_cover_the_zoo(monkeypatch):
     spec = importlib.util.spec_from_file_location("e2e_benchmark", path)
     e2e = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(e2e)
+    return e2e
+
+
+def test_the_roofline_counts_the_models_work_not_the_padding(monkeypatch):
+    """The e2e benchmark's roofline floor counts the model's own FLOPs and weights: ShuffleNetV2's padded channel
+    blocks compute zeros the model does not ask for, a ResNet-18 has no padding."""
+    import woodpecker
+
+    e2e = _e2e_module(monkeypatch)
+    for name, padded in (("shufflenet_v2", True), ("resnet18", False)):
+        proto = models.build(name, image_size=64, num_classes=10)
+        gflop, weight_bytes = e2e.model_work(proto)
+        compiled = woodpecker.compile(proto, vendor=False)
+        compiled_bytes = sum(np.asarray(v).nbytes for v in compiled.constants.values())
+        if padded:
+            assert gflop < compiled.gflop and weight_bytes < compiled_bytes
+        else:
+            assert gflop == pytest.approx(compiled.gflop) and weight_bytes == compiled_bytes
+
+
+def test_e2e_benchmark_model_sets_cover_the_zoo(monkeypatch):
+    e2e = _e2e_module(monkeypatch)
     assert set(e2e.model_names("all")) == set(models.ZOO)  # a new zoo model is in one of the benchmark's sets
     assert e2e.model_names("default") == e2e.DEFAULT_MODELS
     assert e2e.model_names("resnet18,wider,vgg19") == ["resnet18", *e2e.WIDER_MODELS]  # each model once, in order
