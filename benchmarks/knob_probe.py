@@ -1,5 +1,5 @@
 """One layer's kernel with the default knobs against variants of them, and onnxruntime, in one process: the probe for
-a change of `woodpecker.schedule.cpu.default_knobs`.
+a change of `woodpecker.schedule.cpu_defaults.default_knobs`.
 
     python benchmarks/knob_probe.py conv 384,256,13 '[{"tile_x": 7}, {"tile_kb": 2, "tile_x": 7}]'
     python benchmarks/knob_probe.py dense 1,4096,1000 '[{"tile_nb": 1}]'

@@ -31,11 +31,11 @@ from e2e import checked, inputs_for  # noqa: E402
 
 
 def _old_lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
-    """The lane rule before woodpecker.schedule.cpu._lanes: a whole row of up to 64 pixels, else the largest
+    """The lane rule before woodpecker.schedule.cpu_defaults._lanes: a whole row of up to 64 pixels, else the largest
     divisor up to 16 (1 for a prime: nothing padded)."""
-    from woodpecker.schedule import cpu
+    from woodpecker.schedule import cpu_defaults
 
-    return extent if extent <= 64 else cpu._largest_divisor(extent, 16)
+    return extent if extent <= 64 else cpu_defaults.largest_divisor(extent, 16)
 
 
 def _one_channel_block(default_knobs):
@@ -74,10 +74,10 @@ def _flat_injective(default_knobs):
     return before
 
 
-RULES = {"lanes": ("woodpecker.schedule.cpu", "_lanes", lambda shipped: _old_lanes),
-         "channel-blocks": ("woodpecker.schedule.cpu", "default_knobs", _one_channel_block),
+RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped: _old_lanes),
+         "channel-blocks": ("woodpecker.schedule.cpu_defaults", "default_knobs", _one_channel_block),
          "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding),
-         "injective-nest": ("woodpecker.schedule.cpu", "default_knobs", _flat_injective),
+         "injective-nest": ("woodpecker.schedule.cpu_defaults", "default_knobs", _flat_injective),
          "remainder-peel": ("woodpecker.schedule.cpu", "_partition_remainders", _guarded_remainders),
          # grouped convolutions (other than depthwise) in NCHW, with a layout conversion on each side
          "grouped-blocks": ("woodpecker.passes.layout", "GROUPED_WASTE_MAX", lambda shipped: 0)}

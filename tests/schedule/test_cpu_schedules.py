@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from woodpecker.hw.host import detect
-from woodpecker.schedule import cpu
+from woodpecker.schedule import cpu_defaults
 from woodpecker.schedule.structure import analyze
 
 
@@ -20,14 +20,14 @@ def test_register_tile_holds_eight_accumulators_of_the_vector_width(lowered_zoo)
     task = next(t for t in lowered_zoo if t.family == "conv2d_nchwc" and t.param_shapes[-1][3] >= 8)
     st = analyze(task.kernel)
     for lanes in (8, 16):
-        knobs = cpu.default_knobs(task.family, st, lanes, 8)
+        knobs = cpu_defaults.default_knobs(task.family, st, lanes, 8)
         assert _accumulators(knobs, lanes) == 8, (lanes, knobs)
     # on an AVX-512 register file a 16-lane block is one register: twice the rows of the AVX2 tile
-    assert cpu.default_knobs(task.family, st, 16, 8)["tile_x"] == 2 * cpu.default_knobs(task.family, st, 8, 8)["tile_x"]
+    assert cpu_defaults.default_knobs(task.family, st, 16, 8)["tile_x"] == 2 * cpu_defaults.default_knobs(task.family, st, 8, 8)["tile_x"]
 
 
 def test_host_register_tile_matches_the_detected_cpu():
-    lanes, accumulators = cpu.host_register_tile()
+    lanes, accumulators = cpu_defaults.host_register_tile()
     host = detect()
     assert lanes == host.vector_bits // 32
     assert accumulators == min(8, host.vector_registers // 2)
@@ -65,7 +65,7 @@ def test_a_batch_one_dense_layer_tiles_several_weight_panels():
     for lanes in (8, 16):
         for n, panels in ((1024, 4), (1000, 5)):
             st = analyze(_dense_task(_dense_b1(64, n)[0]).kernel)
-            knobs = cpu.default_knobs("dense_packed", st, lanes, 8)
+            knobs = cpu_defaults.default_knobs("dense_packed", st, lanes, 8)
             assert int(knobs["tile_nb"]) == panels, (lanes, n, knobs)
             assert int(knobs["tile_m"]) * int(knobs["tile_nb"]) * math.ceil(int(knobs["tile_b"]) / lanes) <= 8
 
@@ -88,10 +88,10 @@ def test_lane_loop_is_a_divisor_of_an_odd_row_or_one_guarded_vector():
     """The vector lane loop along a row of up to 64 pixels (NCHW convolutions): the whole row when it fills whole
     vectors, else a divisor of at least half a vector (28 -> 14 on AVX-512: a 28-lane vector ran 7x slower), else
     one guarded vector (58 = 2 x 29)."""
-    assert [cpu._lanes(e, 16) for e in (7, 13, 16, 28, 32, 56, 58, 64, 112, 224)] == [7, 13, 16, 14, 32, 14, 16, 64, 16, 16]
-    assert [cpu._lanes(e, 8) for e in (7, 28, 56, 13)] == [7, 7, 56, 8]
-    assert [cpu._lanes(e, 1) for e in (7, 28, 113)] == [7, 28, 1]  # scalar cores: unchanged
-    assert cpu._lanes(197, 16) == 1  # above 64 a divisor, even 1 (a guarded vector was slower on ViT)
+    assert [cpu_defaults._lanes(e, 16) for e in (7, 13, 16, 28, 32, 56, 58, 64, 112, 224)] == [7, 13, 16, 14, 32, 14, 16, 64, 16, 16]
+    assert [cpu_defaults._lanes(e, 8) for e in (7, 28, 56, 13)] == [7, 7, 56, 8]
+    assert [cpu_defaults._lanes(e, 1) for e in (7, 28, 113)] == [7, 28, 1]  # scalar cores: unchanged
+    assert cpu_defaults._lanes(197, 16) == 1  # above 64 a divisor, even 1 (a guarded vector was slower on ViT)
 
 
 def _conv(c: int, k: int, hw: int, r: int, groups: int, stride: int):
@@ -162,13 +162,13 @@ def test_matrix_products_with_an_odd_lane_axis_are_padded_and_exact():
     from woodpecker.passes.pipeline import optimize
     from woodpecker.schedule.apply import schedule
 
-    assert cpu._lanes(197, 16, padded=True) == 16 and cpu._lanes(197, 16) == 1
+    assert cpu_defaults._lanes(197, 16, padded=True) == 16 and cpu_defaults._lanes(197, 16) == 1
     for a_shape, b_shape, scale in (((12, 197, 64), (12, 64, 197), True), ((3, 37, 20), (3, 20, 53), False),
                                     ((37, 20), (20, 131), False)):
         model = _matmul_model(a_shape, b_shape, scale)
         task = max(lower_graph(optimize(import_onnx(model))).tasks.values(), key=lambda t: t.flops)
-        assert task.family in cpu.PADDED_FAMILIES, task.family
-        knobs = cpu.default_knobs(task.family, analyze(task.kernel))
+        assert task.family in cpu_defaults.PADDED_FAMILIES, task.family
+        knobs = cpu_defaults.default_knobs(task.family, analyze(task.kernel))
         assert b_shape[-1] % int(knobs[f"tile_{analyze(task.kernel).spatial[-1].name}"]) != 0, knobs
         assert "_pad" in schedule(task, None, "cpu").script()  # padded, not guarded
         rng = np.random.default_rng(len(a_shape))
@@ -207,7 +207,7 @@ def test_row_reductions_keep_one_partial_per_lane_and_agree_with_onnxruntime():
     from woodpecker.passes.pipeline import optimize
     from woodpecker.schedule.apply import schedule
 
-    lanes = cpu.host_register_tile()[0]
+    lanes = cpu_defaults.host_register_tile()[0]
     cases = [("LayerNormalization", (197, 768), np.float32, dict(axis=-1), True),
              ("Softmax", (40, 96), np.float32, dict(axis=-1), True),
              ("ReduceMax", (40, 96), np.float32, dict(keepdims=1), True),
@@ -249,7 +249,7 @@ def test_wide_register_files_tile_two_output_channel_blocks_of_spatial_convoluti
     """With 32 vector registers a 3x3 (or larger) convolution's tile takes two output-channel blocks where the rows
     are at least 13 pixels; not at 7x7, not on 1x1 layers, not with 16 registers."""
     def kb(c, k, hw, r, registers):
-        return cpu.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel), 16, 8, registers)["tile_kb"]
+        return cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel), 16, 8, registers)["tile_kb"]
 
     assert kb(32, 64, 13, 3, 32) == 2
     assert kb(32, 64, 13, 3, 16) == 1
@@ -266,10 +266,10 @@ def test_two_channel_block_tiles_compute_what_onnxruntime_does(monkeypatch):
     import woodpecker
     from woodpecker.measure.correctness import relative_error
 
-    lanes, _ = cpu.host_vector_file()
-    monkeypatch.setattr(cpu, "host_vector_file", lambda: (lanes, 32))
+    lanes, _ = cpu_defaults.host_vector_file()
+    monkeypatch.setattr(cpu_defaults, "host_vector_file", lambda: (lanes, 32))
     for c, k, hw, r in ((32, 64, 13, 3), (16, 32, 14, 5)):
-        assert cpu.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel))["tile_kb"] == 2
+        assert cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel))["tile_kb"] == 2
         model = _conv(c, k, hw, r, 1, 1)
         x = np.random.default_rng(hw).standard_normal((1, c, hw, hw)).astype(np.float32)
         want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
@@ -311,12 +311,12 @@ def test_data_movement_runs_as_a_nest_with_the_innermost_axis_as_vector(monkeypa
     feed = cm.random_inputs(0)
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
     default = list(cm.run(feed).values())
-    flat_knobs = cpu.default_knobs
+    flat_knobs = cpu_defaults.default_knobs
 
     def flat(family, *args, **kwargs):
         return {**flat_knobs(family, *args, **kwargs), **({"nest": 0} if family == "injective" else {})}
 
-    monkeypatch.setattr(cpu, "default_knobs", flat)
+    monkeypatch.setattr(cpu_defaults, "default_knobs", flat)
     flat_cm = woodpecker.compile(model, vendor=False)
     assert all(int(k.knobs["nest"]) == 0 for k in flat_cm.kernels if k.family == "injective")
     for got in (default, list(flat_cm.run(feed).values())):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from woodpecker.dsl.library import Library, default_library
 from woodpecker.dsl.lower_te import to_prim_func
 from woodpecker.lowering.model import Task
-from woodpecker.schedule import cpu, gpu
+from woodpecker.schedule import cpu, cpu_defaults, gpu
 from woodpecker.schedule.structure import analyze
 
 _DEBUG = False  # render schedule errors in full (slow); for debugging schedule templates
@@ -21,7 +21,7 @@ def prim_func(task: Task, lib: Library | None = None):
 def default_knobs(task: Task, target_class: str = "cpu") -> dict[str, int | str]:
     if target_class == "gpu":
         return gpu.default_knobs(task.family, analyze(task.kernel), task.kernel)
-    return cpu.default_knobs(task.family, analyze(task.kernel))
+    return cpu_defaults.default_knobs(task.family, analyze(task.kernel))
 
 
 def schedule(task: Task, knobs: Mapping[str, int | str] | None = None, target_class: str = "cpu", lib: Library | None = None):

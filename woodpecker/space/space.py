@@ -199,8 +199,8 @@ def space_for_task(task, target_class: str = "cpu", lanes: int | None = None,
     from woodpecker.schedule.structure import analyze
 
     if lanes is None or vector_registers is None:
-        # the host's register file, as the CPU default schedule assumes (woodpecker.schedule.cpu.host_register_tile)
-        from woodpecker.schedule.cpu import host_vector_file
+        # the host's register file, as the CPU default schedule assumes (woodpecker.schedule.cpu_defaults.host_register_tile)
+        from woodpecker.schedule.cpu_defaults import host_vector_file
 
         host_lanes, host_registers = host_vector_file() if target_class == "cpu" else (8, 32)
         lanes = host_lanes if lanes is None else lanes

@@ -2,7 +2,7 @@
 
 RISC-V targets reuse the CPU schedule templates (target classes "riscv" and "mcu"); only the register file
 differs: `lanes` is VLEN/32 on RVV cores and 1 on scalar ones, and the register tile holds half the register
-file in accumulators (the rule measured on AVX2 in woodpecker.schedule.cpu.default_knobs), leaving the rest for
+file in accumulators (the rule measured on AVX2 in woodpecker.schedule.cpu_defaults.default_knobs), leaving the rest for
 operands: 16 of 32 vector registers on RVV, 16 of 32 FP registers on scalar cores.
 """
 
@@ -33,10 +33,10 @@ def accumulator_budget(profile) -> int:
 
 def default_knobs(task, profile) -> dict[str, Any]:
     """The untuned schedule of `task` on `profile`."""
-    from woodpecker.schedule import cpu
+    from woodpecker.schedule import cpu_defaults
     from woodpecker.schedule.structure import analyze
 
-    return cpu.default_knobs(task.family, analyze(task.kernel), vector_lanes(profile), accumulator_budget(profile))
+    return cpu_defaults.default_knobs(task.family, analyze(task.kernel), vector_lanes(profile), accumulator_budget(profile))
 
 
 def space_for(task, profile):

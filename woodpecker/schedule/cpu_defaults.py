@@ -1,0 +1,199 @@
+"""CPU default knobs: what an untuned compile runs, and the host register file they are sized for.
+
+`default_knobs` gives each family's knob values (names as in search_spaces/cpu/*.toml); the templates that apply
+them are in woodpecker.schedule.cpu.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from woodpecker.schedule.structure import KernelStructure
+
+VECTOR_LANES = 8  # float32 lanes of one AVX2 register
+REGISTERS = 16  # vector registers available to the register tile
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in divisors(n) if d <= max(1, limit))
+
+
+def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
+                  accumulators: int = 0, registers: int = 0) -> dict[str, int | str]:
+    """Heuristic knob values: what an untuned compile runs.
+
+    The register tile (rows x vector lanes) is chosen to hold 8 accumulator vectors: measured on AVX2 (16 ymm
+    registers), 8 accumulators plus the broadcast operand and weight vectors run at 140-177 GFLOP/s on ResNet
+    convolutions, while 14 spill and drop to 60-90 GFLOP/s. Among tiles of equal size the full channel block and
+    the wider row are preferred.
+
+    `vector_lanes`, `accumulators` and `registers` (0: the host's, see host_register_tile; `registers` is the
+    vector register count, and a target passing the first two without it gets no wide-file tile) let other
+    register files reuse it:
+    the simulated RISC-V targets pass their own (1 lane on scalar cores, whose 32 FP registers would otherwise
+    be asked to hold 64 accumulators: 40% slower from spills on a simulated rv64gc convolution).
+    """
+    if not vector_lanes or not accumulators:
+        host_lanes, host_accumulators = host_register_tile()
+        vector_lanes = vector_lanes or host_lanes
+        accumulators = accumulators or host_accumulators
+        registers = registers or host_vector_file()[1]
+    wide_file = registers >= 32  # 32 vector registers (AVX-512): room for a second output-channel block
+    if family == "injective":
+        # a nest (innermost axis as the vector loop) where that axis is short enough to be one vector: a layout
+        # conversion or a channel shuffle then computes each source index affinely (the input's NCHW -> NCHW3c
+        # conversion 145 -> 62 us, ShuffleNetV2's shuffles 70 -> 26 us, in one process)
+        inner = st.spatial[-1].extent if st.spatial else 1
+        nest = int(not st.reduction and len(st.spatial) > 1 and 2 <= inner <= 64)
+        return {"vector": 16, "parallel": 1 if total(st) >= 4096 else 0, "nest": nest}
+    if family == "row_reduce":
+        # partials only where the target has vector lanes (a scalar RISC-V core gains nothing from 16 chains of
+        # spilled accumulators)
+        return {"parallel": 1, "vectorize": 1, "inline_producers": 0, "vector_reduce": int(vector_lanes > 1)}
+    knobs: dict[str, int | str] = {f"tile_{a.name}": 1 for a in st.spatial}
+    last = st.spatial[-1]
+    full = _lanes(last.extent, vector_lanes, padded=family in PADDED_FAMILIES)
+    lane_options = [full] + ([full // 2] if full % 16 == 0 else [])
+    rows = _register_rows(family, st)
+    best = None
+    for lanes in lane_options:
+        vectors = max(1, math.ceil(lanes / vector_lanes))
+        # Tiles need not divide the extent: TVM guards the remainder, and measured on 7x7 and 13x13 layers a
+        # guarded 4-wide tile (135 GFLOP/s) beats the largest divisor (1 or 7: 43-114 GFLOP/s).
+        first = list(range(1, min(rows[0].extent, 8) + 1)) if rows else [1]
+        second = list(range(1, min(rows[1].extent, 4) + 1)) if len(rows) > 1 else [1]
+        for t0 in first:
+            for t1 in second:
+                acc = t0 * t1 * vectors
+                if acc > accumulators:
+                    continue
+                divisible = rows[0].extent % t0 == 0 and (len(rows) < 2 or rows[1].extent % t1 == 0) if rows else True
+                score = (acc, divisible, lanes == full, t0, -t1)
+                if best is None or score > best[0]:
+                    best = (score, lanes, t0, t1)
+    assert best is not None
+    _, lanes, t0, t1 = best
+    knobs[f"tile_{last.name}"] = lanes
+    if rows:
+        knobs[f"tile_{rows[0].name}"] = t0
+    if len(rows) > 1:
+        knobs[f"tile_{rows[1].name}"] = t1
+    if family == "dense_packed" and t0 * max(1, math.ceil(lanes / vector_lanes)) < accumulators:
+        # Few rows of X (batch-1 FC layers, M = 1): the rows alone leave the register tile with one or two
+        # accumulator chains, each FMA waiting on the last. Give the spare accumulators to more weight panels (the nb
+        # axis): independent chains, and as many weight streams. Measured on AVX-512 (2 threads, 5 processes,
+        # benchmarks/dense_b1.py), a 4096 x 1000 layer: 297 -> 126 us with 5 panels (onnxruntime 116 us).
+        nb = next(a for a in st.spatial if a.name == "nb")
+        spare = accumulators // (t0 * max(1, math.ceil(lanes / vector_lanes)))
+        # about 4 panels (2, 4 and 8 measured within 5 %), a divisor of the panel count where one is near
+        # (1000 outputs: 125 panels of 8, so 5), else 4 with TVM's guard on the remainder
+        near = [d for d in divisors(nb.extent) if 2 <= d <= min(spare, 8)]
+        knobs["tile_nb"] = min(near, key=lambda d: (abs(d - 4), -d)) if near else min(spare, 4, nb.extent)
+    if family == "conv2d_nchwc" and wide_file and rows:
+        kb = next((a for a in st.spatial if a.name == "kb"), None)
+        window = math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
+        if kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 13 and window > 1:
+            # Two output-channel blocks per register tile (16 accumulators of 32 registers): each input value
+            # loaded feeds twice the FMAs. Measured on AVX-512 (benchmarks/knob_probe.py, 3x3 layers): 384->256
+            # @13 1.20x, 64@56 1.02x, 256@56 1.03x, 512@28 1.04x, 128@112 1.05x; at 7x7 (512@7) 0.64x, where the
+            # rows are short and the parallel chunks halve, so not below 13 pixels a row; and not on 1x1 layers
+            # (256->64 @56 0.94x, 64->256 @56 0.85x, 144->32 @56 0.88x), whose reduction is too short to gain.
+            knobs["tile_kb"] = 2
+    knobs["reduction_order"] = "default"
+    knobs["unroll"] = 1
+    knobs["parallel"] = _default_parallel(st, knobs)
+    knobs["pad_at"] = "parallel"
+    return knobs
+
+
+def _lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
+    """The vector lane loop's length along the output's last axis: up to 64, the whole axis when it fills whole
+    vectors (a channel block, a head dimension), else a divisor of at least half a vector, else one vector with
+    TVM's guard on the remainder (or padding: `padded`, the families whose lane axis _pad_lane_axis pads); above
+    64, its largest divisor up to 16, or one padded vector where that divisor is small.
+
+    Why not the whole axis when it is a row of pixels (NCHW convolutions keep odd channel counts and grouped ones):
+    LLVM lowers a 28- or 56-lane vector to split and shuffled pieces. Measured on AVX-512, 2 threads
+    (benchmarks/knob_probe.py), 28x28 output: 1x1 58->58 218 -> 30 us with 14 lanes (onnxruntime 40 us), 3x3
+    depthwise 58 153 -> 29 us (onnxruntime 94 us); 56x56 3x3 128->128 in 32 groups 537 -> 205 us (onnxruntime
+    631 us). A guarded 16-lane tile on the 28-pixel row (68 us) is also slower than the divisor 14."""
+    if extent > 64:
+        divisor = largest_divisor(extent, 16)
+        # below half a vector: one vector where the lane axis is padded to whole tiles (_pad_lane_axis: batched
+        # matrix products; ViT's 197-wide attention scores 3611 -> 362 us), else the divisor, even 1 (a guarded
+        # lane loop is not vectorized: 16 guarded lanes made ViT-B/16 1.16x slower than 1)
+        return vector_lanes if padded and 2 * divisor < vector_lanes else divisor
+    if extent <= vector_lanes or extent % vector_lanes == 0:
+        return extent
+    divisor = largest_divisor(extent, vector_lanes)
+    return divisor if 2 * divisor >= vector_lanes else vector_lanes
+
+
+ACCUMULATORS = 8
+# the families whose anchor is an einsum (plain index reads), so that _pad_lane_axis can pad its lane axis
+# (batch_matmul only: its operands are [b, m, k] and [b, k, n], so the one padded along the lane axis n is padded
+# along its last, contiguous axis and copied; dense reads its weight as [n, k], where an inlined pad would put a
+# per-lane condition inside the vector loop and TVM scalarizes it)
+PADDED_FAMILIES = frozenset({"batch_matmul"})
+
+
+def host_register_tile() -> tuple[int, int]:
+    """(float32 lanes of one vector register, accumulator vectors the default register tile may hold) on the host.
+
+    Lanes follow the host's vector width; accumulators stay at 8 (FMA latency x FMA ports of current x86 cores,
+    and at most half the register file). Measured on an AVX-512 host (emeraldrapids, 2 threads), untuned
+    default schedules, lanes/accumulators 8/8 (the AVX2 rule) -> 16/8: ResNet-50 3x3 64@56 1825 -> 1589 us,
+    3x3 256@14 2079 -> 1677 us, 3x3 512@7 2079 -> 1906 us, BERT dense 768x768 1596 -> 1100 us, 1x1 256->64 and
+    the depthwise 144@56 within 3 %; 12, 16 and 24 zmm accumulators were slower overall (geomean over the six).
+    Falls back to the AVX2 values when the host cannot be detected."""
+    lanes, registers = host_vector_file()
+    return lanes, max(1, min(ACCUMULATORS, registers // 2))
+
+
+def host_vector_file() -> tuple[int, int]:
+    """(float32 lanes of one vector register, architectural vector registers) on the host: (16, 32) with AVX-512,
+    (8, 16) with AVX2, and AVX2's when the host cannot be detected."""
+    try:
+        from woodpecker.hw.host import detect
+
+        host = detect()
+    # no TVM, or a TVM without LLVM (no such function, or the target is refused): the AVX2 register file
+    except (ImportError, AttributeError, RuntimeError, ValueError):
+        return VECTOR_LANES, REGISTERS
+    return max(1, host.vector_bits // 32), host.vector_registers
+
+
+def _register_rows(family: str, st: KernelStructure):
+    """The spatial axes that form the rows of the register tile (the vector lanes run along the last axis)."""
+    sp = st.spatial
+    if family in ("conv2d_nchwc", "depthwise_nchwc", "pool2d") and len(sp) >= 4:
+        return [sp[-2], sp[-3]]  # x then y of [n, k, y, x, lanes]
+    if family == "conv2d" and len(sp) >= 4:
+        return [sp[-3], sp[-4]][:1]  # output channels (k) of [n, k, y, x]; lanes run along x
+    if family == "dense_packed":
+        return [sp[-3]]  # m of [m, nb, lanes]
+    if len(sp) >= 2:
+        return [sp[-2]]
+    return []
+
+
+def _default_parallel(st: KernelStructure, knobs: Mapping[str, int | str]) -> int:
+    """Fuse outer loops until there is enough independent work for the cores (at least 64 chunks)."""
+    chunks = 1
+    depth = 0
+    for a in st.spatial[:-1]:
+        outer = a.extent // int(knobs.get(f"tile_{a.name}", 1))
+        depth += 1
+        chunks *= outer
+        if chunks >= 64:
+            break
+    return depth
+
+
+def total(st: KernelStructure) -> int:
+    return math.prod(a.extent for a in st.spatial)
