@@ -83,6 +83,19 @@ def test_conv2d_nchwc(cb, ib, kb, ob, r, strides, pads, dil):
     _check("conv2d_nchwc", b, [x, wt], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("cb, kb, g, strides, pads", [
+    (4, 4, 4, (1, 1), (1, 1, 1, 1)),  # one input and one output block a group
+    (4, 2, 2, (2, 2), (0, 1, 1, 0)),  # two input blocks, one output block a group, strided
+    (2, 6, 2, (1, 1), (1, 1, 1, 1)),  # one input block, three output blocks a group
+])
+def test_grouped_conv2d_nchwc(cb, kb, g, strides, pads):
+    x, wt = _randn(1, cb, 7, 6, 4), _randn(kb, cb // g, 3, 3, 4, 8)
+    attrs = dict(strides=strides, pads=pads, dilations=(1, 1), groups=g)
+    expected = ops.evaluate("conv2d_nchwc", [x, wt], attrs)[0]
+    b = dict(N=1, CB=cb, H=7, W=6, IB=4, KB=kb, OB=8, G=g, R=3, S=3, **_window(strides, pads, (1, 1)))
+    _check("grouped_conv2d_nchwc", b, [x, wt], expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("strides, pads, dil", [((1, 1), (1, 1, 1, 1), (1, 1)), ((2, 2), (1, 0, 1, 0), (1, 1)),
                                                 ((1, 2), (2, 2, 2, 2), (2, 1))])
 def test_depthwise_conv2d_nchwc(strides, pads, dil):
@@ -209,7 +222,7 @@ def test_reduce(kind):
 
 def test_every_template_is_covered_here():
     covered = {
-        "conv2d", "conv2d_nchwc", "depthwise_conv2d_nchwc", "dense", "dense_packed", "batch_matmul",
+        "conv2d", "conv2d_nchwc", "grouped_conv2d_nchwc", "depthwise_conv2d_nchwc", "dense", "dense_packed", "batch_matmul",
         "batch_matmul_nt", "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool", "softmax",
         "log_softmax", "layer_norm", "lrn", "reduce_sum", "reduce_mean", "reduce_sum_square", "reduce_max",
         "reduce_min",
