@@ -463,14 +463,33 @@ def _conv_nchwc_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType
     return [TensorType((n, kb, oh, ow, ob), x.dtype, f"NCHW{ob}c")]
 
 
-def _conv_nchwc_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
-    x, w = xs
-    kb, cb, r, s, ib, ob = w.shape
-    w_plain = w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s)
-    return [block_channels(conv2d_reference(unblock_channels(x), w_plain, {**a, "groups": a.get("groups", 1)}), ob)]
+def block_conv_weight(w: np.ndarray, ib: int, ob: int) -> np.ndarray:
+    """A convolution weight [K, C, R, S] (C: input channels of one group) packed for conv2d_nchwc:
+    [K/ob, C/ib, R, S, ib, ob]; plain_conv_weight undoes it."""
+    k, c, r, s = w.shape
+    return np.ascontiguousarray(w.reshape(k // ob, ob, c // ib, ib, r, s).transpose(0, 2, 4, 5, 3, 1))
 
 
-register("conv2d_nchwc", "anchor", _conv_nchwc_infer, _conv_nchwc_eval)
+def plain_conv_weight(op: str, w: np.ndarray, a: Attrs) -> tuple[np.ndarray, int, int]:
+    """A blocked convolution's weight as a plain one: (OIHW weight, groups, output channel block), what the
+    interpreter, the ONNX export and the PyTorch form of conv2d_nchwc and depthwise_conv2d_nchwc run."""
+    if op == "conv2d_nchwc":
+        kb, cb, r, s, ib, ob = w.shape
+        return w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s), a.get("groups", 1), ob
+    cb, r, s, b = w.shape
+    return w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s), cb * b, b
+
+
+def _blocked_conv_eval(op: str):
+    def evaluate(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
+        x, w = xs
+        plain, groups, ob = plain_conv_weight(op, w, a)
+        return [block_channels(conv2d_reference(unblock_channels(x), plain, {**a, "groups": groups}), ob)]
+
+    return evaluate
+
+
+register("conv2d_nchwc", "anchor", _conv_nchwc_infer, _blocked_conv_eval("conv2d_nchwc"))
 
 
 def _dw_nchwc_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
@@ -483,14 +502,7 @@ def _dw_nchwc_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
     return [TensorType((n, cb, conv_out(h, r, sh, pt, pb, dh), conv_out(wd, s, sw, pl, pr, dw), b), x.dtype, f"NCHW{b}c")]
 
 
-def _dw_nchwc_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
-    x, w = xs
-    cb, r, s, b = w.shape
-    w_plain = w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s)
-    return [block_channels(conv2d_reference(unblock_channels(x), w_plain, {**a, "groups": cb * b}), b)]
-
-
-register("depthwise_conv2d_nchwc", "anchor", _dw_nchwc_infer, _dw_nchwc_eval)
+register("depthwise_conv2d_nchwc", "anchor", _dw_nchwc_infer, _blocked_conv_eval("depthwise_conv2d_nchwc"))
 
 # ----------------------------------------------------------------------------------------------------------------
 # anchors: matrix products

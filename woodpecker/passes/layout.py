@@ -129,9 +129,6 @@ class _Layout:
     def padded(self, value: str) -> bool:
         return self._channels(value) % self._block(value) != 0
 
-    def set_blocked(self, old: str, new: str) -> None:
-        self.blocked[old] = new
-
     # -- rewrites ----------------------------------------------------------------------------------------------
     def conv(self, node: Node) -> bool:
         x, w = node.inputs[0], node.inputs[1]
@@ -140,8 +137,8 @@ class _Layout:
             return False
         weight = self.rw.b.constants[self.rw.map(w)]
         k, cg, r, s = weight.shape
-        c = cg * node.attrs.get("groups", 1)
         groups = node.attrs.get("groups", 1)
+        c = cg * groups
         if xt is not None and xt.rank != 4:
             return False
         if groups == 1:
@@ -154,8 +151,7 @@ class _Layout:
             cp, kp = ops.padded_channels(c, ib), ops.padded_channels(k, ob)
             # zero weights from and to the padding channels
             wp = np.pad(weight, ((0, kp - k), (0, cp - c), (0, 0), (0, 0)))
-            packed = wp.reshape(kp // ob, ob, cp // ib, ib, r, s).transpose(0, 2, 4, 5, 3, 1)
-            wb = self.rw.b.constant(np.ascontiguousarray(packed), node.inputs[1] + "_packed")
+            wb = self.rw.b.constant(ops.block_conv_weight(wp, ib, ob), node.inputs[1] + "_packed")
             out = self.rw.emit("conv2d_nchwc", [xb, wb], _conv_attrs(node), name=node.name)
         elif groups == c == k and cg == 1:
             b = block_for(c, self.max_block, self.pad_to)
@@ -173,13 +169,13 @@ class _Layout:
             out = self._grouped_conv(node, x, weight, groups)
             if out is None:
                 return False  # stays in NCHW
-        self.set_blocked(node.outputs[0], out)
+        self.blocked[node.outputs[0]] = out
         return True
 
     def _grouped_conv(self, node: Node, x: str, weight: np.ndarray, groups: int) -> str | None:
         """A grouped convolution in the blocked layout, its groups merged until each spans whole channel blocks
         (block_groups); None where no merge within GROUPED_WASTE_MAX fits."""
-        k, cg, r, s = weight.shape
+        k, cg = weight.shape[:2]
         c = cg * groups
         # whole blocks without padding: a padded block would straddle two groups
         ib, ob = block_for(c, self.max_block, 0), block_for(k, self.max_block, 0)
@@ -192,8 +188,7 @@ class _Layout:
         if xb is None:
             return None
         wm = merge_groups(weight, groups, merged)  # [k, c / merged, r, s], zeros between original groups
-        packed = wm.reshape(k // ob, ob, c // merged // ib, ib, r, s).transpose(0, 2, 4, 5, 3, 1)
-        wb = self.rw.b.constant(np.ascontiguousarray(packed), node.inputs[1] + "_packed")
+        wb = self.rw.b.constant(ops.block_conv_weight(wm, ib, ob), node.inputs[1] + "_packed")
         return self.rw.emit("conv2d_nchwc", [xb, wb], {**_conv_attrs(node), "groups": merged}, name=node.name)
 
     def elementwise(self, node: Node) -> bool:
@@ -225,7 +220,7 @@ class _Layout:
                     return False
                 inputs.append(b)
         out = self.rw.emit(node.op, inputs, dict(node.attrs), name=node.name)
-        self.set_blocked(node.outputs[0], out)
+        self.blocked[node.outputs[0]] = out
         return True
 
     def _blocked_constant(self, value: str, shape4: tuple[int, ...], block: int) -> str:
@@ -244,7 +239,7 @@ class _Layout:
         if x not in self.blocked:
             return False
         out = self.rw.emit(node.op, [self.blocked[x]], dict(node.attrs), name=node.name)
-        self.set_blocked(node.outputs[0], out)
+        self.blocked[node.outputs[0]] = out
         return True
 
     def concat(self, node: Node) -> bool:
@@ -254,7 +249,7 @@ class _Layout:
         if len(blocks) != 1 or any(self.padded(v) for v in node.inputs):
             return False
         out = self.rw.emit("concat", [self.blocked[v] for v in node.inputs], {"axis": 1}, name=node.name)
-        self.set_blocked(node.outputs[0], out)
+        self.blocked[node.outputs[0]] = out
         return True
 
     def run(self) -> Graph:

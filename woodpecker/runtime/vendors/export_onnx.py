@@ -246,15 +246,7 @@ class _Exporter:
     def _blocked_conv(self, node: Node, ins, in_t, out_t) -> str:
         a = node.attrs
         x = self.unblock(ins[0], in_t[0].shape)
-        w = self.constants[node.inputs[1]]
-        if node.op == "conv2d_nchwc":
-            kb, cb, r, s, ib, ob = w.shape
-            plain = w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s)
-            groups = a.get("groups", 1)
-        else:
-            cb, r, s, b = w.shape
-            plain = w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s)
-            groups = cb * b
+        plain, groups, _ = ops.plain_conv_weight(node.op, self.constants[node.inputs[1]], a)
         y = self.op("Conv", [x, self.const(np.ascontiguousarray(plain), "w")], strides=list(a["strides"]),
                     pads=_onnx_pads(a["pads"]), dilations=list(a["dilations"]), group=groups)
         n, kb_, oh, ow, ob_ = out_t.shape

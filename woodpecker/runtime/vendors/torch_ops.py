@@ -146,13 +146,7 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts, device):  # noqa: C901 - 
         return lambda x, w: F.conv2d(_pad4(F, x, a["pads"]), w, None, tuple(a["strides"]), 0, tuple(a["dilations"]),
                                      a.get("groups", 1))
     if op in ("conv2d_nchwc", "depthwise_conv2d_nchwc"):
-        w = consts[node.inputs[1]].numpy()
-        if op == "conv2d_nchwc":
-            kb, cb, r, s, ib, ob = w.shape
-            plain, groups = w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s), a.get("groups", 1)
-        else:
-            cb, r, s, b = w.shape
-            plain, groups, ob = w.transpose(0, 3, 1, 2).reshape(cb * b, 1, r, s), cb * b, b
+        plain, groups, ob = ops.plain_conv_weight(op, consts[node.inputs[1]].numpy(), a)
         wt = torch.from_numpy(np.ascontiguousarray(plain)).to(device)
         return lambda x: _block(torch, F.conv2d(_pad4(F, _unblock(torch, x), a["pads"]), wt, None, tuple(a["strides"]),
                                                     0, tuple(a["dilations"]), groups), ob)
