@@ -39,9 +39,10 @@ def threads() -> int:
     return int(os.environ.get("TVM_NUM_THREADS") or os.cpu_count() or 1)
 
 
-def time_against_onnxruntime(proto, builds, feed, n_threads: int, rounds: int, per_round: int):
+def time_against_onnxruntime(proto, builds, feed, n_threads: int, rounds: int, per_round: int, env=None):
     """Time onnxruntime on `proto` and each woodpecker build (label -> CompiledModel, None skipped), each saved and
-    loaded as a user would, in fresh processes (woodpecker.measure.isolated); the Timings, onnxruntime first."""
+    loaded as a user would, in fresh processes (woodpecker.measure.isolated); the Timings, onnxruntime first.
+    `env`: label -> environment variables set in that build's workers (e.g. a runtime setting switched off)."""
     import tempfile
 
     from woodpecker.measure.isolated import Recipe, time_isolated
@@ -55,7 +56,8 @@ def time_against_onnxruntime(proto, builds, feed, n_threads: int, rounds: int, p
             if cm is not None:
                 path = os.path.join(work, f"build{i}.wpk")
                 cm.save(path)
-                recipes.append(Recipe(label, "artifact", path))  # a planned mix sets its wait policies when loaded
+                # a planned mix sets its wait policies when loaded
+                recipes.append(Recipe(label, "artifact", path, env=tuple(sorted((env or {}).get(label, {}).items()))))
         return time_isolated(recipes, feed, n_threads, rounds=rounds, per_round=per_round)
 
 

@@ -50,6 +50,9 @@ class Config:
     # Fresh processes per whole-model contender when the planner decides between builds (one process is one sample:
     # a process's speed mode lasts its life). Each costs a model load and 9 runs (WOODPECKER_PLAN_PROCESSES).
     plan_processes: int = 5
+    # Back the executor's arena and constants with transparent huge pages where Linux allows it
+    # (woodpecker.runtime.host_memory; WOODPECKER_HUGE_PAGES=0: ordinary 4 KiB pages).
+    huge_pages: bool = True
 
 
 def _from_env() -> Config:
@@ -64,6 +67,7 @@ def _from_env() -> Config:
         profiles_dir=pathlib.Path(os.environ["WOODPECKER_PROFILES_DIR"]) if os.environ.get("WOODPECKER_PROFILES_DIR") else None,
         cold_cache=_env_bool("WOODPECKER_COLD_CACHE", True),
         plan_processes=max(1, _env_int("WOODPECKER_PLAN_PROCESSES", 5)),
+        huge_pages=_env_bool("WOODPECKER_HUGE_PAGES", True),
     )
 
 

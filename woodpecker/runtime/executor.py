@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from woodpecker.errors import InputError
+from woodpecker.runtime.host_memory import host_buffer, pack
 from woodpecker.runtime.memory import ALIGN, plan_memory
 
 
@@ -192,27 +193,27 @@ def validate_inputs(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[
     return out
 
 
-def _aligned_arena(nbytes: int) -> np.ndarray:
-    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
-    shift = (-raw.ctypes.data) % ALIGN
-    return raw[shift : shift + nbytes]
-
-
 class Executor:
     on_device = False  # calls run on the host: each returns when its work is done
 
     def __init__(self, library, program: Program, constants: Mapping[str, np.ndarray],
-                 vendor_regions: Mapping[str, object] | None = None, threads: int | None = None) -> None:
-        """vendor_regions: region (woodpecker.planner.regions.Region) of each vendor call, by its `func`."""
+                 vendor_regions: Mapping[str, object] | None = None, threads: int | None = None,
+                 huge_pages: bool | None = None) -> None:
+        """vendor_regions: region (woodpecker.planner.regions.Region) of each vendor call, by its `func`.
+        huge_pages: back the arena and the constants with transparent huge pages (default: the config's)."""
         import tvm
+
+        from woodpecker import config
 
         self.program = program
         self._lib = library
         dev = tvm.cpu(0)
+        huge = config.get().huge_pages if huge_pages is None else huge_pages
         self.memory = plan_program_memory(program, constants)
-        self._arena = _aligned_arena(max(self.memory.arena_bytes, ALIGN))
-        # constants live in their own TVM tensors, created (aligned) once
-        self._const_np = {k: np.require(v, requirements="C") for k, v in constants.items()}
+        self._arena = host_buffer(max(self.memory.arena_bytes, ALIGN), huge)
+        # the constants are copied once into one block (host_memory.pack: they share huge pages) that the kernels
+        # read in place through DLPack views, and the vendor regions through numpy ones
+        self._const_np = pack(constants, huge)
         self._keep: list = []  # keeps every viewed numpy array alive for the DLPack tensors that borrow it
 
         view_np = self.view
@@ -223,7 +224,10 @@ class Executor:
             if value in self._const_np:
                 key = (value, tuple(shape))
                 if key not in const_tensors:
-                    const_tensors[key] = tvm.runtime.tensor(self._const_np[value].reshape(shape), dev)
+                    arr = self._const_np[value].reshape(shape)
+                    self._keep.append(arr)
+                    const_tensors[key] = (tvm.runtime.from_dlpack(arr) if arr.nbytes
+                                          else tvm.runtime.tensor(arr, dev))
                 return const_tensors[key]
             arr = view_np(value, shape)
             self._keep.append(arr)
