@@ -8,6 +8,7 @@ onnxruntime, timed in the same run.
     python benchmarks/pass_ablation.py --models shufflenet_v2,resnet18 --rule injective-nest
     python benchmarks/pass_ablation.py --models squeezenet,alexnet,resnet18 --rule remainder-peel
     python benchmarks/pass_ablation.py --models resnext50 --rule grouped-blocks
+    python benchmarks/pass_ablation.py --models resnet18,vgg19,inception_v1,resnet50 --rule rows-first
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -74,13 +75,19 @@ def _flat_injective(default_knobs):
     return before
 
 
+def _channels_first(outer_order):
+    """Blocked convolutions before rows-first outer loops: output channel blocks outermost, padding per block tile."""
+    return lambda st, knobs: "channels"
+
+
 RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped: _old_lanes),
          "channel-blocks": ("woodpecker.schedule.cpu_defaults", "default_knobs", _one_channel_block),
          "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding),
          "injective-nest": ("woodpecker.schedule.cpu_defaults", "default_knobs", _flat_injective),
          "remainder-peel": ("woodpecker.schedule.cpu", "_partition_remainders", _guarded_remainders),
          # grouped convolutions (other than depthwise) in NCHW, with a layout conversion on each side
-         "grouped-blocks": ("woodpecker.passes.layout", "GROUPED_WASTE_MAX", lambda shipped: 0)}
+         "grouped-blocks": ("woodpecker.passes.layout", "GROUPED_WASTE_MAX", lambda shipped: 0),
+         "rows-first": ("woodpecker.schedule.cpu_defaults", "_outer_order", _channels_first)}
 
 
 def main() -> None:

@@ -372,3 +372,58 @@ def test_the_guarded_last_trip_of_a_non_dividing_tile_is_peeled_and_exact():
         out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
         ex.mod[task.name](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
         assert relative_error(out.numpy(), expected) < 1e-4, knobs
+
+
+def _parallel_loop_names(mod) -> list[str]:
+    import tvm
+
+    from woodpecker.schedule.tirwalk import nodes
+
+    return [n.loop_var.name for func in mod.functions.values() for n in nodes(func.body)
+            if isinstance(n, tvm.tirx.For) and n.kind == tvm.tirx.ForKind.PARALLEL]
+
+
+def test_rows_first_convolutions_pad_each_row_once_and_are_exact():
+    """The rows-first outer order ([n, y, kb, x], the parallel loop over n and y: each chunk's padded input rows
+    serve every output block) computes the reference's numbers with a non-dividing row tile, a stride and groups,
+    and the channel order stays as it was."""
+    import tvm
+
+    from woodpecker.hw.host import llvm_target
+    from woodpecker.measure.correctness import relative_error
+    from woodpecker.schedule.apply import schedule
+    from woodpecker.space.space import space_for_task
+
+    dev = tvm.cpu()
+    for model in (_conv(48, 32, 13, 3, 1, 1), _conv(32, 64, 15, 3, 1, 2), _conv(64, 64, 11, 3, 2, 1)):
+        task, (inputs, expected) = _task_io(model)
+        default = dict(space_for_task(task).default)
+        for knobs in ({"outer_order": "rows", "parallel": 2, "tile_y": 2, "tile_x": 4},
+                      {"outer_order": "rows", "parallel": 3, "tile_y": 1, "tile_x": 8, "tile_kb": 2},
+                      {"outer_order": "channels", "parallel": 3, "tile_y": 2, "tile_x": 4, "tile_kb": 1}):
+            knobs = {**default, **knobs}
+            if task.param_shapes[-1][1] % int(knobs.get("tile_kb", 1)):
+                knobs["tile_kb"] = 1
+            mod = schedule(task, knobs)
+            (par,) = _parallel_loop_names(mod)
+            first = ["n", "y"] if knobs["outer_order"] == "rows" else ["n", "kb"]
+            assert par.startswith("_".join(first)), (knobs, par)
+            ex = tvm.compile(mod, target=llvm_target())
+            out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
+            ex.mod[task.name](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
+            assert relative_error(out.numpy(), expected) < 1e-4, knobs
+
+
+def test_the_default_outer_order_is_rows_where_the_rows_give_every_core_four_chunks():
+    from woodpecker import config
+
+    def order(c, k, hw, r, threads):
+        with config.override(num_threads=threads):
+            knobs = cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel), 16, 8, 32)
+        return knobs["outer_order"], knobs["parallel"]
+
+    assert order(64, 64, 56, 3, 2) == ("rows", 2)
+    assert order(512, 512, 14, 3, 2) == ("rows", 2)
+    assert order(512, 512, 14, 3, 16)[0] == "channels"  # 14 rows for 16 threads
+    assert order(512, 512, 7, 3, 2)[0] == "channels"  # 7x7: 4 row tiles of 2 on 2 cores
+    assert order(256, 64, 56, 1, 2)[0] == "channels"  # a 1x1 pads nothing

@@ -108,7 +108,25 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     knobs["unroll"] = 1
     knobs["parallel"] = _default_parallel(st, knobs)
     knobs["pad_at"] = "parallel"
+    if family == "conv2d_nchwc" and rows:
+        knobs["outer_order"] = _outer_order(st, knobs)
+        if knobs["outer_order"] == "rows":
+            knobs["parallel"] = 2  # [n, y]: each chunk's padded rows serve every output block
     return knobs
+
+
+def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str]) -> str:
+    """Rows before channel blocks (woodpecker.schedule.cpu._rows_first) for a convolution with a window (whose input
+    is padded per parallel chunk) whose output rows still give every core at least 4 chunks; the 1x1 layers, which
+    pad nothing, and short images (7x7 rows in tiles of 2 on 2 cores would leave 4 chunks) keep the channel order."""
+    from woodpecker import config
+
+    window = math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
+    y = next((a for a in st.spatial if a.name == "y"), None)
+    if window <= 1 or y is None or not st.producers:
+        return "channels"
+    row_tiles = y.extent // int(knobs.get("tile_y", 1))
+    return "rows" if row_tiles >= 4 * max(1, config.get().num_threads) else "channels"
 
 
 def _lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
