@@ -9,6 +9,7 @@ onnxruntime, timed in the same run.
     python benchmarks/pass_ablation.py --models squeezenet,alexnet,resnet18 --rule remainder-peel
     python benchmarks/pass_ablation.py --models resnext50 --rule grouped-blocks
     python benchmarks/pass_ablation.py --models resnet18,vgg19,inception_v1,resnet50 --rule rows-first
+    python benchmarks/pass_ablation.py --models resnet18,resnet50,inception_v1,mobilenet_v2 --rule parallel-remainder
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -80,6 +81,34 @@ def _channels_first(outer_order):
     return lambda st, knobs: "channels"
 
 
+def _old_parallel(st, knobs) -> int:
+    """_default_parallel before it left a non-dividing split out of the parallel loop: fuse until 64 chunks."""
+    chunks, depth = 1, 0
+    for a in st.spatial[:-1]:
+        depth += 1
+        chunks *= a.extent // int(knobs.get(f"tile_{a.name}", 1))
+        if chunks >= 64:
+            break
+    return depth
+
+
+def _fused_remainders(default_knobs):
+    """default_knobs before short rows were parallelized around their remainder: a non-dividing split fused into
+    the parallel loop (guarded there), and one output-channel block per tile below 13 pixels a row."""
+
+    def before(family, st, *args, **kwargs):
+        knobs = default_knobs(family, st, *args, **kwargs)
+        if family in ("injective", "row_reduce"):
+            return knobs
+        if family == "conv2d_nchwc" and len(st.spatial) >= 4 and st.spatial[-2].extent < 13:
+            knobs["tile_kb"] = 1
+        if family == "conv2d_nchwc" and knobs.get("outer_order") != "rows":
+            knobs["parallel"] = _old_parallel(st, knobs)
+        return knobs
+
+    return before
+
+
 RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped: _old_lanes),
          "channel-blocks": ("woodpecker.schedule.cpu_defaults", "default_knobs", _one_channel_block),
          "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding),
@@ -87,7 +116,8 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          "remainder-peel": ("woodpecker.schedule.cpu", "_partition_remainders", _guarded_remainders),
          # grouped convolutions (other than depthwise) in NCHW, with a layout conversion on each side
          "grouped-blocks": ("woodpecker.passes.layout", "GROUPED_WASTE_MAX", lambda shipped: 0),
-         "rows-first": ("woodpecker.schedule.cpu_defaults", "_outer_order", _channels_first)}
+         "rows-first": ("woodpecker.schedule.cpu_defaults", "_outer_order", _channels_first),
+         "parallel-remainder": ("woodpecker.schedule.cpu_defaults", "default_knobs", _fused_remainders)}
 
 
 def main() -> None:

@@ -247,13 +247,14 @@ def _conv_task(c: int, k: int, hw: int, r: int):
 
 def test_wide_register_files_tile_two_output_channel_blocks_of_spatial_convolutions():
     """With 32 vector registers a 3x3 (or larger) convolution's tile takes two output-channel blocks where the rows
-    are at least 13 pixels; not at 7x7, not on 1x1 layers, not with 16 registers."""
+    are at least 7 pixels; not at 5x5, not on 1x1 layers, not with 16 registers."""
     def kb(c, k, hw, r, registers):
         return cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel), 16, 8, registers)["tile_kb"]
 
     assert kb(32, 64, 13, 3, 32) == 2
     assert kb(32, 64, 13, 3, 16) == 1
-    assert kb(32, 64, 7, 3, 32) == 1
+    assert kb(32, 64, 7, 3, 32) == 2
+    assert kb(32, 64, 5, 3, 32) == 1
     assert kb(32, 64, 28, 1, 32) == 1
     assert kb(32, 48, 28, 3, 32) == 1  # 3 blocks of 16: no pair
 
@@ -427,3 +428,19 @@ def test_the_default_outer_order_is_rows_where_the_rows_give_every_core_four_chu
     assert order(512, 512, 14, 3, 16)[0] == "channels"  # 14 rows for 16 threads
     assert order(512, 512, 7, 3, 2)[0] == "channels"  # 7x7: 4 row tiles of 2 on 2 cores
     assert order(256, 64, 56, 1, 2)[0] == "channels"  # a 1x1 pads nothing
+
+
+def test_a_non_dividing_split_stays_out_of_the_parallel_loop_once_every_core_has_two_chunks():
+    """512@7 with 2-row tiles (7 = 3 x 2 + 1): the parallel loop stops at the channel blocks (16 chunks for 2
+    threads), so that the row split is serial and its last trip peeled; with 16 threads 16 chunks are too few and
+    the rows are fused in as before; a dividing split (14 rows in tiles of 2) is fused as before."""
+    from woodpecker import config
+
+    def parallel(c, k, hw, threads):
+        with config.override(num_threads=threads):
+            return cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, 3).kernel), 16, 8, 32)
+
+    knobs = parallel(512, 512, 7, 2)
+    assert (knobs["tile_y"], knobs["tile_kb"], knobs["parallel"]) == (2, 2, 2)
+    assert parallel(512, 512, 7, 16)["parallel"] == 3
+    assert parallel(64, 64, 14, 16)["parallel"] >= 3

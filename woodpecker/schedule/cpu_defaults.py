@@ -97,16 +97,17 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     if family == "conv2d_nchwc" and wide_file and rows:
         kb = next((a for a in st.spatial if a.name == "kb"), None)
         window = math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
-        if kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 13 and window > 1:
+        if kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 7 and window > 1:
             # Two output-channel blocks per register tile (16 accumulators of 32 registers): each input value
             # loaded feeds twice the FMAs. Measured on AVX-512 (benchmarks/knob_probe.py, 3x3 layers): 384->256
-            # @13 1.20x, 64@56 1.02x, 256@56 1.03x, 512@28 1.04x, 128@112 1.05x; at 7x7 (512@7) 0.64x, where the
-            # rows are short and the parallel chunks halve, so not below 13 pixels a row; and not on 1x1 layers
-            # (256->64 @56 0.94x, 64->256 @56 0.85x, 144->32 @56 0.88x), whose reduction is too short to gain.
+            # @13 1.20x, 64@56 1.02x, 256@56 1.03x, 512@28 1.04x, 128@112 1.05x; at 7x7 1.10x (512@7) and 1.11x
+            # (160->320) over one block, with the 2-row tile's remainder out of the parallel loop (_default_parallel;
+            # before that, guarded in it, 0.64x); not on 1x1 layers (256->64 @56 0.94x, 64->256 @56 0.85x, 144->32
+            # @56 0.88x), whose reduction is too short to gain.
             knobs["tile_kb"] = 2
     knobs["reduction_order"] = "default"
     knobs["unroll"] = 1
-    knobs["parallel"] = _default_parallel(st, knobs)
+    knobs["parallel"] = _default_parallel(st, knobs, serial_remainders=family == "conv2d_nchwc")
     knobs["pad_at"] = "parallel"
     if family == "conv2d_nchwc" and rows:
         knobs["outer_order"] = _outer_order(st, knobs)
@@ -200,12 +201,24 @@ def _register_rows(family: str, st: KernelStructure):
     return []
 
 
-def _default_parallel(st: KernelStructure, knobs: Mapping[str, int | str]) -> int:
-    """Fuse outer loops until there is enough independent work for the cores (at least 64 chunks)."""
+def _default_parallel(st: KernelStructure, knobs: Mapping[str, int | str], serial_remainders: bool = False) -> int:
+    """Fuse outer loops until there is enough independent work for the cores (at least 64 chunks); with
+    `serial_remainders` (the blocked convolutions), not a split whose tile does not divide its axis once every core
+    has two chunks: fused into the parallel loop its last trip stays guarded inside the reduction
+    (woodpecker.schedule.cpu._partition_remainders peels only serial loops). Measured on AVX-512
+    (benchmarks/knob_probe.py, 2 threads, 3 rounds), 7x7 layers whose 2-row tiles (7 = 3 x 2 + 1) were fused: 512@7
+    3x3 1.04-1.05x, 160 -> 320 @7 1.07x, a 5x5 48 -> 128 @7 1.08x. The other families (pooling, depthwise, dense),
+    unmeasured per kernel, fuse as before."""
+    from woodpecker import config
+
+    enough = 2 * max(1, config.get().num_threads)
     chunks = 1
     depth = 0
     for a in st.spatial[:-1]:
-        outer = a.extent // int(knobs.get(f"tile_{a.name}", 1))
+        tile = int(knobs.get(f"tile_{a.name}", 1))
+        if serial_remainders and depth and chunks >= enough and 1 < tile < a.extent and a.extent % tile:
+            break
+        outer = a.extent // tile
         depth += 1
         chunks *= outer
         if chunks >= 64:
