@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from woodpecker import config
 from woodpecker.schedule.structure import KernelStructure
 
 VECTOR_LANES = 8  # float32 lanes of one AVX2 register
@@ -120,8 +121,6 @@ def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str]) -> str:
     """Rows before channel blocks (woodpecker.schedule.cpu._rows_first) for a convolution with a window (whose input
     is padded per parallel chunk) whose output rows still give every core at least 4 chunks; the 1x1 layers, which
     pad nothing, and short images (7x7 rows in tiles of 2 on 2 cores would leave 4 chunks) keep the channel order."""
-    from woodpecker import config
-
     window = math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
     y = next((a for a in st.spatial if a.name == "y"), None)
     if window <= 1 or y is None or not st.producers:
@@ -209,8 +208,6 @@ def _default_parallel(st: KernelStructure, knobs: Mapping[str, int | str], seria
     (benchmarks/knob_probe.py, 2 threads, 3 rounds), 7x7 layers whose 2-row tiles (7 = 3 x 2 + 1) were fused: 512@7
     3x3 1.04-1.05x, 160 -> 320 @7 1.07x, a 5x5 48 -> 128 @7 1.08x. The other families (pooling, depthwise, dense),
     unmeasured per kernel, fuse as before."""
-    from woodpecker import config
-
     enough = 2 * max(1, config.get().num_threads)
     chunks = 1
     depth = 0
