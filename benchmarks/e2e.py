@@ -105,10 +105,11 @@ def main() -> None:
                for t in checked(name, timings, ref)}
         plans = {label: cm.metadata.get("plan", {}).get("model", {}).get("chosen", "woodpecker")
                  for label, cm in (("untuned", untuned), ("tuned", tuned)) if cm is not None}
-        row = {"model": name, "gflop": model_work(proto)[0], "compile_s": compile_s, "plans": plans, **{k: v["median_ms"] for k, v in res.items()},
+        work = model_work(proto)
+        row = {"model": name, "gflop": work[0], "compile_s": compile_s, "plans": plans, **{k: v["median_ms"] for k, v in res.items()},
                "spread": {k: [v["p25_ms"], v["p75_ms"]] for k, v in res.items()}}
         row["ratio_untuned"] = row["onnxruntime"] / row["woodpecker"]
-        row["floor_ms"] = roofline_floor_ms(proto, peak)
+        row["floor_ms"] = roofline_floor_ms(work, peak)
         row["of_floor"] = {k: row["floor_ms"] / v["median_ms"] for k, v in res.items()}
         if tuned is not None:
             row["ratio_tuned"] = row["onnxruntime"] / row["woodpecker-tuned"]
@@ -143,10 +144,11 @@ def model_work(proto) -> tuple[float, int]:
     return flops / 1e9, weight_bytes
 
 
-def roofline_floor_ms(proto, peak) -> float:
-    """The model's floor on this machine: its FLOPs at the measured peak, or its weights read once at the measured
-    bandwidth, whichever takes longer (batch 1: every weight is read once per run)."""
-    gflop, weight_bytes = model_work(proto)
+def roofline_floor_ms(work: tuple[float, int], peak) -> float:
+    """The model's floor on this machine from its model_work (GFLOP, weight bytes): its FLOPs at the measured peak,
+    or its weights read once at the measured bandwidth, whichever takes longer (batch 1: every weight is read once
+    per run)."""
+    gflop, weight_bytes = work
     compute_ms = gflop / peak.gflops * 1e3
     memory_ms = weight_bytes / (peak.bandwidth_gbs * 1e9) * 1e3 if peak.bandwidth_gbs else 0.0
     return max(compute_ms, memory_ms)
@@ -181,7 +183,7 @@ def plan_table(args) -> None:
         mix = samples.get("planned")
         best_pure = min((own, ort), key=lambda s: s.median_ms)
         vendor_calls = sum(1 for c in plan["calls"] if c["chosen"] != "woodpecker")
-        floor_ms = roofline_floor_ms(proto, peak)
+        floor_ms = roofline_floor_ms(model_work(proto), peak)
         row = {"model": name, "compile_s": compile_s, "shipped": plan["model"]["chosen"], "floor_ms": floor_ms,
                "of_floor": {k: floor_ms / v.median_ms for k, v in samples.items()},
                "reason": plan["model"].get("reason", ""), "vendor_calls": vendor_calls, "calls": len(plan["calls"]),

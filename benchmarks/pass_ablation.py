@@ -81,29 +81,20 @@ def _channels_first(outer_order):
     return lambda st, knobs: "channels"
 
 
-def _old_parallel(st, knobs) -> int:
-    """_default_parallel before it left a non-dividing split out of the parallel loop: fuse until 64 chunks."""
-    chunks, depth = 1, 0
-    for a in st.spatial[:-1]:
-        depth += 1
-        chunks *= a.extent // int(knobs.get(f"tile_{a.name}", 1))
-        if chunks >= 64:
-            break
-    return depth
-
-
 def _fused_remainders(default_knobs):
     """default_knobs before short rows were parallelized around their remainder: a non-dividing split fused into
     the parallel loop (guarded there), and one output-channel block per tile below 13 pixels a row."""
+    from woodpecker.schedule import cpu_defaults
 
     def before(family, st, *args, **kwargs):
         knobs = default_knobs(family, st, *args, **kwargs)
-        if family in ("injective", "row_reduce"):
+        if family != "conv2d_nchwc":
             return knobs
-        if family == "conv2d_nchwc" and len(st.spatial) >= 4 and st.spatial[-2].extent < 13:
+        if len(st.spatial) >= 4 and st.spatial[-2].extent < 13:
             knobs["tile_kb"] = 1
-        if family == "conv2d_nchwc" and knobs.get("outer_order") != "rows":
-            knobs["parallel"] = _old_parallel(st, knobs)
+        if knobs.get("outer_order") != "rows":
+            # without serial_remainders: fuse until 64 chunks, a non-dividing split included
+            knobs["parallel"] = cpu_defaults._default_parallel(st, knobs)
         return knobs
 
     return before

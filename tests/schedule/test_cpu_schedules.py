@@ -337,14 +337,18 @@ def _task_io(model):
     return task, reference_io(task, node, lowered.graph, call.args)
 
 
-def _partition_hints(mod) -> list[str]:
-    """The loop variables that carry TVM's loop-partition hint in a scheduled module."""
+def _loops(mod) -> list:
+    """Every loop (tirx.For) of a scheduled module."""
     import tvm
 
     from woodpecker.schedule.tirwalk import nodes
 
-    return [n.loop_var.name for func in mod.functions.values() for n in nodes(func.body)
-            if isinstance(n, tvm.tirx.For) and "pragma_loop_partition_hint" in n.annotations]
+    return [n for func in mod.functions.values() for n in nodes(func.body) if isinstance(n, tvm.tirx.For)]
+
+
+def _partition_hints(mod) -> list[str]:
+    """The loop variables that carry TVM's loop-partition hint in a scheduled module."""
+    return [n.loop_var.name for n in _loops(mod) if "pragma_loop_partition_hint" in n.annotations]
 
 
 def test_the_guarded_last_trip_of_a_non_dividing_tile_is_peeled_and_exact():
@@ -378,10 +382,7 @@ def test_the_guarded_last_trip_of_a_non_dividing_tile_is_peeled_and_exact():
 def _parallel_loop_names(mod) -> list[str]:
     import tvm
 
-    from woodpecker.schedule.tirwalk import nodes
-
-    return [n.loop_var.name for func in mod.functions.values() for n in nodes(func.body)
-            if isinstance(n, tvm.tirx.For) and n.kind == tvm.tirx.ForKind.PARALLEL]
+    return [n.loop_var.name for n in _loops(mod) if n.kind == tvm.tirx.ForKind.PARALLEL]
 
 
 def test_rows_first_convolutions_pad_each_row_once_and_are_exact():

@@ -189,10 +189,10 @@ def _rows_first(outer: list, names: list[str]) -> list:
     2 threads, 3 rounds in one process): 64@224 1.07x, 256@56 1.05x, 512@28 1.03x, 512@14 1.08x."""
     if "kb" not in names or "y" not in names:
         return outer
-    order = [names.index("y"), names.index("kb")]
-    rest = [i for i in range(len(outer)) if i not in order]
-    first = [i for i in rest if i < order[1]]  # the batch loop stays outermost
-    return [outer[i] for i in first + order + [i for i in rest if i not in first]]
+    kb, y = names.index("kb"), names.index("y")  # adjacent in the templates' [n, kb, y, x, ko]
+    swapped = list(outer)
+    swapped[kb], swapped[y] = outer[y], outer[kb]
+    return swapped
 
 
 def _partition_remainders(sch, loops) -> None:

@@ -97,8 +97,7 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         knobs["tile_nb"] = min(near, key=lambda d: (abs(d - 4), -d)) if near else min(spare, 4, nb.extent)
     if family == "conv2d_nchwc" and wide_file and rows:
         kb = next((a for a in st.spatial if a.name == "kb"), None)
-        window = math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
-        if kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 7 and window > 1:
+        if kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 7 and _window(st) > 1:
             # Two output-channel blocks per register tile (16 accumulators of 32 registers): each input value
             # loaded feeds twice the FMAs. Measured on AVX-512 (benchmarks/knob_probe.py, 3x3 layers): 384->256
             # @13 1.20x, 64@56 1.02x, 256@56 1.03x, 512@28 1.04x, 128@112 1.05x; at 7x7 1.10x (512@7) and 1.11x
@@ -108,22 +107,27 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
             knobs["tile_kb"] = 2
     knobs["reduction_order"] = "default"
     knobs["unroll"] = 1
-    knobs["parallel"] = _default_parallel(st, knobs, serial_remainders=family == "conv2d_nchwc")
-    knobs["pad_at"] = "parallel"
     if family == "conv2d_nchwc" and rows:
         knobs["outer_order"] = _outer_order(st, knobs)
-        if knobs["outer_order"] == "rows":
-            knobs["parallel"] = 2  # [n, y]: each chunk's padded rows serve every output block
+    if knobs.get("outer_order") == "rows":
+        knobs["parallel"] = 2  # [n, y]: each chunk's padded rows serve every output block
+    else:
+        knobs["parallel"] = _default_parallel(st, knobs, serial_remainders=family == "conv2d_nchwc")
+    knobs["pad_at"] = "parallel"
     return knobs
+
+
+def _window(st: KernelStructure) -> int:
+    """Positions of a convolution's window (R x S; 1 for a 1x1 or a kernel without one)."""
+    return math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
 
 
 def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str]) -> str:
     """Rows before channel blocks (woodpecker.schedule.cpu._rows_first) for a convolution with a window (whose input
     is padded per parallel chunk) whose output rows still give every core at least 4 chunks; the 1x1 layers, which
     pad nothing, and short images (7x7 rows in tiles of 2 on 2 cores would leave 4 chunks) keep the channel order."""
-    window = math.prod(a.extent for a in st.reduction if a.name in ("r", "s"))
     y = next((a for a in st.spatial if a.name == "y"), None)
-    if window <= 1 or y is None or not st.producers:
+    if _window(st) <= 1 or y is None or not st.producers:
         return "channels"
     row_tiles = y.extent // int(knobs.get("tile_y", 1))
     return "rows" if row_tiles >= 4 * max(1, config.get().num_threads) else "channels"
