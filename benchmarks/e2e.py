@@ -4,7 +4,7 @@
                              [--no-vendor | --plan]
 
 --models takes zoo names, or "wider" (the families added for issue 14: DenseNet, Inception, ResNeXt, MobileNetV3,
-AlexNet, VGG-19, ViT-B/16) or "all" (the default set and the wider one); the default set is the original six.
+AlexNet, VGG-19, ViT-B/16, ShuffleNet v1) or "all" (the default set and the wider one); the default set is the original six.
 
 With --plan, each model is compiled with the planner and the builds it compared are timed again here: woodpecker's
 own kernels, the per-call mix (when the planner made one) and onnxruntime, with what the planner shipped.
@@ -33,7 +33,8 @@ from common import geomean, machine, ort_session, threads, time_against_onnxrunt
 
 DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert", "squeezenet", "shufflenet_v2"]
 # Not in the default run: VGG-19 and ViT-B/16 are ~18-20 GMACs each and the whole set takes much longer.
-WIDER_MODELS = ["densenet121", "inception_v1", "resnext50", "mobilenet_v3", "alexnet", "vgg19", "vit_b16"]
+WIDER_MODELS = ["densenet121", "inception_v1", "resnext50", "mobilenet_v3", "alexnet", "vgg19", "vit_b16",
+                "shufflenet_v1"]
 MODEL_SETS = {"default": DEFAULT_MODELS, "wider": WIDER_MODELS, "all": DEFAULT_MODELS + WIDER_MODELS}
 
 

@@ -10,6 +10,8 @@ onnxruntime, timed in the same run.
     python benchmarks/pass_ablation.py --models resnext50 --rule grouped-blocks
     python benchmarks/pass_ablation.py --models resnet18,vgg19,inception_v1,resnet50 --rule rows-first
     python benchmarks/pass_ablation.py --models resnet18,resnet50,inception_v1,mobilenet_v2 --rule parallel-remainder
+    python benchmarks/pass_ablation.py --models shufflenet_v2,shufflenet_v1 --rule blocked-shuffle
+    python benchmarks/pass_ablation.py --models shufflenet_v1,mobilenet_v3,densenet121 --rule serial-rows
 
 Method: each model is compiled twice by woodpecker with its default schedules and without the planner (its own
 kernels only): once as it ships, once with the named pass of woodpecker.passes.pipeline replaced by the identity
@@ -100,6 +102,20 @@ def _fused_remainders(default_knobs):
     return before
 
 
+def _plain_shuffles(layout_class):
+    """The blocked layout before channel shuffles and channel slices stayed blocked: both ran in NCHW, between
+    conversions out of and back into the blocked layout."""
+
+    class Before(layout_class):
+        def channel_shuffle(self, node):
+            return False
+
+        def slice(self, node):
+            return False
+
+    return Before
+
+
 RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped: _old_lanes),
          "channel-blocks": ("woodpecker.schedule.cpu_defaults", "default_knobs", _one_channel_block),
          "channel-padding": ("woodpecker.passes.pipeline", "to_blocked_layout", _no_channel_padding),
@@ -108,7 +124,10 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          # grouped convolutions (other than depthwise) in NCHW, with a layout conversion on each side
          "grouped-blocks": ("woodpecker.passes.layout", "GROUPED_WASTE_MAX", lambda shipped: 0),
          "rows-first": ("woodpecker.schedule.cpu_defaults", "_outer_order", _channels_first),
-         "parallel-remainder": ("woodpecker.schedule.cpu_defaults", "default_knobs", _fused_remainders)}
+         "parallel-remainder": ("woodpecker.schedule.cpu_defaults", "default_knobs", _fused_remainders),
+         "blocked-shuffle": ("woodpecker.passes.layout", "_Layout", _plain_shuffles),
+         # injective nests with every loop but the vector loop fused into the parallel loop
+         "serial-rows": ("woodpecker.schedule.cpu_defaults", "_row_loop_serial", lambda shipped: lambda st: False)}
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ SMALL = {
     "mobilenet_v2": dict(image_size=64),
     "squeezenet": dict(image_size=64),
     "shufflenet_v2": dict(image_size=64),
+    "shufflenet_v1": dict(image_size=64),
     "bert": dict(seq_len=32, layers=2),
     "densenet121": dict(image_size=32, blocks=(2, 3, 2, 2)),  # DenseNet-121's 58 layers are 136 kernels
     "inception_v1": dict(image_size=32),

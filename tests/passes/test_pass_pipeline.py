@@ -15,6 +15,7 @@ CASES = {
     "mobilenet_v2": dict(image_size=32),
     "squeezenet": dict(image_size=48),
     "shufflenet_v2": dict(image_size=32),
+    "shufflenet_v1": dict(image_size=32),
     "bert": dict(seq_len=8, layers=1, hidden=32, heads=2, vocab=50),
     "densenet121": dict(image_size=32),
     "inception_v1": dict(image_size=32),

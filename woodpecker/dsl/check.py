@@ -19,6 +19,9 @@ BUILTINS: dict[str, int] = {
     # isnan/isinf (bool)
     "sin": 1, "cos": 1, "tan": 1, "asin": 1, "acos": 1, "atan": 1, "sinh": 1, "cosh": 1, "asinh": 1, "acosh": 1,
     "atanh": 1, "round": 1, "trunc": 1, "fmod": 2, "isnan": 1, "isinf": 1,
+    # select(c, a, b): a where c holds, else b, with both evaluated (unlike `a if c else b`): for reads that are
+    # in bounds either way, so that a vector loop stays vectorized
+    "select": 3,
     # rounding into a narrow type, given in its carrier: to_f16, to_bf16, to_e4m3fn_sat, to_i4... (dsl.narrow)
     **{name: 1 for name in NARROW_BUILTINS},
 }

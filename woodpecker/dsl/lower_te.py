@@ -2,7 +2,8 @@
 
 Index arithmetic is int32, tensor arithmetic takes the dtype of its tensor operands; literals adopt the dtype of
 the other operand. `a if c else b` lowers to tirx.if_then_else, which never evaluates the untaken branch (padding
-reads out of bounds in it).
+reads out of bounds in it); `select(c, a, b)` to tirx.Select, which evaluates both: TVM's vectorizer keeps a
+vector loop of selects vectorized, but turns one holding an if_then_else over reads into a scalar loop.
 """
 
 from __future__ import annotations
@@ -178,6 +179,9 @@ class _Emitter:
                 return self.const(v, ast.DTYPES[e.func])
             return v.astype(ast.DTYPES[e.func])
         args = [self.emit(a, env) for a in e.args]
+        if e.func == "select":
+            a, b = self.pair(args[1], args[2])
+            return tirx.Select(self.value(args[0]), a, b)
         if e.func in ("max", "min", "pow"):
             a, b = self.pair(*args)
             return {"max": tirx.max, "min": tirx.min, "pow": tirx.power}[e.func](a, b)

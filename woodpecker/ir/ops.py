@@ -405,6 +405,45 @@ register(
     lambda xs, a: [block_channels(xs[0], a["block"]) if a["to_blocked"] else unblock_channels(xs[0], a.get("channels"))],
 )
 
+def shuffle_source(j: np.ndarray | int, channels: Sequence[int], groups: int):
+    """For channel j of a channel shuffle of the concatenation of sources with `channels` channels each: (the
+    source, its channel). The shuffle reads the concatenation (C channels) as [groups, C/groups] and transposes
+    it: j = i * groups + k takes concatenated channel k * C/groups + i."""
+    total = int(sum(channels))
+    q = (np.asarray(j) % groups) * (total // groups) + np.asarray(j) // groups
+    offsets = np.cumsum([0, *channels])
+    source = np.searchsorted(offsets, q, side="right") - 1
+    return source, q - offsets[source]
+
+
+def _channel_shuffle_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
+    """attrs: channels (each source's real channel count), groups, start and stop (the channels of the shuffled
+    concatenation kept), block (the output's channel block; the last block padded with zeros)."""
+    channels, groups, start, stop, block = a["channels"], a["groups"], a["start"], a["stop"], a["block"]
+    total = sum(channels)
+    if len(channels) != len(inputs) or any(t.rank != 5 for t in inputs):
+        raise ShapeError(f"channel shuffle of {len(inputs)} blocked sources needs 5-D inputs and as many channel counts")
+    if any(c > t.shape[1] * t.shape[4] for c, t in zip(channels, inputs)) or total % groups:
+        raise ShapeError(f"channel shuffle: channels {list(channels)} do not fit their sources or the {groups} groups")
+    if not 0 <= start < stop <= total or len({t.shape[2:4] for t in inputs}) != 1:
+        raise ShapeError(f"channel shuffle: channels {start}:{stop} of {total}, or sources of different sizes")
+    n, _, h, w, _ = inputs[0].shape
+    return [TensorType((n, padded_channels(stop - start, block) // block, h, w, block), inputs[0].dtype, f"NCHW{block}c")]
+
+
+def _channel_shuffle_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
+    cat = np.concatenate([unblock_channels(x, c) for x, c in zip(xs, a["channels"])], axis=1)
+    n, total, h, w = cat.shape
+    g = a["groups"]
+    shuffled = cat.reshape(n, g, total // g, h, w).transpose(0, 2, 1, 3, 4).reshape(n, total, h, w)
+    return [block_channels(shuffled[:, a["start"]:a["stop"]], a["block"])]
+
+
+# A channel shuffle (ShuffleNet: concat -> reshape [N, g, C/g, H, W] -> transpose -> reshape -> split) kept in the
+# blocked layout: the sources are read where they lie (blocked, padded) and the kept channels written in blocks.
+register("channel_shuffle_nchwc", "injective", _channel_shuffle_infer, _channel_shuffle_eval)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # anchors: convolution
 

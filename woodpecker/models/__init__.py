@@ -18,7 +18,7 @@ from woodpecker.models.densenet import densenet121
 from woodpecker.models.inception import inception_v1
 from woodpecker.models.mobilenet import mobilenet_v2, mobilenet_v3
 from woodpecker.models.resnet import resnet18, resnet50, resnext50
-from woodpecker.models.small import shufflenet_v2, squeezenet
+from woodpecker.models.small import shufflenet_v1, shufflenet_v2, squeezenet
 from woodpecker.models.vit import vit_b16
 
 ZOO: dict[str, Callable[..., onnx.ModelProto]] = {
@@ -28,6 +28,7 @@ ZOO: dict[str, Callable[..., onnx.ModelProto]] = {
     "bert": bert,
     "squeezenet": squeezenet,
     "shufflenet_v2": shufflenet_v2,
+    "shufflenet_v1": shufflenet_v1,
     "densenet121": densenet121,
     "inception_v1": inception_v1,
     "resnext50": resnext50,

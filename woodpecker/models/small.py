@@ -1,5 +1,5 @@
-"""Smaller CNN families for operator coverage: SqueezeNet 1.1 (fire modules, concat) and ShuffleNetV2
-(channel split, channel shuffle, depthwise convolutions)."""
+"""Smaller CNN families for operator coverage: SqueezeNet 1.1 (fire modules, concat), ShuffleNetV2 (channel split,
+channel shuffle, depthwise convolutions) and ShuffleNet v1 (grouped 1x1 convolutions, channel shuffle)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def squeezenet(image_size: int = 224, num_classes: int = 1000, seed: int = 0) ->
     return b.model(y, [1, num_classes])
 
 
-def _shuffle(b: OnnxBuilder, x: str, c: int, hw: int) -> str:
-    shape = b.const(np.array([1, 2, c // 2, hw, hw], np.int64), "shape")
+def _shuffle(b: OnnxBuilder, x: str, c: int, hw: int, groups: int = 2) -> str:
+    shape = b.const(np.array([1, groups, c // groups, hw, hw], np.int64), "shape")
     y = b.op("Reshape", [x, shape])
     y = b.op("Transpose", [y], perm=[0, 2, 1, 3, 4])
     back = b.const(np.array([1, c, hw, hw], np.int64), "shape")
@@ -80,4 +80,37 @@ def shufflenet_v2(image_size: int = 224, num_classes: int = 1000, seed: int = 0)
     y = b.relu(b.bn(b.conv(y, cin, 1024, 1, 1, 0), 1024))
     y = b.op("ReduceMean", [y], axes=[2, 3], keepdims=0)
     y = b.linear(y, 1024, num_classes)
+    return b.model(y, [1, num_classes])
+
+
+def _unit_v1(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int, groups: int, hw: int, first: bool):
+    """A ShuffleNet v1 unit: grouped 1x1 (plain on the stage's first, 24-channel input) -> shuffle -> 3x3 depthwise
+    -> grouped 1x1; added to the input, or concatenated with its 3x3 average pool where the unit downsamples."""
+    mid = cout // 4
+    out_c = cout - cin if stride == 2 else cout
+    y = b.relu(b.bn(b.conv(x, cin, mid, 1, 1, 0, groups=1 if first else groups), mid))
+    y = _shuffle(b, y, mid, hw, groups)
+    y = b.bn(b.conv(y, mid, mid, 3, stride, groups=mid), mid)
+    y = b.bn(b.conv(y, mid, out_c, 1, 1, 0, groups=groups), out_c)
+    if stride == 2:
+        pooled = b.op("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+        return b.relu(b.op("Concat", [pooled, y], axis=1)), (hw + 1) // 2
+    return b.relu(b.op("Add", [x, y])), hw
+
+
+def shufflenet_v1(image_size: int = 224, num_classes: int = 1000, groups: int = 3, seed: int = 0) -> onnx.ModelProto:
+    """ShuffleNet v1 1.0x (Zhang et al. 2018), 3 groups by default (8: stages of 384/768/1536 channels)."""
+    widths = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088), 8: (384, 768, 1536)}
+    b = OnnxBuilder("shufflenet_v1", seed)
+    x = b.input("input", [1, 3, image_size, image_size])
+    y = b.relu(b.bn(b.conv(x, 3, 24, 3, 2), 24))
+    y = b.op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    hw = ((image_size + 1) // 2 + 1) // 2
+    cin = 24
+    for stage, (cout, repeats) in enumerate(zip(widths[groups], (4, 8, 4))):
+        for i in range(repeats):
+            y, hw = _unit_v1(b, y, cin, cout, 2 if i == 0 else 1, groups, hw, first=stage == 0 and i == 0)
+            cin = cout
+    y = b.op("Flatten", [b.op("GlobalAveragePool", [y])], axis=1)
+    y = b.linear(y, cin, num_classes)
     return b.model(y, [1, num_classes])

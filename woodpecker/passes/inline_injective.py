@@ -21,6 +21,10 @@ from woodpecker.ir.graph import Graph, Node, frozen_attrs
 
 MAX_MEMBERS = 12  # members of one inlined chain (its nested index maps), counting the consumer's own
 MOVES = ("injective", "view")  # op kinds that only move data
+# Data movement that stays a kernel of its own: a blocked channel shuffle reads every source in every lane (a
+# vectorized select loads all its branches), so one inlined into the next (ShuffleNetV2's passthrough half into
+# the next unit's shuffle) would read all the earlier units' sources again in each lane.
+MATERIALIZED = frozenset({"channel_shuffle_nchwc"})
 
 
 def _reads_lazily(node: Node) -> bool:
@@ -64,7 +68,8 @@ def inline_injective(graph: Graph) -> Graph:
         members = _merge([chains[v] for v in produced_by_chain] + [own], order) if produced_by_chain else own
         value = node.outputs[0] if len(node.outputs) == 1 else None
         users = consumers.get(value, []) if value else []
-        inline = (value is not None and ops.kind_of(node) in MOVES and value not in outputs and bool(users)
+        inline = (value is not None and ops.kind_of(node) in MOVES and node.op not in MATERIALIZED
+                  and value not in outputs and bool(users)
                   and all(lazy_consumer[u.name] for u in users)
                   and (ops.is_view(node) or len(members) < MAX_MEMBERS))
         if inline:

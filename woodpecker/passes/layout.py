@@ -90,6 +90,8 @@ class _Layout:
         self.pad_to = pad_to
         self.blocked: dict[str, str] = {}  # old value -> its blocked twin in the new graph (may hold more channels)
         self.plain: dict[str, str] = {}  # old value -> its NCHW form in the new graph
+        self.producer = {v: n for n in graph.nodes for v in n.outputs}  # old value -> its node in the old graph
+        self.shuffled: dict[str, tuple[list[str], tuple[int, ...], int]] = {}  # a shuffle's value -> its sources
 
     # -- conversions (memoized, so a value is converted at most once each way) ---------------------------------
     def get_plain(self, value: str) -> str:
@@ -252,6 +254,64 @@ class _Layout:
         self.blocked[node.outputs[0]] = out
         return True
 
+    def channel_shuffle(self, node: Node) -> bool:
+        """A channel shuffle, reshape([N, g, C/g, H, W]) -> transpose(0, 2, 1, 3, 4) -> reshape([N, C, H, W]) of
+        a blocked value or of a channel concatenation of blocked values, as one blocked op (channel_shuffle_nchwc)
+        that reads the sources where they lie; the slices taken of it (ShuffleNetV2's split) become shuffles of
+        their own channel range (slice below). The NCHW chain the other rewrites leave behind is dead code then.
+
+        Why: in NCHW each shuffle cost its sources' conversion out of the blocked layout and its halves' conversion
+        back, composed through the reshapes into per-element divisions (ShuffleNetV2: a third of the run in
+        shuffles and conversions, ShuffleNet v1 with 3 groups 44 %)."""
+        tr = self.producer.get(node.inputs[0])
+        first = self.producer.get(tr.inputs[0]) if tr is not None else None
+        if tr is None or tr.op != "transpose" or tuple(tr.attrs["perm"]) != (0, 2, 1, 3, 4) \
+                or first is None or first.op != "reshape":
+            return False
+        x = first.inputs[0]
+        xt, split, out = (tuple(self.rw.graph.types[v].shape) for v in (x, first.outputs[0], node.outputs[0]))
+        if len(xt) != 4 or out != xt or len(split) != 5 or split[0] != xt[0] or split[1] * split[2] != xt[1] \
+                or split[3:] != xt[2:]:
+            return False
+        c = xt[1]
+        cat = self.producer.get(x)
+        sources = list(cat.inputs) if cat is not None and cat.op == "concat" and cat.attrs["axis"] == 1 else [x]
+        if not all(v in self.blocked for v in sources):
+            return False
+        block = block_for(c, self.max_block, self.pad_to)
+        if block is None:
+            return False
+        channels = tuple(self._channels(v) for v in sources)
+        self.shuffled[node.outputs[0]] = ([self.blocked[v] for v in sources], channels, int(split[1]))
+        self.blocked[node.outputs[0]] = self._emit_shuffle(node.outputs[0], 0, c, block, node.name)
+        return True
+
+    def _emit_shuffle(self, value: str, start: int, stop: int, block: int, name: str) -> str:
+        sources, channels, groups = self.shuffled[value]
+        attrs = {"channels": channels, "groups": groups, "start": start, "stop": stop, "block": block}
+        return self.rw.emit("channel_shuffle_nchwc", sources, attrs, name=name)
+
+    def slice(self, node: Node) -> bool:
+        """A channel range of a blocked value, or of a blocked channel shuffle: a channel_shuffle_nchwc of that
+        range alone (of one group where the value is not a shuffle: a plain channel slice), so that ShuffleNetV2's
+        split stays blocked whether it splits a shuffle or a convolution's output."""
+        x = node.inputs[0]
+        if x not in self.shuffled:
+            if x not in self.blocked:
+                return False
+            self.shuffled[x] = ([self.blocked[x]], (self._channels(x),), 1)
+        shape = self.rw.graph.types[x].shape
+        starts, ends, steps = node.attrs["starts"], node.attrs["ends"], node.attrs["steps"]
+        if len(starts) != 4 or any(s != 1 for s in steps) or any(
+                (starts[d], min(ends[d], shape[d])) != (0, shape[d]) for d in (0, 2, 3)):
+            return False
+        start, stop = starts[1], min(ends[1], shape[1])
+        block = block_for(stop - start, self.max_block, self.pad_to) if 0 <= start < stop else None
+        if block is None:
+            return False
+        self.blocked[node.outputs[0]] = self._emit_shuffle(x, start, stop, block, node.name)
+        return True
+
     def run(self) -> Graph:
         rw = self.rw
         for node in rw.graph.nodes:
@@ -265,6 +325,10 @@ class _Layout:
                 done = self.pool(node)
             elif op == "concat":
                 done = self.concat(node)
+            elif op == "reshape":
+                done = self.channel_shuffle(node)
+            elif op == "slice":
+                done = self.slice(node)
             if not done:
                 rw.copy(node.with_(inputs=tuple(self.get_plain(v) for v in node.inputs)))
         outputs = [self.get_plain(v) for v in rw.graph.outputs]

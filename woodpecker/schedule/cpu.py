@@ -357,7 +357,11 @@ def injective(sch, st: KernelStructure, knobs: Knobs) -> None:
         # the innermost axis is the vector loop and the others one parallel loop: each element's source index is
         # affine in the vector lane (a flat loop split into vectors divides and takes remainders in every lane,
         # which a layout conversion or a channel shuffle pays per element)
-        outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+        # nest 2: the loop above the vector loop stays serial, out of the parallel fuse, where the index of a
+        # gathered read does not depend on it (a blocked channel shuffle's source lanes are the same for every
+        # pixel of a row): LLVM hoists their computation out of it instead of redoing it per vector
+        keep = 2 if int(knobs.get("nest", 0)) == 2 and len(loops) > 2 else 1
+        outer = sch.fuse(*loops[:-keep]) if len(loops) > keep + 1 else loops[0]
         if inner > 1:
             sch.vectorize(loops[-1])
         if int(knobs.get("parallel", 1)):
