@@ -218,16 +218,22 @@ def test_ops_that_can_make_padding_non_finite_see_it_cropped(h, op):
     assert [n.attrs.get("channels") for n in _transforms(out) if not n.attrs["to_blocked"]] == [24, 24]
 
 
-def test_concat_of_padded_values_runs_in_nchw(h):
-    # 24 + 24 channels: each padded to 32, so a blocked concat would put the second at channel 32
+def test_concat_of_padded_values_is_gathered_into_blocks(h):
+    # 24 + 24 channels: each padded to 32, so a blocked concat would put the second at channel 32; the real channels
+    # are gathered into the concatenation's own blocks instead (48: three whole blocks), no NCHW in between
     inits = dict(w1=h.rand(24, 16, 1, 1, seed=1), w2=h.rand(24, 16, 3, 3, seed=2), w3=h.rand(16, 48, 1, 1, seed=3))
     g = h.onnx_graph([("Conv", ["x", "w1"], ["a"], {}), ("Conv", ["x", "w2"], ["b"], {"pads": [1, 1, 1, 1]}),
                       ("Concat", ["a", "b"], ["cat"], {"axis": 1}), ("Conv", ["cat", "w3"], ["y"], {})],
                      {"x": [1, 16, 6, 6]}, ["y"], inits)
     out = to_blocked_layout(g, 16, 16)
     h.assert_same(g, out)
-    cat = next(n for n in out.nodes if n.op == "concat")
-    assert out.types[cat.outputs[0]].layout == "" and out.types[cat.outputs[0]].shape[1] == 48
+    from woodpecker.passes.dce import eliminate_dead_code
+
+    live = eliminate_dead_code(out)
+    (cat,) = [n for n in live.nodes if n.op == "channel_shuffle_nchwc"]
+    assert cat.attrs["channels"] == (24, 24) and cat.attrs["groups"] == 1 and (cat.attrs["start"], cat.attrs["stop"]) == (0, 48)
+    assert live.types[cat.outputs[0]].shape == (1, 3, 6, 6, 16)
+    assert "concat" not in h.ops_of(live) and len(_transforms(live)) == 2  # the input in, the output out
 
 
 def test_padded_blocks_compiled_match_onnxruntime():

@@ -42,13 +42,15 @@ def _v2_unit(h, half: int, hw=(5, 7)):
     return h.onnx_graph(nodes, {"x": [1, 16, *hw]}, ["y"], inits)
 
 
-def _v1_unit(h, mid: int, groups: int, cin: int, hw=(6, 5)):
-    """ShuffleNet v1's unit: grouped 1x1 conv -> ReLU -> shuffle of `groups` -> depthwise 3x3 -> 1x1 conv."""
+def _v1_unit(h, mid: int, groups: int, cin: int, hw=(6, 5), last_groups: int = 1):
+    """ShuffleNet v1's unit: grouped 1x1 conv -> ReLU -> shuffle of `groups` -> depthwise 3x3 -> 1x1 conv (of
+    `last_groups` groups)."""
     inits = {"w1": h.rand(mid, cin // groups, 1, 1, seed=1), "wd": h.rand(mid, 1, 3, 3, seed=2),
-             "w2": h.rand(cin, mid, 1, 1, seed=3), **_shapes(mid, groups, hw, "sh")}
+             "w2": h.rand(cin, mid // last_groups, 1, 1, seed=3), **_shapes(mid, groups, hw, "sh")}
     nodes = [("Conv", ["x", "w1"], ["a"], {"group": groups}), ("Relu", ["a"], ["ar"], {}),
              *_shuffle_nodes("ar", mid, groups, hw, "sh"),
-             ("Conv", ["sh", "wd"], ["d"], {"pads": [1, 1, 1, 1], "group": mid}), ("Conv", ["d", "w2"], ["y"], {})]
+             ("Conv", ["sh", "wd"], ["d"], {"pads": [1, 1, 1, 1], "group": mid}),
+             ("Conv", ["d", "w2"], ["y"], {"group": last_groups})]
     return h.onnx_graph(nodes, {"x": [1, cin, *hw]}, ["y"], inits)
 
 
@@ -81,6 +83,20 @@ def test_v1_shuffle_of_a_grouped_convolution_stays_blocked(h, mid, groups, cin):
     (shuffle,) = [n for n in out.nodes if n.op == "channel_shuffle_nchwc"]
     assert shuffle.attrs["channels"] == (mid,) and shuffle.attrs["groups"] == groups
     assert out.types[shuffle.outputs[0]].shape == (1, -(-mid // 16), 6, 5, 16)
+
+
+def test_a_grouped_convolution_reads_a_value_of_other_blocks_through_a_gather(h):
+    """ShuffleNet v1's second grouped convolution: 20-channel groups need 4-lane input blocks, its input (the depthwise
+    convolution's output) is in padded 16-lane blocks: one gather into 4-lane blocks, no NCHW in between."""
+    from woodpecker.passes.dce import eliminate_dead_code
+
+    g = _v1_unit(h, 60, 3, 48, last_groups=3)
+    live = eliminate_dead_code(to_blocked_layout(g, 16, 16))
+    h.assert_same(g, live)
+    (reblock,) = [n for n in live.nodes if n.op == "channel_shuffle_nchwc" and n.attrs["groups"] == 1]
+    assert reblock.attrs["channels"] == (60,) and live.types[reblock.outputs[0]].shape == (1, 15, 6, 5, 4)
+    assert [n.attrs["groups"] for n in live.nodes if n.op == "conv2d_nchwc"] == [3, 3]
+    assert len([n for n in live.nodes if n.op == "layout_transform"]) == 2  # the input in, the output out
 
 
 def test_a_shuffle_of_a_plain_value_is_left_alone(h):

@@ -92,6 +92,7 @@ class _Layout:
         self.plain: dict[str, str] = {}  # old value -> its NCHW form in the new graph
         self.producer = {v: n for n in graph.nodes for v in n.outputs}  # old value -> its node in the old graph
         self.shuffled: dict[str, tuple[list[str], tuple[int, ...], int]] = {}  # a shuffle's value -> its sources
+        self.reblocked: dict[tuple[str, int], str] = {}  # (old value, block) -> its twin in other blocks
 
     # -- conversions (memoized, so a value is converted at most once each way) ---------------------------------
     def get_plain(self, value: str) -> str:
@@ -108,7 +109,7 @@ class _Layout:
 
     def get_blocked(self, value: str, block: int) -> str | None:
         if value in self.blocked:
-            return self.blocked[value] if self._block(value) == block else None
+            return self.blocked[value] if self._block(value) == block else self._reblocked(value, block)
         t = self.rw.b.type_of(self.get_plain(value))
         if t.rank != 4:
             return None
@@ -120,6 +121,22 @@ class _Layout:
         out = self.rw.emit("layout_transform", [self.get_plain(value)], attrs)
         self.blocked[value] = out
         return out
+
+    def _reblocked(self, value: str, block: int) -> str | None:
+        """A blocked value in other blocks (a channel_shuffle_nchwc of one group: one gather), instead of a
+        conversion to NCHW and back. Why: ShuffleNet v1's grouped 1x1 convolution reads 20-channel groups in
+        4-lane blocks, and its input came from a depthwise convolution in padded 16-lane blocks: it ran in NCHW,
+        between two conversions, with its residual add and ReLU in a third kernel."""
+        c = self._channels(value)
+        if c % block and block != block_for(c, self.max_block, self.pad_to):
+            return None
+        key = (value, block)
+        if key not in self.reblocked:
+            self.shuffled.setdefault(value, ([self.blocked[value]], (c,), 1))
+            sources, channels, groups = self.shuffled[value]
+            attrs = {"channels": channels, "groups": groups, "start": 0, "stop": c, "block": block}
+            self.reblocked[key] = self.rw.emit("channel_shuffle_nchwc", sources, attrs)
+        return self.reblocked[key]
 
     def _block(self, value: str) -> int:
         return int(self.rw.b.type_of(self.blocked[value]).shape[-1])
@@ -249,9 +266,23 @@ class _Layout:
             return False
         blocks = {self._block(v) for v in node.inputs}
         if len(blocks) != 1 or any(self.padded(v) for v in node.inputs):
-            return False
+            return self._gathered_concat(node)
         out = self.rw.emit("concat", [self.blocked[v] for v in node.inputs], {"axis": 1}, name=node.name)
         self.blocked[node.outputs[0]] = out
+        return True
+
+    def _gathered_concat(self, node: Node) -> bool:
+        """A channel concatenation of blocked values whose blocks are padded or differ (ShuffleNet v1's downsampling
+        unit: a 24-channel pool beside 216 convolved channels, each padded to whole 16-lane blocks): one gather of
+        the real channels (channel_shuffle_nchwc of one group) into the concatenation's own blocks, instead of a
+        concat in NCHW between conversions."""
+        channels = tuple(self._channels(v) for v in node.inputs)
+        block = block_for(sum(channels), self.max_block, self.pad_to)
+        if block is None:
+            return False
+        value = node.outputs[0]
+        self.shuffled[value] = ([self.blocked[v] for v in node.inputs], channels, 1)
+        self.blocked[value] = self._emit_shuffle(value, 0, sum(channels), block, node.name)
         return True
 
     def channel_shuffle(self, node: Node) -> bool:
