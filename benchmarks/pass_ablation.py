@@ -103,14 +103,21 @@ def _fused_remainders(default_knobs):
 
 
 def _plain_shuffles(layout_class):
-    """The blocked layout before channel shuffles and channel slices stayed blocked: both ran in NCHW, between
-    conversions out of and back into the blocked layout."""
+    """The blocked layout before channel gathers: channel shuffles, channel slices, a value wanted in other blocks
+    and a concatenation of padded values all ran in NCHW, between conversions out of and back into the blocked
+    layout."""
 
     class Before(layout_class):
         def channel_shuffle(self, node):
             return False
 
         def slice(self, node):
+            return False
+
+        def _reblocked(self, value, block):
+            return None
+
+        def _gathered_concat(self, node):
             return False
 
     return Before
@@ -130,6 +137,24 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          "serial-rows": ("woodpecker.schedule.cpu_defaults", "_row_loop_serial", lambda shipped: lambda st: False)}
 
 
+def rule_patch(rule: str):
+    """(module object, attribute, replacement) that puts a --rule back as it stood before."""
+    import importlib
+
+    module, attribute, before = RULES[rule]
+    target = importlib.import_module(module)
+    return target, attribute, before(getattr(target, attribute))
+
+
+def compile_both(proto, target, attribute, replacement):
+    """The model compiled as shipped and with `attribute` of `target` replaced: woodpecker's own kernels only."""
+    import woodpecker
+
+    shipped = woodpecker.compile(proto, vendor=False)
+    with unittest.mock.patch.object(target, attribute, replacement):
+        return shipped, woodpecker.compile(proto, vendor=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="shufflenet_v2")
@@ -142,16 +167,12 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    import woodpecker
     from woodpecker import models
     from woodpecker.passes import pipeline
 
     if args.rule:
-        import importlib
-
-        module, attribute, before = RULES[args.rule]
-        target = importlib.import_module(module)
-        ablated, replacement = args.rule, before(getattr(target, attribute))
+        target, attribute, replacement = rule_patch(args.rule)
+        ablated = args.rule
     elif not callable(getattr(pipeline, args.pass_name, None)):
         raise SystemExit(f"woodpecker.passes.pipeline has no pass {args.pass_name!r}")
     else:
@@ -161,9 +182,7 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         proto = models.build(name)
-        with_pass = woodpecker.compile(proto, vendor=False)
-        with unittest.mock.patch.object(target, attribute, replacement):
-            without = woodpecker.compile(proto, vendor=False)
+        with_pass, without = compile_both(proto, target, attribute, replacement)
         feed = inputs_for(name, with_pass)
         ref = ort_session(proto.SerializeToString(), n_threads).run(None, feed)[0]
         labels = {"with": f"with {ablated}", "without": f"without {ablated}"}

@@ -432,11 +432,10 @@ def _channel_shuffle_infer(inputs: Sequence[TensorType], a: Attrs) -> list[Tenso
 
 
 def _channel_shuffle_eval(xs: Sequence[np.ndarray], a: Attrs) -> list[np.ndarray]:
-    cat = np.concatenate([unblock_channels(x, c) for x, c in zip(xs, a["channels"])], axis=1)
-    n, total, h, w = cat.shape
-    g = a["groups"]
-    shuffled = cat.reshape(n, g, total // g, h, w).transpose(0, 2, 1, 3, 4).reshape(n, total, h, w)
-    return [block_channels(shuffled[:, a["start"]:a["stop"]], a["block"])]
+    plains = [unblock_channels(x, c) for x, c in zip(xs, a["channels"])]
+    source, channel = shuffle_source(np.arange(a["start"], a["stop"]), a["channels"], a["groups"])
+    kept = np.stack([plains[s][:, c] for s, c in zip(source.tolist(), channel.tolist())], axis=1)
+    return [block_channels(kept, a["block"])]
 
 
 # A channel shuffle (ShuffleNet: concat -> reshape [N, g, C/g, H, W] -> transpose -> reshape -> split) kept in the

@@ -5,7 +5,8 @@ a kernel of its own that writes a copy.
 Why: a channel shuffle (concat -> reshape -> transpose -> reshape -> slice, ShuffleNet) or the head split of an
 attention block is a chain of copies, one kernel and one full pass over memory each, where the data only needs
 to be read once, at its final place. After this pass the chain is one expression over the consumer's output
-indices: ShuffleNetV2's two slices of a shuffled concat read straight from the concat's inputs.
+indices: ShuffleNetV2's two slices of a shuffled concat read straight from the concat's inputs (in NCHW, as on a
+GPU; the CPU's blocked layout makes the shuffle one channel_shuffle_nchwc instead, see woodpecker.passes.layout).
 
 Rule. A plain data-movement node is inlined when its value is not a graph output and every consumer reads its
 inputs lazily (a data-movement node, an elementwise chain, a fused group without an anchor; an anchor's template

@@ -1,0 +1,116 @@
+"""Two builds of one model, alternated inside each of several fresh processes: the ratio a pass or schedule rule
+buys, free of the process-mode noise of these VMs.
+
+    python benchmarks/ab_in_process.py --models shufflenet_v2,shufflenet_v1 --rule blocked-shuffle [--processes 8]
+                                       [--rounds 10] [--json out.json]
+
+Why: a process on these shared VMs lands in a fast or a slow mode for its whole life (ShuffleNetV2's per-process
+medians 2.6 and 4.8 ms for one artifact in one run), so two builds timed in separate processes (pass_ablation.py)
+differ by which modes their processes drew as much as by the change. Here both builds share each process's mode.
+
+Method: the model is compiled with the rule as shipped ("with") and as it stood before ("without"; the --rule
+names of pass_ablation.py), both saved; each of --processes fresh processes loads the two artifacts as a user
+would, checks that their outputs agree, warms both up, then times --rounds rounds, each a block of 20 runs of one
+build then 20 of the other, the order alternating by round; the process's figure per build is the median of its
+rounds' medians, and its ratio is without / with. The result is the median of the per-process ratios with their
+quartiles, beside the builds' median times (which do carry the modes). Woodpecker's own kernels only (no planner).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine, threads, write_results  # noqa: E402
+
+BLOCK_RUNS = 20  # runs per block; a block of one build, then one of the other
+
+
+def child(with_path: str, without_path: str, rounds: int) -> None:
+    import time
+
+    import numpy as np
+
+    import woodpecker
+
+    builds = [woodpecker.load(with_path), woodpecker.load(without_path)]
+    feed = builds[0].random_inputs(0)
+    outs = [next(iter(b.run(feed).values())) for b in builds]
+    scale = max(float(np.max(np.abs(outs[0]))), 1e-30)
+    if float(np.max(np.abs(outs[0] - outs[1]))) > 1e-3 * scale:
+        raise SystemExit("the two builds compute different outputs")
+    runs = [b.runner(feed) for b in builds]
+    for run in runs:
+        for _ in range(5):
+            run()
+    per_round: list[list[float]] = [[], []]
+    for r in range(rounds):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            times = []
+            for _ in range(BLOCK_RUNS):
+                t0 = time.perf_counter()
+                runs[i]()
+                times.append(time.perf_counter() - t0)
+            per_round[i].append(statistics.median(times) * 1e3)
+    print(json.dumps({"with_ms": statistics.median(per_round[0]), "without_ms": statistics.median(per_round[1])}))
+
+
+def quartiles(xs: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], q[2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="shufflenet_v2")
+    ap.add_argument("--rule", required=True, help="a --rule of pass_ablation.py")
+    ap.add_argument("--processes", type=int, default=8, help="fresh processes")
+    ap.add_argument("--rounds", type=int, default=10, help="rounds per process (a block of each build per round)")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--child", nargs=2, metavar=("WITH", "WITHOUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child, args.rounds)
+        return
+
+    from pass_ablation import compile_both, rule_patch
+    from woodpecker import models
+
+    patch = rule_patch(args.rule)
+    n_threads = threads()
+    print(f"machine: {machine()}; threads: {n_threads}; {args.processes} processes, {args.rounds} rounds of "
+          f"{BLOCK_RUNS} runs per build each")
+    rows = []
+    for name in args.models.split(","):
+        shipped, before_build = compile_both(models.build(name), *patch)
+        with tempfile.TemporaryDirectory() as work:
+            paths = [os.path.join(work, "with.wpk"), os.path.join(work, "without.wpk")]
+            shipped.save(paths[0])
+            before_build.save(paths[1])
+            samples = []
+            for _ in range(args.processes):
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", *paths,
+                                      "--rounds", str(args.rounds), "--rule", args.rule],
+                                     capture_output=True, text=True, check=True)
+                samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        ratios = [s["without_ms"] / s["with_ms"] for s in samples]
+        lo, hi = quartiles(ratios)
+        med_with = statistics.median(s["with_ms"] for s in samples)
+        med_without = statistics.median(s["without_ms"] for s in samples)
+        calls = {"with": len(shipped.program.calls), "without": len(before_build.program.calls)}
+        rows.append({"model": name, "rule": args.rule, "calls": calls, "processes": samples,
+                     "ratio": statistics.median(ratios), "ratio_p25": lo, "ratio_p75": hi})
+        print(f"{name}: with {args.rule} {med_with:.2f} ms, without {med_without:.2f} ms (medians over processes); "
+              f"without / with per process {statistics.median(ratios):.3f}x ({lo:.3f}-{hi:.3f}); "
+              f"{calls['without']} -> {calls['with']} kernel calls", flush=True)
+    write_results(args.json, rows, n_threads, processes=args.processes, rounds=args.rounds)
+
+
+if __name__ == "__main__":
+    main()
