@@ -46,6 +46,15 @@ def _shuffle(b: OnnxBuilder, x: str, c: int, hw: int, groups: int = 2) -> str:
     return b.op("Reshape", [y, back])
 
 
+def _stem(b: OnnxBuilder, image_size: int) -> tuple[str, int]:
+    """Both ShuffleNets' stem: the image, a 3x3 stride-2 convolution to 24 channels, a 3x3 stride-2 max pool; (the
+    value, its height and width)."""
+    x = b.input("input", [1, 3, image_size, image_size])
+    y = b.relu(b.bn(b.conv(x, 3, 24, 3, 2), 24))
+    y = b.op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    return y, ((image_size + 1) // 2 + 1) // 2
+
+
 def _unit(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int, hw: int) -> tuple[str, int]:
     half = cout // 2
     if stride == 1:
@@ -68,10 +77,7 @@ def _unit(b: OnnxBuilder, x: str, cin: int, cout: int, stride: int, hw: int) -> 
 def shufflenet_v2(image_size: int = 224, num_classes: int = 1000, seed: int = 0) -> onnx.ModelProto:
     """ShuffleNetV2 1.0x (Ma et al. 2018)."""
     b = OnnxBuilder("shufflenet_v2", seed)
-    x = b.input("input", [1, 3, image_size, image_size])
-    y = b.relu(b.bn(b.conv(x, 3, 24, 3, 2), 24))
-    y = b.op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-    hw = ((image_size + 1) // 2 + 1) // 2
+    y, hw = _stem(b, image_size)
     cin = 24
     for cout, repeats in ((116, 4), (232, 8), (464, 4)):
         for i in range(repeats):
@@ -102,10 +108,7 @@ def shufflenet_v1(image_size: int = 224, num_classes: int = 1000, groups: int = 
     """ShuffleNet v1 1.0x (Zhang et al. 2018), 3 groups by default (8: stages of 384/768/1536 channels)."""
     widths = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088), 8: (384, 768, 1536)}
     b = OnnxBuilder("shufflenet_v1", seed)
-    x = b.input("input", [1, 3, image_size, image_size])
-    y = b.relu(b.bn(b.conv(x, 3, 24, 3, 2), 24))
-    y = b.op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-    hw = ((image_size + 1) // 2 + 1) // 2
+    y, hw = _stem(b, image_size)
     cin = 24
     for stage, (cout, repeats) in enumerate(zip(widths[groups], (4, 8, 4))):
         for i in range(repeats):

@@ -132,10 +132,7 @@ class _Layout:
             return None
         key = (value, block)
         if key not in self.reblocked:
-            self.shuffled.setdefault(value, ([self.blocked[value]], (c,), 1))
-            sources, channels, groups = self.shuffled[value]
-            attrs = {"channels": channels, "groups": groups, "start": 0, "stop": c, "block": block}
-            self.reblocked[key] = self.rw.emit("channel_shuffle_nchwc", sources, attrs)
+            self.reblocked[key] = self._emit_shuffle(value, 0, c, block)
         return self.reblocked[key]
 
     def _block(self, value: str) -> int:
@@ -317,7 +314,11 @@ class _Layout:
         self.blocked[node.outputs[0]] = self._emit_shuffle(node.outputs[0], 0, c, block, node.name)
         return True
 
-    def _emit_shuffle(self, value: str, start: int, stop: int, block: int, name: str) -> str:
+    def _emit_shuffle(self, value: str, start: int, stop: int, block: int, name: str | None = None) -> str:
+        """Channels start:stop of a blocked value, in blocks of `block`: a gather from the sources it was shuffled
+        or concatenated from (self.shuffled), or from its own blocked form (one group) when it is neither."""
+        if value not in self.shuffled:
+            self.shuffled[value] = ([self.blocked[value]], (self._channels(value),), 1)
         sources, channels, groups = self.shuffled[value]
         attrs = {"channels": channels, "groups": groups, "start": start, "stop": stop, "block": block}
         return self.rw.emit("channel_shuffle_nchwc", sources, attrs, name=name)
@@ -327,10 +328,8 @@ class _Layout:
         range alone (of one group where the value is not a shuffle: a plain channel slice), so that ShuffleNetV2's
         split stays blocked whether it splits a shuffle or a convolution's output."""
         x = node.inputs[0]
-        if x not in self.shuffled:
-            if x not in self.blocked:
-                return False
-            self.shuffled[x] = ([self.blocked[x]], (self._channels(x),), 1)
+        if x not in self.blocked:  # a shuffle's value is blocked too
+            return False
         shape = self.rw.graph.types[x].shape
         starts, ends, steps = node.attrs["starts"], node.attrs["ends"], node.attrs["steps"]
         if len(starts) != 4 or any(s != 1 for s in steps) or any(
