@@ -134,7 +134,9 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          "parallel-remainder": ("woodpecker.schedule.cpu_defaults", "default_knobs", _fused_remainders),
          "blocked-shuffle": ("woodpecker.passes.layout", "_Layout", _plain_shuffles),
          # injective nests with every loop but the vector loop fused into the parallel loop
-         "serial-rows": ("woodpecker.schedule.cpu_defaults", "_row_loop_serial", lambda shipped: lambda st: False)}
+         "serial-rows": ("woodpecker.schedule.cpu_defaults", "_row_loop_serial", lambda shipped: lambda st: False),
+         # every softmax on the [O, D, I] template (rows of no whole number of vectors reduced as scalar chains)
+         "softmax-rows": ("woodpecker.lowering.program", "ROW_VECTOR", lambda shipped: 1 << 62)}
 
 
 def rule_patch(rule: str):

@@ -198,6 +198,14 @@ def test_softmax(op, shape):
     _check(op, dict(O=o, D=d, I=i), [x], expected)
 
 
+@pytest.mark.parametrize("o,d", [(3, 17), (2, 197), (1, 33), (2, 1000)])
+def test_softmax_rows(o, d):
+    # vectors of 16 and a tail of 1, 5, 1, 8 elements; rows of large values (overflow without the max)
+    x = _randn(o, d) * 40
+    expected = ops.evaluate("softmax", [x.reshape(o, d, 1)], {})[0].reshape(o, d)
+    _check("softmax_rows", dict(O=o, D=d, DA=d - d % 16), [x], expected)
+
+
 def test_layer_norm():
     x, scale, bias = _randn(5, 24) * 3 + 2, _randn(24), _randn(24)
     expected = ops.evaluate("layer_norm", [x, scale, bias], {"epsilon": 1e-5})[0]
@@ -224,7 +232,7 @@ def test_every_template_is_covered_here():
     covered = {
         "conv2d", "conv2d_nchwc", "grouped_conv2d_nchwc", "depthwise_conv2d_nchwc", "dense", "dense_packed", "batch_matmul",
         "batch_matmul_nt", "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool", "softmax",
-        "log_softmax", "layer_norm", "lrn", "reduce_sum", "reduce_mean", "reduce_sum_square", "reduce_max",
+        "softmax_rows", "log_softmax", "layer_norm", "lrn", "reduce_sum", "reduce_mean", "reduce_sum_square", "reduce_max",
         "reduce_min",
     }
     assert set(LIB.templates) == covered

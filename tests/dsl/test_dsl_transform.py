@@ -122,6 +122,7 @@ BINDINGS = {
     "global_avg_pool": dict(N=1, C=32, H=7, W=7, B=16),
     "global_max_pool": dict(N=1, C=32, H=7, W=7, B=16),
     "softmax": dict(O=4, D=128, I=1),
+    "softmax_rows": dict(O=4, D=197, DA=192),
     "log_softmax": dict(O=4, D=128, I=1),
     "layer_norm": dict(O=128, D=256, EPS=1e-12),
     "lrn": dict(N=1, C=64, H=28, W=28, SIZE=5, ALPHA=1e-4, BETA=0.75, BIAS=1.0),

@@ -731,6 +731,10 @@ SOFTMAX_CASES = {
     "opset13_axis1": ("Softmax", 13, (2, 3, 5), 1),
     "opset13_default": ("Softmax", 13, (4, 7), None),
     "opset13_axis0": ("Softmax", 13, (3, 4), 0),
+    # rows of no whole number of 16-lane vectors: vectors and a tail (kernels/norm.wpl softmax_rows)
+    "opset13_last_197": ("Softmax", 13, (1, 3, 197), -1),
+    "opset13_last_17": ("Softmax", 13, (2, 17), -1),
+    "opset11_axis_last_33": ("Softmax", 11, (3, 33), 1),
     "log_opset11_axis1_3d": ("LogSoftmax", 11, (2, 3, 4), 1),
     "log_opset13_last": ("LogSoftmax", 13, (2, 3, 5), -1),
     "log_opset13_axis1": ("LogSoftmax", 13, (2, 3, 5), 1),

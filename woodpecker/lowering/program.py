@@ -45,6 +45,11 @@ _ANCHOR_RESULT = {
 }
 
 
+# Elements per vector of a row reduction's partials in softmax_rows: a multiple of every host's float32 lanes
+# (16 on AVX-512, 8 on AVX2, 4 on NEON), so the leading part splits evenly on each.
+ROW_VECTOR = 16
+
+
 def axis_names(rank: int) -> tuple[str, ...]:
     return _AXIS_NAMES.get(rank, tuple(f"i{d}" for d in range(rank)))
 
@@ -563,6 +568,9 @@ def anchor_spec(node: Node, types: Mapping[str, TensorType]) -> tuple[str, dict,
         return op, dict(N=n, C=c, H=h, W=w, B=blk), [("X", node.inputs[0], shape5)], (n, c, blk)
     if op in ("softmax", "log_softmax"):
         o, d, i = ins[0].shape
+        if op == "softmax" and i == 1 and d > ROW_VECTOR and d % ROW_VECTOR:
+            # a contiguous row of no whole number of vectors: split into vectors and a tail (kernels/norm.wpl)
+            return "softmax_rows", dict(O=o, D=d, DA=d - d % ROW_VECTOR), [("X", node.inputs[0], (o, d))], (o, d)
         return op, dict(O=o, D=d, I=i), [("X", node.inputs[0], ins[0].shape)], out.shape
     if op == "layer_norm":
         o, d = ins[0].shape
