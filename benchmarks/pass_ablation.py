@@ -135,6 +135,8 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          "blocked-shuffle": ("woodpecker.passes.layout", "_Layout", _plain_shuffles),
          # injective nests with every loop but the vector loop fused into the parallel loop
          "serial-rows": ("woodpecker.schedule.cpu_defaults", "_row_loop_serial", lambda shipped: lambda st: False),
+         # two output-channel blocks per register tile on the first layer too (3 input channels)
+         "stem-blocks": ("woodpecker.schedule.cpu_defaults", "WIDE_TILE_MIN_INPUT_CHANNELS", lambda shipped: 0),
          # every softmax on the [O, D, I] template (rows of no whole number of vectors reduced as scalar chains)
          "softmax-rows": ("woodpecker.lowering.program", "ROW_VECTOR", lambda shipped: 1 << 62)}
 

@@ -196,8 +196,9 @@ def _row_model(op: str, shape, dtype, **attrs):
 
 def test_row_reductions_keep_one_partial_per_lane_and_agree_with_onnxruntime():
     """Reductions along a row with a divisor of at least half a vector reduce into per-lane partials (rfactor):
-    layer norm over 768, softmax and max over 96, an integer sum over 64 (exact). A row with no such divisor (197)
-    stays a scalar chain. Results agree with onnxruntime."""
+    layer norm over 768, softmax and max over 96, an integer sum over 64 (exact). A softmax row of no whole number of
+    vectors (197) is split into vectors and a tail (kernels/norm.wpl softmax_rows), whose vectors reduce into
+    partials too; a reduction over such a row stays a scalar chain. Results agree with onnxruntime."""
     import onnxruntime as ort
 
     import woodpecker
@@ -251,7 +252,8 @@ def _conv_task(c: int, k: int, hw: int, r: int):
 
 def test_wide_register_files_tile_two_output_channel_blocks_of_spatial_convolutions():
     """With 32 vector registers a 3x3 (or larger) convolution's tile takes two output-channel blocks where the rows
-    are at least 7 pixels; not at 5x5, not on 1x1 layers, not with 16 registers."""
+    are at least 7 pixels; not at 5x5, not on 1x1 layers, not with 16 registers, not on a first layer's 3 (or
+    any fewer than 16) input channels."""
     def kb(c, k, hw, r, registers):
         return cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel), 16, 8, registers)["tile_kb"]
 
@@ -261,6 +263,10 @@ def test_wide_register_files_tile_two_output_channel_blocks_of_spatial_convoluti
     assert kb(32, 64, 5, 3, 32) == 1
     assert kb(32, 64, 28, 1, 32) == 1
     assert kb(32, 48, 28, 3, 32) == 1  # 3 blocks of 16: no pair
+    assert kb(3, 64, 56, 3, 32) == 1  # VGG's first layer (at 56 here): 27 FMAs per accumulator
+    assert kb(3, 64, 28, 7, 32) == 1
+    assert kb(8, 64, 28, 3, 32) == 1
+    assert kb(16, 64, 28, 3, 32) == 2
 
 
 def test_two_channel_block_tiles_compute_what_onnxruntime_does(monkeypatch):

@@ -13,6 +13,8 @@ from woodpecker import config
 from woodpecker.schedule.structure import KernelStructure
 
 VECTOR_LANES = 8  # float32 lanes of one AVX2 register
+# Input channels below which a convolution keeps one output-channel block per register tile on a wide register file
+WIDE_TILE_MIN_INPUT_CHANNELS = 16
 REGISTERS = 16  # vector registers available to the register tile
 
 
@@ -99,13 +101,17 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         knobs["tile_nb"] = min(near, key=lambda d: (abs(d - 4), -d)) if near else min(spare, 4, nb.extent)
     if family == "conv2d_nchwc" and wide_file and rows:
         kb = next((a for a in st.spatial if a.name == "kb"), None)
-        if kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 7 and _window(st) > 1:
+        if (kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 7 and _window(st) > 1
+                and _input_channels(st) >= WIDE_TILE_MIN_INPUT_CHANNELS):
             # Two output-channel blocks per register tile (16 accumulators of 32 registers): each input value
             # loaded feeds twice the FMAs. Measured on AVX-512 (benchmarks/knob_probe.py, 3x3 layers): 384->256
             # @13 1.20x, 64@56 1.02x, 256@56 1.03x, 512@28 1.04x, 128@112 1.05x; at 7x7 1.10x (512@7) and 1.11x
             # (160->320) over one block, with the 2-row tile's remainder out of the parallel loop (_default_parallel;
             # before that, guarded in it, 0.64x); not on 1x1 layers (256->64 @56 0.94x, 64->256 @56 0.85x, 144->32
-            # @56 0.88x), whose reduction is too short to gain.
+            # @56 0.88x), whose reduction is too short to gain; nor on a network's first layer (3 input channels:
+            # each tile's 27-147 FMAs per accumulator leave the second block only its stores), where one block is
+            # 1.26x on VGG's 3x3 3 -> 64 @224 and 1.04x on ResNet's 7x7/2 3 -> 64 (benchmarks/knob_probe.py and
+            # benchmarks/ab_in_process.py --rule stem-blocks; AlexNet's 11x11/4 1.01x).
             knobs["tile_kb"] = 2
     knobs["reduction_order"] = "default"
     knobs["unroll"] = 1
@@ -117,6 +123,11 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         knobs["parallel"] = _default_parallel(st, knobs, serial_remainders=family == "conv2d_nchwc")
     knobs["pad_at"] = "parallel"
     return knobs
+
+
+def _input_channels(st: KernelStructure) -> int:
+    """Input channels a convolution reduces over (its reduction axes other than the window's R and S)."""
+    return math.prod(a.extent for a in st.reduction if a.name not in ("r", "s"))
 
 
 def _window(st: KernelStructure) -> int:
