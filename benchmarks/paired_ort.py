@@ -1,0 +1,161 @@
+"""Woodpecker's own build and onnxruntime alternated inside each of several fresh processes: the model's ratio against
+onnxruntime free of the process-mode noise of these VMs.
+
+    python benchmarks/paired_ort.py --models all [--processes 6] [--rounds 8] [--db records.db] [--json out.json]
+
+Why: a process on these shared VMs lands in a fast or a slow mode for its whole life (one artifact's per-process
+medians 4.0 and 8.1 ms in one run; onnxruntime alike), so two runtimes timed in separate processes (e2e.py) differ by
+which modes their processes drew as much as by their code: a whole-model ratio there moves 0.97x-1.02x between runs
+of the same builds. Here both runtimes share each process's mode, and the ratio is taken per process.
+
+Method: the model is compiled by woodpecker with its default schedules (with --db: the tuned ones of that records
+database where it has them) and without the planner (its own kernels only) and saved; each of --processes fresh processes loads the artifact as a user would and opens an onnxruntime
+session on the model (all graph optimizations, MLAS, the same thread count, spinning as shipped), checks that
+their outputs agree, warms both up, then times --rounds rounds, each a block of runs of one runtime and then one of
+the other, the order alternating by round. A runtime that just ran keeps its worker threads spinning for a while and
+slows whatever runs next, so between blocks the process sleeps until its CPU time stops growing (both pools parked:
+at least GAP_S, at most GAP_MAX_S; the largest CPU share seen in a final gap is reported, and a figure above 5 %
+would mean the blocks were not apart). A process's figure per runtime is the median of its rounds' block medians;
+its ratio is onnxruntime / woodpecker. The result is the median of the per-process ratios with their quartiles,
+beside each runtime's median time (which does carry the modes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import geomean, machine, ort_session, threads, write_results  # noqa: E402
+
+GAP_S = 0.05  # seconds of sleep between blocks: both thread pools spin for well under this after a run
+GAP_MAX_S = 1.0  # give up waiting for the pools to park after this long (reported through the gap's CPU share)
+QUIET = 0.05  # CPU seconds per wall second (over all threads) below which a gap counts as quiet
+
+
+def _quiesce() -> float:
+    """Sleep until the process's CPU time stops growing (its thread pools parked); the CPU share of the last gap."""
+    import time
+
+    waited, share = 0.0, 1.0
+    while waited < GAP_MAX_S:
+        c0, t0 = time.process_time(), time.perf_counter()
+        time.sleep(GAP_S)
+        dt = time.perf_counter() - t0
+        share = (time.process_time() - c0) / dt
+        waited += dt
+        if share < QUIET:
+            break
+    return share
+
+
+def _block_runs(seconds_per_run: float) -> int:
+    """Runs per block: about 0.4 s of work, between 5 and 20 runs."""
+    return max(5, min(20, int(0.4 / max(seconds_per_run, 1e-6))))
+
+
+def child(artifact: str, model: str, inputs: str, rounds: int, n_threads: int) -> None:
+    import time
+
+    import numpy as np
+
+    import woodpecker
+
+    cm = woodpecker.load(artifact)
+    with open(model, "rb") as f:
+        sess = ort_session(f.read(), n_threads)
+    with np.load(inputs) as saved:
+        feed = {k: saved[k] for k in saved.files}
+    ort_feed = {i.name: feed[i.name] for i in sess.get_inputs()}
+    ours = next(iter(cm.run(feed).values()))
+    theirs = sess.run(None, ort_feed)[0]
+    scale = max(float(np.max(np.abs(theirs))), 1e-30)
+    if float(np.max(np.abs(np.asarray(ours) - theirs))) > 1e-3 * scale:
+        raise SystemExit("woodpecker and onnxruntime compute different outputs")
+    runs = [cm.runner(feed), lambda: sess.run(None, ort_feed)]
+    t0 = time.perf_counter()
+    for run in runs:
+        for _ in range(3):
+            run()
+    n = _block_runs((time.perf_counter() - t0) / 6)
+    per_round: list[list[float]] = [[], []]
+    shares = []
+    for r in range(rounds):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            shares.append(_quiesce())
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                runs[i]()
+                times.append(time.perf_counter() - t)
+            per_round[i].append(statistics.median(times) * 1e3)
+    print(json.dumps({"woodpecker_ms": statistics.median(per_round[0]), "onnxruntime_ms": statistics.median(per_round[1]),
+                      "block_runs": n, "gap_cpu_share_max": max(shares)}))
+
+
+def quartiles(xs: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], q[2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="default", help="zoo names and sets, comma-separated (as e2e.py)")
+    ap.add_argument("--processes", type=int, default=6, help="fresh processes per model")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds per process (a block of each runtime per round)")
+    ap.add_argument("--db", default=None, help="records database: the tuned build instead of the untuned one")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--child", nargs=3, metavar=("ARTIFACT", "MODEL", "INPUTS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    n_threads = threads()
+    if args.child:
+        child(*args.child, args.rounds, n_threads)
+        return
+
+    import numpy as np
+
+    import woodpecker
+    from e2e import inputs_for, model_names
+    from woodpecker import models
+
+    print(f"machine: {machine()}; threads per runtime: {n_threads}; {args.processes} processes per model, "
+          f"{args.rounds} rounds of a block of each runtime; woodpecker's build "
+          f"{'tuned (' + args.db + ')' if args.db else 'untuned'}, own kernels only")
+    rows = []
+    for name in model_names(args.models):
+        proto = models.build(name)
+        build = woodpecker.compile(proto, db=args.db, vendor=False)
+        with tempfile.TemporaryDirectory() as work:
+            artifact, model = os.path.join(work, "model.wpk"), os.path.join(work, "model.onnx")
+            inputs = os.path.join(work, "inputs.npz")
+            build.save(artifact)
+            np.savez(inputs, **inputs_for(name, build))
+            with open(model, "wb") as f:
+                f.write(proto.SerializeToString())
+            samples = []
+            for _ in range(args.processes):
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", artifact, model, inputs,
+                                      "--rounds", str(args.rounds)], capture_output=True, text=True, check=True)
+                samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        ratios = [s["onnxruntime_ms"] / s["woodpecker_ms"] for s in samples]
+        lo, hi = quartiles(ratios)
+        tuned = sum(1 for k in build.kernels if k.origin == "tuned")
+        row = {"model": name, "tuned_kernels": f"{tuned}/{len(build.kernels)}", "processes": samples, "ratio": statistics.median(ratios), "ratio_p25": lo,
+               "ratio_p75": hi, "woodpecker_ms": statistics.median(s["woodpecker_ms"] for s in samples),
+               "onnxruntime_ms": statistics.median(s["onnxruntime_ms"] for s in samples),
+               "gap_cpu_share_max": max(s["gap_cpu_share_max"] for s in samples)}
+        rows.append(row)
+        print(f"{name:14s} woodpecker {row['woodpecker_ms']:8.2f} ms  onnxruntime {row['onnxruntime_ms']:8.2f} ms "
+              f"(medians over processes)  ort/woodpecker per process {row['ratio']:.3f}x ({lo:.3f}-{hi:.3f}); "
+              f"largest CPU share in a gap {row['gap_cpu_share_max']:.1%}", flush=True)
+    print(f"geometric mean of the per-process medians ort/woodpecker: {geomean([r['ratio'] for r in rows]):.3f}x")
+    write_results(args.json, rows, n_threads, processes=args.processes, rounds=args.rounds, db=args.db)
+
+
+if __name__ == "__main__":
+    main()
