@@ -13,9 +13,9 @@ from woodpecker import config
 from woodpecker.schedule.structure import KernelStructure
 
 VECTOR_LANES = 8  # float32 lanes of one AVX2 register
+REGISTERS = 16  # vector registers available to the register tile
 # Input channels below which a convolution keeps one output-channel block per register tile on a wide register file
 WIDE_TILE_MIN_INPUT_CHANNELS = 16
-REGISTERS = 16  # vector registers available to the register tile
 
 
 def divisors(n: int) -> list[int]:
@@ -110,8 +110,8 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
             # before that, guarded in it, 0.64x); not on 1x1 layers (256->64 @56 0.94x, 64->256 @56 0.85x, 144->32
             # @56 0.88x), whose reduction is too short to gain; nor on a network's first layer (3 input channels:
             # each tile's 27-147 FMAs per accumulator leave the second block only its stores), where one block is
-            # 1.26x on VGG's 3x3 3 -> 64 @224 and 1.04x on ResNet's 7x7/2 3 -> 64 (benchmarks/knob_probe.py and
-            # benchmarks/ab_in_process.py --rule stem-blocks; AlexNet's 11x11/4 1.01x).
+            # 1.36x on VGG's 3x3 3 -> 64 @224 (benchmarks/knob_probe.py conv 3,64,224) and the whole model
+            # 1.00-1.015x (benchmarks/ab_in_process.py --rule stem-blocks: MobileNetV2, ResNet-18, DenseNet, VGG).
             knobs["tile_kb"] = 2
     knobs["reduction_order"] = "default"
     knobs["unroll"] = 1
