@@ -288,7 +288,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child,t
 th{{background:#eef}} .meta{{color:#555}}</style></head>
 <body><h1>{e(report['model'])} on {e(report['target'])}</h1>
 <p class="meta">{e(report['machine'])}; {report['threads']} threads; {report['gflop_per_run']:.2f} GFLOP per run;
-measured peak {report['peak']['gflops']:.0f} GFLOP/s ({_peak_parts(report['peak'], report['threads'])}), copy bandwidth {report['peak']['bandwidth_gbs']:.1f} GB/s; {e(report['date'])}</p>
+measured peak {report['peak']['gflops']:.0f} GFLOP/s ({_peak_parts(report['peak'], report['threads'])}), memory bandwidth (read) {report['peak']['bandwidth_gbs']:.1f} GB/s; {e(report['date'])}</p>
 {chart}
 <h2>End to end</h2><table><tr><th>contender</th><th>median ms</th><th>IQR ms</th><th>vs best</th><th>setup s</th><th>note</th></tr>
 {''.join(rows)}</table>

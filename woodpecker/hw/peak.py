@@ -36,7 +36,7 @@ class Peak:
     fma_gflops: float  # register-resident FMA chains on all `threads`
     sgemm_gflops: float  # numpy (OpenBLAS) 2048^3 SGEMM
     threads: int
-    bandwidth_gbs: float = 0.0  # memory bandwidth: a 256 MiB copy (read + write bytes per second)
+    bandwidth_gbs: float = 0.0  # memory bandwidth: the larger of a 512 MiB read on `threads` and a 256 MiB copy
     fma_core_gflops: float = 0.0  # the FMA kernel on one thread: one core's rate
 
     @property
@@ -109,10 +109,73 @@ def _copy_bandwidth_gbs(nbytes: int = 256 << 20, repeat: int = 5) -> float:
     return 2.0 * nbytes / best / 1e9
 
 
+def _read_bandwidth_gbs(threads: int, nbytes: int = 512 << 20, streams: int = 4, lanes: int = 16,
+                        buffers: int = 3, attempts: int = 5) -> float:
+    """Read bandwidth on `threads`: a TVM kernel that sums a buffer far above any cache, 8 chunks per thread, each
+    chunk read as `streams` sequential streams at once (one vector of `lanes` floats from each per step); the fastest
+    run of `attempts` on each of `buffers` fresh buffers.
+
+    Why not the copy alone: numpy's copy runs on one thread and writes as much as it reads, while what a roofline
+    asks of memory is a model's weights read once per run by every core, as a batch-1 dense layer reads its weight
+    panels: several streams per core. On the 2-core znver4 VM the copy gave 22.7 GB/s and one stream per thread 35,
+    while VGG-19's first FC layer (tuned: 4 panels per thread) streamed its 411 MB at 57 GB/s. Why several buffers:
+    on that VM the same read ran at 33-43 GB/s on one allocation and 55-60 on the next (huge pages on both), and a
+    ceiling must not sit below what the kernels reach."""
+    import tvm
+
+    from woodpecker.runtime.host_memory import host_buffer
+
+    chunks = 8 * max(1, threads)
+    rows = nbytes // 4 // (chunks * streams * lanes)
+    shape = (chunks, streams, rows, lanes)
+    ex = _stream_sum(threads, shape)
+    dev = tvm.cpu()
+    out = tvm.runtime.empty((chunks, streams, lanes), "float32", dev)
+    timer = ex.mod.time_evaluator("main", dev, number=1, repeat=attempts)
+    best_gbs = 0.0
+    for _ in range(buffers):
+        # in huge pages where Linux allows, as the executor holds a model's constants (woodpecker.runtime.host_memory)
+        data = host_buffer(chunks * streams * rows * lanes * 4, huge=True).view(np.float32)
+        data[...] = 1.0
+        x = tvm.runtime.from_dlpack(data.reshape(shape))
+        timer(x, out)  # starts the thread pool, maps the pages
+        best_gbs = max(best_gbs, data.nbytes / min(timer(x, out).results) / 1e9)
+        del x, data
+    return best_gbs
+
+
+def _stream_sum(threads: int, shape: tuple[int, int, int, int]):
+    """The read kernel: Y[c, t, v] = sum over r of X[c, t, r, v], chunks c in parallel, at each step r one vector
+    of v from each of the t streams (unrolled), so that every thread reads t sequential streams at once."""
+    from tvm import compile as tvm_compile
+    from tvm import s_tir, te
+
+    from woodpecker.hw.host import llvm_target
+
+    chunks, streams, rows, lanes = shape
+    x = te.placeholder(shape, name="X")
+    r = te.reduce_axis((0, rows), "r")
+    y = te.compute((chunks, streams, lanes), lambda c, t, v: te.sum(x[c, t, r, v], axis=r), name="Y")
+    sch = s_tir.Schedule(te.create_prim_func([x, y]))
+    blk = sch.get_sblock("Y")
+    c, t, v, rr = sch.get_loops(blk)
+    sch.reorder(c, rr, t, v)
+    cw = sch.cache_write(blk, 0, "global")
+    sch.reverse_compute_at(cw, c)
+    if threads > 1:
+        sch.parallel(c)
+    sch.unroll(t)
+    sch.vectorize(v)
+    init = sch.decompose_reduction(blk, rr)
+    sch.vectorize(sch.get_loops(init)[-1])
+    return tvm_compile(sch.mod, target=llvm_target(threads))
+
+
 def measure_here(threads: int) -> Peak:
     """Measure in this process: only right where TVM's pool has not started, or started with `threads`."""
     lanes = _fma_lanes()
-    return Peak(_fma_kernel_gflops(threads, lanes), _sgemm_gflops(), threads, _copy_bandwidth_gbs(),
+    bandwidth = max(_read_bandwidth_gbs(threads), _copy_bandwidth_gbs())
+    return Peak(_fma_kernel_gflops(threads, lanes), _sgemm_gflops(), threads, bandwidth,
                 _fma_kernel_gflops(1, lanes))
 
 
