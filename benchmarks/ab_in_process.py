@@ -27,43 +27,25 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, threads, write_results  # noqa: E402
+from common import alternated_blocks, machine, outputs_agree, quartiles, threads, write_results  # noqa: E402
 
 BLOCK_RUNS = 20  # runs per block; a block of one build, then one of the other
 
 
 def child(with_path: str, without_path: str, rounds: int) -> None:
-    import time
-
-    import numpy as np
-
     import woodpecker
 
     builds = [woodpecker.load(with_path), woodpecker.load(without_path)]
     feed = builds[0].random_inputs(0)
     outs = [next(iter(b.run(feed).values())) for b in builds]
-    scale = max(float(np.max(np.abs(outs[0]))), 1e-30)
-    if float(np.max(np.abs(outs[0] - outs[1]))) > 1e-3 * scale:
+    if not outputs_agree(outs[0], outs[1]):
         raise SystemExit("the two builds compute different outputs")
     runs = [b.runner(feed) for b in builds]
     for run in runs:
         for _ in range(5):
             run()
-    per_round: list[list[float]] = [[], []]
-    for r in range(rounds):
-        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-            times = []
-            for _ in range(BLOCK_RUNS):
-                t0 = time.perf_counter()
-                runs[i]()
-                times.append(time.perf_counter() - t0)
-            per_round[i].append(statistics.median(times) * 1e3)
-    print(json.dumps({"with_ms": statistics.median(per_round[0]), "without_ms": statistics.median(per_round[1])}))
-
-
-def quartiles(xs: list[float]) -> tuple[float, float]:
-    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
-    return q[0], q[2]
+    with_ms, without_ms = alternated_blocks(runs, rounds, BLOCK_RUNS)
+    print(json.dumps({"with_ms": with_ms, "without_ms": without_ms}))
 
 
 def main() -> None:

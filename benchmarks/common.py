@@ -77,3 +77,40 @@ def compare_line(a, b) -> str:
 
     noise = "beyond the spread" if beats(a, b) or beats(b, a) else "within noise"
     return f"{a.name} {a.describe()} vs {b.name} {b.describe()}: {b.median_ms / a.median_ms:.2f}x, {noise}"
+
+
+def quartiles(xs: list[float]) -> tuple[float, float]:
+    """First and third quartiles of per-process figures (the spread the in-process benchmarks report)."""
+    import statistics
+
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], q[2]
+
+
+def outputs_agree(reference, other, rel: float = 1e-3) -> bool:
+    """Whether two runs' outputs agree to `rel` of the reference's largest magnitude."""
+    import numpy as np
+
+    scale = max(float(np.max(np.abs(reference))), 1e-30)
+    return float(np.max(np.abs(np.asarray(other) - reference))) <= rel * scale
+
+
+def alternated_blocks(runs, rounds: int, block_runs: int, before_block=None) -> list[float]:
+    """Time two runners inside this process: `rounds` rounds, each a block of `block_runs` runs of one and then
+    of the other, the order alternating by round; `before_block` (if given) is called before every block. Per
+    runner, the median over the rounds of each block's median, in ms."""
+    import statistics
+    import time
+
+    per_round: list[list[float]] = [[] for _ in runs]
+    for r in range(rounds):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            if before_block is not None:
+                before_block()
+            times = []
+            for _ in range(block_runs):
+                t0 = time.perf_counter()
+                runs[i]()
+                times.append(time.perf_counter() - t0)
+            per_round[i].append(statistics.median(times) * 1e3)
+    return [statistics.median(ms) for ms in per_round]

@@ -9,10 +9,11 @@ which modes their processes drew as much as by their code: a whole-model ratio t
 of the same builds. Here both runtimes share each process's mode, and the ratio is taken per process.
 
 Method: the model is compiled by woodpecker with its default schedules (with --db: the tuned ones of that records
-database where it has them) and without the planner (its own kernels only) and saved; each of --processes fresh processes loads the artifact as a user would and opens an onnxruntime
-session on the model (all graph optimizations, MLAS, the same thread count, spinning as shipped), checks that
-their outputs agree, warms both up, then times --rounds rounds, each a block of runs of one runtime and then one of
-the other, the order alternating by round. A runtime that just ran keeps its worker threads spinning for a while and
+database where it has them) and without the planner (its own kernels only) and saved; each of --processes fresh
+processes loads the artifact as a user would and opens an onnxruntime session on the model (all graph
+optimizations, MLAS, the same thread count, spinning as shipped), checks that their outputs agree, warms both up,
+then times --rounds rounds, each a block of runs of one runtime and then one of the other, the order alternating by
+round. A runtime that just ran keeps its worker threads spinning for a while and
 slows whatever runs next, so between blocks the process sleeps until its CPU time stops growing (both pools parked:
 at least GAP_S, at most GAP_MAX_S; the largest CPU share seen in a final gap is reported, and a figure above 5 %
 would mean the blocks were not apart). A process's figure per runtime is the median of its rounds' block medians;
@@ -31,7 +32,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import geomean, machine, ort_session, threads, write_results  # noqa: E402
+from common import (  # noqa: E402
+    alternated_blocks, geomean, machine, ort_session, outputs_agree, quartiles, threads, write_results)
 
 GAP_S = 0.05  # seconds of sleep between blocks: both thread pools spin for well under this after a run
 GAP_MAX_S = 1.0  # give up waiting for the pools to park after this long (reported through the gap's CPU share)
@@ -73,9 +75,7 @@ def child(artifact: str, model: str, inputs: str, rounds: int, n_threads: int) -
         feed = {k: saved[k] for k in saved.files}
     ort_feed = {i.name: feed[i.name] for i in sess.get_inputs()}
     ours = next(iter(cm.run(feed).values()))
-    theirs = sess.run(None, ort_feed)[0]
-    scale = max(float(np.max(np.abs(theirs))), 1e-30)
-    if float(np.max(np.abs(np.asarray(ours) - theirs))) > 1e-3 * scale:
+    if not outputs_agree(sess.run(None, ort_feed)[0], ours):
         raise SystemExit("woodpecker and onnxruntime compute different outputs")
     runs = [cm.runner(feed), lambda: sess.run(None, ort_feed)]
     t0 = time.perf_counter()
@@ -83,24 +83,10 @@ def child(artifact: str, model: str, inputs: str, rounds: int, n_threads: int) -
         for _ in range(3):
             run()
     n = _block_runs((time.perf_counter() - t0) / 6)
-    per_round: list[list[float]] = [[], []]
-    shares = []
-    for r in range(rounds):
-        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-            shares.append(_quiesce())
-            times = []
-            for _ in range(n):
-                t = time.perf_counter()
-                runs[i]()
-                times.append(time.perf_counter() - t)
-            per_round[i].append(statistics.median(times) * 1e3)
-    print(json.dumps({"woodpecker_ms": statistics.median(per_round[0]), "onnxruntime_ms": statistics.median(per_round[1]),
-                      "block_runs": n, "gap_cpu_share_max": max(shares)}))
-
-
-def quartiles(xs: list[float]) -> tuple[float, float]:
-    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
-    return q[0], q[2]
+    shares: list[float] = []
+    woodpecker_ms, onnxruntime_ms = alternated_blocks(runs, rounds, n, before_block=lambda: shares.append(_quiesce()))
+    print(json.dumps({"woodpecker_ms": woodpecker_ms, "onnxruntime_ms": onnxruntime_ms, "block_runs": n,
+                      "gap_cpu_share_max": max(shares)}))
 
 
 def main() -> None:
@@ -145,8 +131,9 @@ def main() -> None:
         ratios = [s["onnxruntime_ms"] / s["woodpecker_ms"] for s in samples]
         lo, hi = quartiles(ratios)
         tuned = sum(1 for k in build.kernels if k.origin == "tuned")
-        row = {"model": name, "tuned_kernels": f"{tuned}/{len(build.kernels)}", "processes": samples, "ratio": statistics.median(ratios), "ratio_p25": lo,
-               "ratio_p75": hi, "woodpecker_ms": statistics.median(s["woodpecker_ms"] for s in samples),
+        row = {"model": name, "tuned_kernels": f"{tuned}/{len(build.kernels)}", "processes": samples,
+               "ratio": statistics.median(ratios), "ratio_p25": lo, "ratio_p75": hi,
+               "woodpecker_ms": statistics.median(s["woodpecker_ms"] for s in samples),
                "onnxruntime_ms": statistics.median(s["onnxruntime_ms"] for s in samples),
                "gap_cpu_share_max": max(s["gap_cpu_share_max"] for s in samples)}
         rows.append(row)
