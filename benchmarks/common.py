@@ -114,3 +114,67 @@ def alternated_blocks(runs, rounds: int, block_runs: int, before_block=None) -> 
                 times.append(time.perf_counter() - t0)
             per_round[i].append(statistics.median(times) * 1e3)
     return [statistics.median(ms) for ms in per_round]
+
+
+# Two threads, pinned to the first two CPUs this process may use, bounce one cache line: the round trip is ~60 ns
+# where both cores share a last-level cache and ~350 ns where they do not. On these 2-vCPU VMs the host moves the
+# vCPUs between core complexes every few tens of seconds, and that placement, not the process, is what the "fast"
+# and "slow" modes are: ViT-B/16's own build 180 vs 225 ms, its dense layers re-reading their weights through two
+# separate L3s (measured in stop 29; see benchmarks/ab_in_process.py's split-L3 column).
+_ROUNDTRIP_C = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+static _Atomic int flag __attribute__((aligned(64)));
+static int cpus[2];
+static long count;
+static void pin(int c) { cpu_set_t s; CPU_ZERO(&s); CPU_SET(c, &s); pthread_setaffinity_np(pthread_self(), sizeof s, &s); }
+static void *echo(void *unused) {
+  pin(cpus[1]);
+  for (long i = 0; i < count; i++) { while (atomic_load(&flag) != 1) {} atomic_store(&flag, 0); }
+  return unused;
+}
+double roundtrip_ns(int first, int second, long n) {
+  cpus[0] = first; cpus[1] = second; count = n; atomic_store(&flag, 0);
+  cpu_set_t before; pthread_getaffinity_np(pthread_self(), sizeof before, &before);
+  pin(first);
+  pthread_t t; pthread_create(&t, 0, echo, 0);
+  struct timespec a, b; clock_gettime(CLOCK_MONOTONIC, &a);
+  for (long i = 0; i < n; i++) { atomic_store(&flag, 1); while (atomic_load(&flag) != 0) {} }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  pthread_join(t, 0);
+  pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+  return ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n;
+}
+"""
+SPLIT_CACHE_NS = 200.0  # round trips above this: the two cores did not share a last-level cache
+_roundtrip = None
+
+
+def core_roundtrip_ns(iterations: int = 100_000) -> float | None:
+    """The cache-line round trip between the first two CPUs of this process, in ns (about 10 ms of both cores);
+    None where there is one CPU or no C compiler (`cc`) to build the probe."""
+    global _roundtrip
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    if _roundtrip is None:
+        import ctypes
+        import shutil
+        import subprocess
+        import tempfile
+
+        if shutil.which("cc") is None:
+            return None
+        work = tempfile.mkdtemp(prefix="wp-roundtrip-")
+        src, lib = os.path.join(work, "roundtrip.c"), os.path.join(work, "roundtrip.so")
+        with open(src, "w") as f:
+            f.write(_ROUNDTRIP_C)
+        if subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-pthread", src, "-o", lib], capture_output=True).returncode:
+            return None
+        _roundtrip = ctypes.CDLL(lib).roundtrip_ns
+        _roundtrip.restype = ctypes.c_double
+        _roundtrip.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    return float(_roundtrip(cpus[0], cpus[1], iterations))

@@ -138,7 +138,9 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          # two output-channel blocks per register tile on the first layer too (3 input channels)
          "stem-blocks": ("woodpecker.schedule.cpu_defaults", "WIDE_TILE_MIN_INPUT_CHANNELS", lambda shipped: 0),
          # every softmax on the [O, D, I] template (rows of no whole number of vectors reduced as scalar chains)
-         "softmax-rows": ("woodpecker.lowering.program", "ROW_VECTOR", lambda shipped: 1 << 62)}
+         "softmax-rows": ("woodpecker.lowering.program", "ROW_VECTOR", lambda shipped: 1 << 62),
+         # dense layers with many rows stream the whole weight again for every row tile (rows outermost, 8 x 1 tile)
+         "dense-panels": ("woodpecker.schedule.cpu_defaults", "PANEL_ORDER_MIN_ROWS", lambda shipped: 1 << 62)}
 
 
 def rule_patch(rule: str):

@@ -34,6 +34,10 @@ def test_host_register_tile_matches_the_detected_cpu():
 
 
 def _dense_b1(k: int, n: int):
+    return _dense(1, k, n)
+
+
+def _dense(m: int, k: int, n: int):
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -41,8 +45,8 @@ def _dense_b1(k: int, n: int):
     rng = np.random.default_rng(k + n)
     w, b = rng.standard_normal((k, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32)
     nodes = [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])]
-    graph = helper.make_graph(nodes, "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+    graph = helper.make_graph(nodes, "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
                               [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -82,6 +86,53 @@ def test_batch_one_dense_layers_compute_the_product():
         x = np.random.default_rng(k).standard_normal((1, k)).astype(np.float32)
         got = woodpecker.compile(model, vendor=False).run({"x": x})["y"]
         np.testing.assert_allclose(got, x @ w + b, rtol=1e-4, atol=1e-4, err_msg=f"{k}x{n}")
+
+
+def test_dense_layers_with_many_rows_and_a_weight_beyond_l2_run_their_weight_panels_outermost(monkeypatch):
+    """ViT's token-wise layers (197 rows, weights of 2.25-9 MiB): panels outermost, the parallel loop over the
+    panels alone, 6 rows x 2 panels on a 32-register file; BERT's 256-wide layers (weights in L2), batch-1 layers
+    and simulated targets (their own register file) keep the rows-first order."""
+    monkeypatch.setattr(cpu_defaults, "host_l2_bytes", lambda: 1 << 20)
+
+    def knobs(m, k, n, *file):
+        return cpu_defaults.default_knobs("dense_packed", analyze(_dense_task(_dense(m, k, n)[0]).kernel), *file)
+
+    wide = knobs(197, 768, 768, 16, 8, 32)
+    assert (wide["outer_order"], wide["parallel"], wide["tile_m"], wide["tile_nb"]) == ("panels", 1, 6, 2)
+    narrow = knobs(197, 768, 768, 8, 8, 16)  # AVX2: the 8-accumulator tile (4 rows x 2 vectors), the same order
+    assert (narrow["outer_order"], narrow["tile_m"], narrow["tile_nb"]) == ("panels", 4, 1)
+    assert knobs(197, 768, 64, 16, 8, 32)["parallel"] == 2  # 4 panels, 2 pairs: fused with the rows
+    assert knobs(128, 256, 256, 16, 8, 32).get("outer_order", "default") == "default"  # 256 KiB: in L2
+    assert knobs(1, 4096, 1024, 16, 8, 32).get("outer_order", "default") == "default"
+    simulated = cpu_defaults.default_knobs("dense_packed", analyze(_dense_task(_dense(197, 768, 768)[0]).kernel), 1, 8)
+    assert simulated.get("outer_order", "default") == "default"
+
+
+def test_panel_first_dense_layers_with_a_hoisted_reduction_block_are_exact():
+    """Panels outermost, with and without the reduction's outer loop hoisted above the row tiles (k_outer: the
+    partial sums of a chunk complete only after its last K block), on odd sizes: 37 rows in tiles of 6, 5 panels in
+    pairs, K = 100 in blocks of 32, with the bias epilogue."""
+    import tvm
+
+    from woodpecker.hw.host import llvm_target
+    from woodpecker.measure.correctness import relative_error
+    from woodpecker.schedule.apply import schedule
+    from woodpecker.space.space import space_for_task
+
+    dev = tvm.cpu()
+    for m, k, n in ((37, 100, 80), (16, 64, 32)):
+        task, (inputs, expected) = _task_io(_dense(m, k, n)[0], "dense_packed")
+        default = dict(space_for_task(task).default)
+        for over in ({"outer_order": "panels", "parallel": 1, "tile_m": 6, "tile_nb": 2},
+                     {"outer_order": "panels", "parallel": 2, "tile_m": 6, "tile_nb": 2},
+                     {"outer_order": "panels", "parallel": 1, "tile_m": 4, "tile_nb": 2, "k_outer": 1, "split_k": 32},
+                     {"outer_order": "default", "parallel": 1, "tile_m": 8, "tile_nb": 1, "k_outer": 1, "split_k": 16}):
+            knobs = {**default, **over}
+            mod = schedule(task, knobs)
+            ex = tvm.compile(mod, target=llvm_target())
+            out = tvm.runtime.tensor(np.zeros(expected.shape, expected.dtype), dev)
+            ex.mod[task.name](*[tvm.runtime.tensor(a, dev) for a in inputs], out)
+            assert relative_error(out.numpy(), expected) < 1e-4, (m, k, n, over)
 
 
 def test_lane_loop_is_a_divisor_of_an_odd_row_or_one_guarded_vector():
@@ -337,14 +388,14 @@ def test_data_movement_runs_as_a_nest_with_the_innermost_axis_as_vector(monkeypa
             np.testing.assert_array_equal(g, w)
 
 
-def _task_io(model):
+def _task_io(model, family: str = "conv2d_nchwc"):
     from woodpecker.frontend.onnx import import_onnx
     from woodpecker.lowering.model import lower_graph
     from woodpecker.measure.reference import reference_io
     from woodpecker.passes.pipeline import optimize
 
     lowered = lower_graph(optimize(import_onnx(model)))
-    key, task = next((k, t) for k, t in lowered.tasks.items() if t.family == "conv2d_nchwc")
+    key, task = next((k, t) for k, t in lowered.tasks.items() if t.family == family)
     node, call = lowered.example(key)
     return task, reference_io(task, node, lowered.graph, call.args)
 

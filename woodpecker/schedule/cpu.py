@@ -119,8 +119,18 @@ def tiled_reduction(sch, st: KernelStructure, knobs: Knobs, family: str = "") ->
             red_outer.append(loop)
     if knobs.get("outer_order", "channels") == "rows":
         outer = _rows_first(outer, outer_names)
-    sch.reorder(*outer, *red_outer, *red_inner, *inner)
-    tile_loop = outer[-1] if outer else None
+    elif knobs.get("outer_order", "channels") == "panels":
+        outer = _panels_first(outer, outer_names)
+    depth = min(int(knobs.get("parallel", 1)), len(outer))
+    # k_outer: the reduction's outer loop right inside the parallel loop, before the serial tile loops, so that a
+    # cache block of the reduction (split_k long) is reused by every tile of the chunk (an L2-sized block of the weight, read once per chunk instead of once per row tile)
+    hoist = bool(int(knobs.get("k_outer", 0))) and bool(red_inner) and depth >= 1
+    if hoist:
+        sch.reorder(*outer[:depth], *red_outer, *outer[depth:], *red_inner, *inner)
+        tile_loop = outer[depth - 1]  # the partial sums are complete only once the chunk's k loop is done
+    else:
+        sch.reorder(*outer, *red_outer, *red_inner, *inner)
+        tile_loop = outer[-1] if outer else None
 
     # The epilogue (or, without one, the copy-out of a tile-sized accumulator) runs right after each tile, while
     # the tile is still in registers or L1.
@@ -136,7 +146,6 @@ def tiled_reduction(sch, st: KernelStructure, knobs: Knobs, family: str = "") ->
             writeback = sch.cache_write(blk, 0, "global")
             sch.reverse_compute_at(writeback, tile_loop)
 
-    depth = min(int(knobs.get("parallel", 1)), len(outer))
     par = None
     if depth >= 1:
         par = sch.fuse(*outer[:depth]) if depth > 1 else outer[0]
@@ -192,6 +201,18 @@ def _rows_first(outer: list, names: list[str]) -> list:
     kb, y = names.index("kb"), names.index("y")  # adjacent in the templates' [n, kb, y, x, ko]
     swapped = list(outer)
     swapped[kb], swapped[y] = outer[y], outer[kb]
+    return swapped
+
+
+def _panels_first(outer: list, names: list[str]) -> list:
+    """The outer loops of a packed dense layer with the weight panels (nb) before the rows of X (m): [nb, m]. With
+    the parallel loop over nb and the reduction hoisted (knob k_outer), each core streams its own share of the
+    weight once, one split_k-long block of each panel serving every row tile of the chunk."""
+    if "nb" not in names or "m" not in names:
+        return outer
+    m, nb = names.index("m"), names.index("nb")
+    swapped = list(outer)
+    swapped[m], swapped[nb] = outer[nb], outer[m]
     return swapped
 
 

@@ -16,6 +16,8 @@ VECTOR_LANES = 8  # float32 lanes of one AVX2 register
 REGISTERS = 16  # vector registers available to the register tile
 # Input channels below which a convolution keeps one output-channel block per register tile on a wide register file
 WIDE_TILE_MIN_INPUT_CHANNELS = 16
+# Rows of X from which a packed dense layer runs its weight panels outermost (outer_order "panels")
+PANEL_ORDER_MIN_ROWS = 16
 
 
 def divisors(n: int) -> list[int]:
@@ -99,6 +101,22 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         # (1000 outputs: 125 panels of 8, so 5), else 4 with TVM's guard on the remainder
         near = [d for d in divisors(nb.extent) if 2 <= d <= min(spare, 8)]
         knobs["tile_nb"] = min(near, key=lambda d: (abs(d - 4), -d)) if near else min(spare, 4, nb.extent)
+    # (a register file without its register count is a simulated target's: its caches are not the host's)
+    panels = (family == "dense_packed" and registers > 0 and bool(rows) and rows[0].extent >= PANEL_ORDER_MIN_ROWS
+              and _weight_bytes(st) > host_l2_bytes())
+    if panels:
+        # Many rows of X (a transformer's tokens) and a weight larger than a core's L2: weight panels outermost,
+        # each core streaming its own share of the weight once, a panel pair held in L2 while every row tile reads
+        # it, instead of the whole weight streamed again from L3 (or memory) for every 8 rows. Measured on AVX-512
+        # (2 threads; benchmarks/ab_in_process.py --rule dense-panels): ViT-B/16 1.125x (1.059-1.132), most of it
+        # while the VM's two vCPUs sat on different L3s (a 350 ns inter-core round trip instead of 60), where the
+        # re-streamed weight came from memory; with 12 accumulators (6 rows x 2 panels of 32 registers) 1.06-1.08x
+        # on a shared L3, 1.05-1.07x from the order alone. BERT's 256-wide layers (weights of 0.25-1 MiB, in L2)
+        # were 1-4 % faster the old way, hence the L2 bound.
+        nb = next(a for a in st.spatial if a.name == "nb")
+        if wide_file and nb.extent >= 2 and math.ceil(lanes / vector_lanes) == 1:
+            knobs[f"tile_{rows[0].name}"], knobs["tile_nb"] = 6, 2
+        knobs["outer_order"] = "panels"
     if family == "conv2d_nchwc" and wide_file and rows:
         kb = next((a for a in st.spatial if a.name == "kb"), None)
         if (kb is not None and kb.extent % 2 == 0 and rows[0].extent >= 7 and _window(st) > 1
@@ -119,10 +137,31 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         knobs["outer_order"] = _outer_order(st, knobs)
     if knobs.get("outer_order") == "rows":
         knobs["parallel"] = 2  # [n, y]: each chunk's padded rows serve every output block
+    elif panels:
+        # the panels alone where they give every core 4 chunks (TVM hands each thread one contiguous share of the
+        # parallel loop, so more chunks do not balance better), else fused with the rows
+        nb = next(a for a in st.spatial if a.name == "nb")
+        knobs["parallel"] = 1 if nb.extent // int(knobs["tile_nb"]) >= 4 * max(1, config.get().num_threads) else 2
     else:
         knobs["parallel"] = _default_parallel(st, knobs, serial_remainders=family == "conv2d_nchwc")
     knobs["pad_at"] = "parallel"
     return knobs
+
+
+def _weight_bytes(st: KernelStructure) -> int:
+    """Bytes of a packed dense layer's float32 weight: the reduction (K) times the output columns (nb x lanes)."""
+    return 4 * math.prod(a.extent for a in st.reduction) * math.prod(a.extent for a in st.spatial[1:])
+
+
+def host_l2_bytes() -> int:
+    """The host's per-core L2 cache in bytes (1 MiB where it cannot be read)."""
+    try:
+        from woodpecker.hw.host import detect
+
+        l2 = detect().l2_bytes
+    except (ImportError, AttributeError, RuntimeError, ValueError):
+        l2 = None
+    return l2 or 1 << 20
 
 
 def _input_channels(st: KernelStructure) -> int:
