@@ -4,9 +4,11 @@ buys, free of the process-mode noise of these VMs.
     python benchmarks/ab_in_process.py --models shufflenet_v2,shufflenet_v1 --rule blocked-shuffle [--processes 8]
                                        [--rounds 10] [--json out.json]
 
-Why: a process on these shared VMs lands in a fast or a slow mode for its whole life (ShuffleNetV2's per-process
-medians 2.6 and 4.8 ms for one artifact in one run), so two builds timed in separate processes (pass_ablation.py)
-differ by which modes their processes drew as much as by the change. Here both builds share each process's mode.
+Why: these shared VMs run in a fast or a slow mode that lasts tens of seconds (ShuffleNetV2's per-process medians
+2.6 and 4.8 ms for one artifact in one run): the host moves the VM's two vCPUs between core complexes, and while they
+sit on different ones they share no L3 (common.core_roundtrip_ns: ~350 ns instead of ~60). Two builds timed in
+separate processes (pass_ablation.py) differ by which modes their processes drew as much as by the change. Here both
+builds share each process's modes; the share of blocks that ran with the vCPUs apart is reported.
 
 Method: the model is compiled with the rule as shipped ("with") and as it stood before ("without"; the --rule
 names of pass_ablation.py), both saved; each of --processes fresh processes loads the two artifacts as a user
@@ -27,7 +29,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternated_blocks, machine, outputs_agree, quartiles, threads, write_results  # noqa: E402
+from common import (  # noqa: E402
+    SPLIT_CACHE_NS, alternated_blocks, core_roundtrip_ns, machine, outputs_agree, quartiles, threads, write_results)
 
 BLOCK_RUNS = 20  # runs per block; a block of one build, then one of the other
 
@@ -44,8 +47,11 @@ def child(with_path: str, without_path: str, rounds: int) -> None:
     for run in runs:
         for _ in range(5):
             run()
-    with_ms, without_ms = alternated_blocks(runs, rounds, BLOCK_RUNS)
-    print(json.dumps({"with_ms": with_ms, "without_ms": without_ms}))
+    roundtrips: list[float] = []
+    with_ms, without_ms = alternated_blocks(runs, rounds, BLOCK_RUNS,
+                                            before_block=lambda: roundtrips.append(core_roundtrip_ns() or 0.0))
+    print(json.dumps({"with_ms": with_ms, "without_ms": without_ms, "roundtrip_ns": roundtrips,
+                      "split_l3_share": sum(r > SPLIT_CACHE_NS for r in roundtrips) / len(roundtrips)}))
 
 
 def main() -> None:
@@ -86,11 +92,13 @@ def main() -> None:
         med_with = statistics.median(s["with_ms"] for s in samples)
         med_without = statistics.median(s["without_ms"] for s in samples)
         calls = {"with": len(shipped.program.calls), "without": len(before_build.program.calls)}
+        split = statistics.mean(s["split_l3_share"] for s in samples)
         rows.append({"model": name, "rule": args.rule, "calls": calls, "processes": samples,
-                     "ratio": statistics.median(ratios), "ratio_p25": lo, "ratio_p75": hi})
+                     "ratio": statistics.median(ratios), "ratio_p25": lo, "ratio_p75": hi, "split_l3_share": split})
         print(f"{name}: with {args.rule} {med_with:.2f} ms, without {med_without:.2f} ms (medians over processes); "
               f"without / with per process {statistics.median(ratios):.3f}x ({lo:.3f}-{hi:.3f}); "
-              f"{calls['without']} -> {calls['with']} kernel calls", flush=True)
+              f"{calls['without']} -> {calls['with']} kernel calls; blocks with the vCPUs on separate L3s "
+              f"{split:.0%}", flush=True)
     write_results(args.json, rows, n_threads, processes=args.processes, rounds=args.rounds)
 
 

@@ -3,10 +3,13 @@ onnxruntime free of the process-mode noise of these VMs.
 
     python benchmarks/paired_ort.py --models all [--processes 6] [--rounds 8] [--db records.db] [--json out.json]
 
-Why: a process on these shared VMs lands in a fast or a slow mode for its whole life (one artifact's per-process
-medians 4.0 and 8.1 ms in one run; onnxruntime alike), so two runtimes timed in separate processes (e2e.py) differ by
-which modes their processes drew as much as by their code: a whole-model ratio there moves 0.97x-1.02x between runs
-of the same builds. Here both runtimes share each process's mode, and the ratio is taken per process.
+Why: these shared VMs run in a fast or a slow mode that lasts tens of seconds (one artifact's per-process medians
+4.0 and 8.1 ms in one run; onnxruntime alike, less so): the host moves the VM's two vCPUs between core complexes,
+and while they sit on different ones they share no L3 (a cache-line round trip between them of ~350 ns instead of
+~60; common.core_roundtrip_ns). Two runtimes timed in separate processes (e2e.py) differ by which modes their
+processes drew as much as by their code: a whole-model ratio there moves 0.97x-1.02x between runs of the same builds.
+Here both runtimes share each process's modes, the ratio is taken per process, and the share of blocks that ran with
+the vCPUs apart is reported (`split_l3_share`: the round trip measured before every block).
 
 Method: the model is compiled by woodpecker with its default schedules (with --db: the tuned ones of that records
 database where it has them) and without the planner (its own kernels only) and saved; each of --processes fresh
@@ -33,7 +36,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    alternated_blocks, geomean, machine, ort_session, outputs_agree, quartiles, threads, write_results)
+    SPLIT_CACHE_NS, alternated_blocks, core_roundtrip_ns, geomean, machine, ort_session, outputs_agree, quartiles,
+    threads, write_results)
 
 GAP_S = 0.05  # seconds of sleep between blocks: both thread pools spin for well under this after a run
 GAP_MAX_S = 1.0  # give up waiting for the pools to park after this long (reported through the gap's CPU share)
@@ -84,9 +88,16 @@ def child(artifact: str, model: str, inputs: str, rounds: int, n_threads: int) -
             run()
     n = _block_runs((time.perf_counter() - t0) / 6)
     shares: list[float] = []
-    woodpecker_ms, onnxruntime_ms = alternated_blocks(runs, rounds, n, before_block=lambda: shares.append(_quiesce()))
+    roundtrips: list[float] = []
+
+    def before_block() -> None:
+        shares.append(_quiesce())
+        roundtrips.append(core_roundtrip_ns() or 0.0)
+
+    woodpecker_ms, onnxruntime_ms = alternated_blocks(runs, rounds, n, before_block=before_block)
     print(json.dumps({"woodpecker_ms": woodpecker_ms, "onnxruntime_ms": onnxruntime_ms, "block_runs": n,
-                      "gap_cpu_share_max": max(shares)}))
+                      "gap_cpu_share_max": max(shares), "roundtrip_ns": roundtrips,
+                      "split_l3_share": sum(r > SPLIT_CACHE_NS for r in roundtrips) / len(roundtrips)}))
 
 
 def main() -> None:
@@ -135,11 +146,13 @@ def main() -> None:
                "ratio": statistics.median(ratios), "ratio_p25": lo, "ratio_p75": hi,
                "woodpecker_ms": statistics.median(s["woodpecker_ms"] for s in samples),
                "onnxruntime_ms": statistics.median(s["onnxruntime_ms"] for s in samples),
-               "gap_cpu_share_max": max(s["gap_cpu_share_max"] for s in samples)}
+               "gap_cpu_share_max": max(s["gap_cpu_share_max"] for s in samples),
+               "split_l3_share": statistics.mean(s["split_l3_share"] for s in samples)}
         rows.append(row)
         print(f"{name:14s} woodpecker {row['woodpecker_ms']:8.2f} ms  onnxruntime {row['onnxruntime_ms']:8.2f} ms "
               f"(medians over processes)  ort/woodpecker per process {row['ratio']:.3f}x ({lo:.3f}-{hi:.3f}); "
-              f"largest CPU share in a gap {row['gap_cpu_share_max']:.1%}", flush=True)
+              f"largest CPU share in a gap {row['gap_cpu_share_max']:.1%}; blocks with the vCPUs on separate L3s "
+              f"{row['split_l3_share']:.0%}", flush=True)
     print(f"geometric mean of the per-process medians ort/woodpecker: {geomean([r['ratio'] for r in rows]):.3f}x")
     write_results(args.json, rows, n_threads, processes=args.processes, rounds=args.rounds, db=args.db)
 

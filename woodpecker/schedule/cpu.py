@@ -123,7 +123,8 @@ def tiled_reduction(sch, st: KernelStructure, knobs: Knobs, family: str = "") ->
         outer = _panels_first(outer, outer_names)
     depth = min(int(knobs.get("parallel", 1)), len(outer))
     # k_outer: the reduction's outer loop right inside the parallel loop, before the serial tile loops, so that a
-    # cache block of the reduction (split_k long) is reused by every tile of the chunk (an L2-sized block of the weight, read once per chunk instead of once per row tile)
+    # cache block of the reduction (split_k long) is reused by every tile of the chunk (an L2-sized block of the
+    # weight read once per chunk instead of once per row tile)
     hoist = bool(int(knobs.get("k_outer", 0))) and bool(red_inner) and depth >= 1
     if hoist:
         sch.reorder(*outer[:depth], *red_outer, *outer[depth:], *red_inner, *inner)
