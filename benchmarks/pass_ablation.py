@@ -140,7 +140,10 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          # every softmax on the [O, D, I] template (rows of no whole number of vectors reduced as scalar chains)
          "softmax-rows": ("woodpecker.lowering.program", "ROW_VECTOR", lambda shipped: 1 << 62),
          # dense layers with many rows stream the whole weight again for every row tile (rows outermost, 8 x 1 tile)
-         "dense-panels": ("woodpecker.schedule.cpu_defaults", "PANEL_ORDER_MIN_ROWS", lambda shipped: 1 << 62)}
+         "dense-panels": ("woodpecker.schedule.cpu_defaults", "PANEL_ORDER_MIN_ROWS", lambda shipped: 1 << 62),
+         # rows first only for convolutions with a padded window (1x1 convolutions, depthwise and pooling split
+         # their channel blocks between the cores)
+         "rows-everywhere": ("woodpecker.schedule.cpu_defaults", "ROWS_FIRST", lambda shipped: {"conv2d_nchwc": "padded"})}
 
 
 def rule_patch(rule: str):

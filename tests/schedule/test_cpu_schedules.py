@@ -491,7 +491,62 @@ def test_the_default_outer_order_is_rows_where_the_rows_give_every_core_four_chu
     assert order(512, 512, 14, 3, 2) == ("rows", 2)
     assert order(512, 512, 14, 3, 16)[0] == "channels"  # 14 rows for 16 threads
     assert order(512, 512, 7, 3, 2)[0] == "channels"  # 7x7: 4 row tiles of 2 on 2 cores
-    assert order(256, 64, 56, 1, 2)[0] == "channels"  # a 1x1 pads nothing
+    # a 1x1 pads nothing, but its cores then read the rows they wrote in the layer before (_outer_order)
+    assert order(256, 64, 56, 1, 2) == ("rows", 2)
+    assert order(256, 64, 7, 1, 2)[0] == "channels"
+    # a simulated target (its own register file, one core): only where a window is padded
+    with config.override(num_threads=2):
+        simulated = cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(256, 64, 56, 1).kernel), 1, 8)
+    assert simulated["outer_order"] == "channels"
+
+
+def _depthwise_pool(c: int, hw: int, stride: int):
+    """A 3x3 depthwise convolution (stride `stride`, padded) and a 3x3 max pooling of stride 2 (padded)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(c + hw)
+    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+    mid = (hw + 2 - 3) // stride + 1
+    out = (mid + 2 - 3) // 2 + 1
+    nodes = [helper.make_node("Conv", ["x", "w"], ["d"], kernel_shape=[3, 3], strides=[stride] * 2, pads=[1] * 4,
+                              group=c),
+             helper.make_node("MaxPool", ["d"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)]
+    graph = helper.make_graph(nodes, "dw_pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, out, out])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_depthwise_and_pooling_layers_split_their_rows_between_the_cores_and_are_exact():
+    """Depthwise convolutions and pooling take the rows-first order where the rows give every core 4 chunks (each
+    core then reads the rows it wrote in the layer before), with the parallel loop over [n, y]; the numbers are
+    onnxruntime's at odd sizes (37 and 19 rows, a stride of 2, 48 channels: 3 blocks of 16)."""
+    import onnxruntime as ort
+
+    import woodpecker
+    from woodpecker import config
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.passes.pipeline import optimize
+
+    for c, hw, stride in ((48, 37, 1), (32, 38, 2), (48, 19, 1)):
+        model = _depthwise_pool(c, hw, stride)
+        with config.override(num_threads=2):
+            tasks = lower_graph(optimize(import_onnx(model))).tasks.values()
+            for task in tasks:
+                if task.family in ("depthwise_nchwc", "pool2d"):
+                    knobs = cpu_defaults.default_knobs(task.family, analyze(task.kernel), 16, 8, 32)
+                    rows = task.param_shapes[-1][2] // int(knobs.get("tile_y", 1))
+                    expected = ("rows", 2) if rows >= 8 else ("channels", knobs["parallel"])
+                    assert (knobs["outer_order"], knobs["parallel"]) == expected, (task.name, rows, knobs)
+        x = np.random.default_rng(hw).standard_normal((1, c, hw, hw)).astype(np.float32)
+        got = woodpecker.compile(model, vendor=False).run({"x": x})["y"]
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{c}@{hw}/{stride}")
 
 
 def test_a_non_dividing_split_stays_out_of_the_parallel_loop_once_every_core_has_two_chunks():

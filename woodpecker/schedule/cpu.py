@@ -197,9 +197,10 @@ def _rows_first(outer: list, names: list[str]) -> list:
     and over [n, kb, y] every input row was copied 3 x (output blocks / kb tile) times: 24 times on a 256-channel
     layer, 5-8 % of a 3x3 layer's time against a copy-free kernel. Measured on AVX-512 (benchmarks/knob_probe.py,
     2 threads, 3 rounds in one process): 64@224 1.07x, 256@56 1.05x, 512@28 1.03x, 512@14 1.08x."""
-    if "kb" not in names or "y" not in names:
+    channels = "kb" if "kb" in names else "c"  # depthwise and pooling: [n, c, y, x, b]
+    if channels not in names or "y" not in names:
         return outer
-    kb, y = names.index("kb"), names.index("y")  # adjacent in the templates' [n, kb, y, x, ko]
+    kb, y = names.index(channels), names.index("y")  # adjacent in the templates' [n, kb, y, x, ko]
     swapped = list(outer)
     swapped[kb], swapped[y] = outer[y], outer[kb]
     return swapped

@@ -16,6 +16,9 @@ VECTOR_LANES = 8  # float32 lanes of one AVX2 register
 REGISTERS = 16  # vector registers available to the register tile
 # Input channels below which a convolution keeps one output-channel block per register tile on a wide register file
 WIDE_TILE_MIN_INPUT_CHANNELS = 16
+# Families whose default outer order may put the output rows first (_outer_order), and which of their layers:
+# "all", or "padded" (only those with a window whose input is padded)
+ROWS_FIRST = {"conv2d_nchwc": "all", "depthwise_nchwc": "all", "pool2d": "all"}
 # Rows of X from which a packed dense layer runs its weight panels outermost (outer_order "panels")
 PANEL_ORDER_MIN_ROWS = 16
 
@@ -133,8 +136,11 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
             knobs["tile_kb"] = 2
     knobs["reduction_order"] = "default"
     knobs["unroll"] = 1
-    if family == "conv2d_nchwc" and rows:
-        knobs["outer_order"] = _outer_order(st, knobs)
+    # simulated targets (a register file without its register count) run one core: rows first only where it
+    # saves padding
+    which = ROWS_FIRST.get(family) if registers > 0 else {"conv2d_nchwc": "padded"}.get(family)
+    if which and rows:
+        knobs["outer_order"] = _outer_order(st, knobs, which)
     if knobs.get("outer_order") == "rows":
         knobs["parallel"] = 2  # [n, y]: each chunk's padded rows serve every output block
     elif panels:
@@ -185,12 +191,23 @@ def _row_loop_serial(st: KernelStructure) -> bool:
     return outer >= 4 * max(1, config.get().num_threads)
 
 
-def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str]) -> str:
-    """Rows before channel blocks (woodpecker.schedule.cpu._rows_first) for a convolution with a window (whose input
-    is padded per parallel chunk) whose output rows still give every core at least 4 chunks; the 1x1 layers, which
-    pad nothing, and short images (7x7 rows in tiles of 2 on 2 cores would leave 4 chunks) keep the channel order."""
+def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str], which: str = "all") -> str:
+    """Rows before channel blocks (woodpecker.schedule.cpu._rows_first: the parallel loop over [n, y]) where the
+    output rows give every core at least 4 chunks; short images (7x7 rows in tiles of 2 on 2 cores would leave 4
+    chunks, 7 rows on 2 cores split 4:3) keep the channel order; with `which` "padded", so do the layers without a
+    padded window (ROWS_FIRST says which layers of each family).
+
+    Why rows, in two parts. A convolution with a window pads its input per parallel chunk, and over rows each chunk's
+    padded rows serve every output block (_rows_first). And every layer that splits its rows between the cores the
+    same way leaves each core reading what it wrote itself in the layer before: with the channel blocks split
+    instead, half of each layer's input sat in the other core's cache. On these VMs the host at times places the two
+    vCPUs on different L3s (common.core_roundtrip_ns in the benchmarks: ~350 ns instead of ~60), and there
+    MobileNetV2's layers ran 1.5-4x slower than on a shared L3, the 40 us ones the worst. Rows first for 1x1
+    convolutions, depthwise convolutions and pooling as well (benchmarks/ab_in_process.py --rule rows-everywhere):
+    MobileNetV2 1.33x with the vCPUs apart, 0.99-1.06x on a shared L3 (whole model, the two builds alternated in one
+    process, rounds labelled by the round trip)."""
     y = next((a for a in st.spatial if a.name == "y"), None)
-    if _window(st) <= 1 or y is None or not st.producers:
+    if y is None or (which == "padded" and (_window(st) <= 1 or not st.producers)):
         return "channels"
     row_tiles = y.extent // int(knobs.get("tile_y", 1))
     return "rows" if row_tiles >= 4 * max(1, config.get().num_threads) else "channels"
