@@ -388,6 +388,69 @@ def test_data_movement_runs_as_a_nest_with_the_innermost_axis_as_vector(monkeypa
             np.testing.assert_array_equal(g, w)
 
 
+def _concat_model(c: int, hw: int):
+    """Two 3x3 convolutions of one input (16 and 32 output channels), concatenated, plus the input's first 48
+    channels, through a ReLU: data movement and element-wise work on blocked images."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(c + hw)
+    inits = [numpy_helper.from_array(rng.standard_normal((k, c, 3, 3)).astype(np.float32), f"w{k}") for k in (16, 32)]
+    nodes = [helper.make_node("Conv", ["x", "w16"], ["a"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Conv", ["x", "w32"], ["b"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Concat", ["a", "b"], ["ab"], axis=1),
+             helper.make_node("Add", ["ab", "x"], ["s"]),
+             helper.make_node("Relu", ["s"], ["y"])]
+    graph = helper.make_graph(nodes, "concat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 48, hw, hw])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_element_wise_kernels_on_blocked_images_split_their_rows_between_the_cores_and_are_exact(monkeypatch):
+    """A concatenation and a residual addition on blocked images take the rows-first order where the rows give
+    every core 4 chunks (the parallel loop then starts at the rows, as the convolutions' does), in every nest form,
+    and compute onnxruntime's numbers at odd sizes (37 rows; 7 rows keep the channel order, and so does the
+    conversion back to the model's NCHW output, not a blocked image)."""
+    import onnxruntime as ort
+
+    import woodpecker
+
+    for hw in (37, 7):
+        model = _concat_model(48, hw)
+        cm = woodpecker.compile(model, vendor=False)
+        knobs = {k.name: k.knobs for k in cm.kernels if k.family == "injective"}
+        assert int(knobs["fused_concat_add_relu"]["rows_first"]) == int(hw >= 8), knobs
+        assert int(knobs["layout_transform_1"]["rows_first"]) == 0, knobs
+        feed = cm.random_inputs(0)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+        np.testing.assert_allclose(cm.run(feed)["y"], want, rtol=1e-4, atol=1e-4)
+
+    from woodpecker.schedule.apply import schedule
+    from woodpecker.space.space import space_for_task
+
+    task, _ = _task_io(_concat_model(48, 37), "injective")
+    knobs = dict(space_for_task(task).default)
+    for rows_first, first in ((1, "n_h"), (0, "n_c")):
+        (par,) = _parallel_loop_names(schedule(task, {**knobs, "rows_first": rows_first}))
+        assert par.startswith(first), (rows_first, par)
+
+    shipped = cpu_defaults.default_knobs
+    model = _concat_model(48, 37)
+    feed = {"x": np.random.default_rng(1).standard_normal((1, 48, 37, 37)).astype(np.float32)}
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    for nest in (0, 1, 2):
+        def forced(family, *args, nest=nest, **kwargs):
+            knobs = shipped(family, *args, **kwargs)
+            return {**knobs, "nest": nest, "rows_first": 1} if family == "injective" else knobs
+
+        monkeypatch.setattr(cpu_defaults, "default_knobs", forced)
+        got = woodpecker.compile(model, vendor=False).run(feed)["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"nest {nest}")
+
+
 def _task_io(model, family: str = "conv2d_nchwc"):
     from woodpecker.frontend.onnx import import_onnx
     from woodpecker.lowering.model import lower_graph

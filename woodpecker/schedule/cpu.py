@@ -353,6 +353,13 @@ def _vectorize_spatial_innermost(sch, block) -> None:
         pass
 
 
+def _blocked_image(sch, loops, st: KernelStructure) -> bool:
+    """Whether an injective kernel's output loops are a blocked image's [n, c, h, w, b], as its structure names them."""
+    names = [a.name for a in st.spatial]
+    return (names == ["n", "c", "h", "w", "b"] and len(loops) == 5
+            and [int(sch.get(loop).extent) for loop in loops] == [a.extent for a in st.spatial])
+
+
 def _guarded_by_remainder(block) -> bool:
     """Whether a guarded read's condition takes a remainder (a strided ConvTranspose's zero insertion: `(h + 1) % 2 <
     1`). The nest form of such a kernel computed wrong numbers (every channel count tried, vectorized or unrolled:
@@ -375,6 +382,11 @@ def injective(sch, st: KernelStructure, knobs: Knobs) -> None:
         except not_applicable():  # not inlinable (e.g. a reduction): it stays a staged statement
             pass
     loops = sch.get_loops(out)
+    if int(knobs.get("rows_first", 0)) and _blocked_image(sch, loops, st):
+        # [n, c, h, w, b] -> [n, h, c, w, b]: the parallel loop splits the rows between the cores, as the blocked
+        # layers around it do (cpu_defaults._outer_order), so each core reads the rows it wrote itself
+        sch.reorder(loops[0], loops[2], loops[1])
+        loops = sch.get_loops(out)
     inner = int(sch.get(loops[-1]).extent) if loops else 1
     if int(knobs.get("nest", 0)) and len(loops) > 1 and inner <= 64 and not _guarded_by_remainder(sch.get(out)):
         # the innermost axis is the vector loop and the others one parallel loop: each element's source index is

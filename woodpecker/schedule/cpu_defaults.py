@@ -19,6 +19,8 @@ WIDE_TILE_MIN_INPUT_CHANNELS = 16
 # Families whose default outer order may put the output rows first (_outer_order), and which of their layers:
 # "all", or "padded" (only those with a window whose input is padded)
 ROWS_FIRST = {"conv2d_nchwc": "all", "depthwise_nchwc": "all", "pool2d": "all"}
+# Data movement and element-wise kernels on a blocked image [n, c, h, w, b] split its rows between the cores too
+INJECTIVE_ROWS_FIRST = True
 # Rows of X from which a packed dense layer runs its weight panels outermost (outer_order "panels")
 PANEL_ORDER_MIN_ROWS = 16
 
@@ -60,7 +62,13 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         nest = int(not st.reduction and len(st.spatial) > 1 and 2 <= inner <= 64)
         if nest and _row_loop_serial(st):
             nest = 2
-        return {"vector": 16, "parallel": 1 if total(st) >= 4096 else 0, "nest": nest}
+        knobs = {"vector": 16, "parallel": 1 if total(st) >= 4096 else 0, "nest": nest}
+        if registers > 0:  # the host (a simulated target runs one core)
+            # rows before channel blocks on a blocked image whose rows give every core 4 chunks, as the layers
+            # around it (_outer_order)
+            rows = _image_rows(st) >= 4 * max(1, config.get().num_threads)
+            knobs["rows_first"] = int(INJECTIVE_ROWS_FIRST and rows)
+        return knobs
     if family == "row_reduce":
         # partials only where the target has vector lanes (a scalar RISC-V core gains nothing from 16 chains of
         # spilled accumulators)
@@ -152,6 +160,12 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         knobs["parallel"] = _default_parallel(st, knobs, serial_remainders=family == "conv2d_nchwc")
     knobs["pad_at"] = "parallel"
     return knobs
+
+
+def _image_rows(st: KernelStructure) -> int:
+    """The rows (h) of a blocked image [n, c, h, w, b] an injective kernel writes; 0 for any other output."""
+    names = [a.name for a in st.spatial]
+    return st.spatial[2].extent if names == ["n", "c", "h", "w", "b"] else 0
 
 
 def _weight_bytes(st: KernelStructure) -> int:
