@@ -120,7 +120,7 @@ def alternated_blocks(runs, rounds: int, block_runs: int, before_block=None) -> 
 # where both cores share a last-level cache and ~350 ns where they do not. On these 2-vCPU VMs the host moves the
 # vCPUs between core complexes every few tens of seconds, and that placement, not the process, is what the "fast"
 # and "slow" modes are: ViT-B/16's own build 180 vs 225 ms, its dense layers re-reading their weights through two
-# separate L3s (measured in stop 29; see benchmarks/ab_in_process.py's split-L3 column).
+# separate L3s (benchmarks/results/kernels/README.md, "The VMs' two modes").
 _ROUNDTRIP_C = r"""
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -175,6 +175,7 @@ def core_roundtrip_ns(iterations: int = 100_000) -> float | None:
         if subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-pthread", src, "-o", lib], capture_output=True).returncode:
             return None
         _roundtrip = ctypes.CDLL(lib).roundtrip_ns
+        shutil.rmtree(work, ignore_errors=True)  # the library stays mapped
         _roundtrip.restype = ctypes.c_double
         _roundtrip.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long]
     return float(_roundtrip(cpus[0], cpus[1], iterations))

@@ -208,8 +208,8 @@ def _rows_first(outer: list, names: list[str]) -> list:
 
 def _panels_first(outer: list, names: list[str]) -> list:
     """The outer loops of a packed dense layer with the weight panels (nb) before the rows of X (m): [nb, m]. With
-    the parallel loop over nb and the reduction hoisted (knob k_outer), each core streams its own share of the
-    weight once, one split_k-long block of each panel serving every row tile of the chunk."""
+    the parallel loop over nb each core streams its own share of the weight once, each panel tile read by every row
+    tile while it is in L2 (with knob k_outer, one split_k-long block of it at a time)."""
     if "nb" not in names or "m" not in names:
         return outer
     m, nb = names.index("m"), names.index("nb")

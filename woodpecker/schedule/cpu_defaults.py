@@ -121,9 +121,10 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         # it, instead of the whole weight streamed again from L3 (or memory) for every 8 rows. Measured on AVX-512
         # (2 threads; benchmarks/ab_in_process.py --rule dense-panels): ViT-B/16 1.125x (1.059-1.132), most of it
         # while the VM's two vCPUs sat on different L3s (a 350 ns inter-core round trip instead of 60), where the
-        # re-streamed weight came from memory; with 12 accumulators (6 rows x 2 panels of 32 registers) 1.06-1.08x
-        # on a shared L3, 1.05-1.07x from the order alone. BERT's 256-wide layers (weights of 0.25-1 MiB, in L2)
-        # were 1-4 % faster the old way, hence the L2 bound.
+        # re-streamed weight came from memory. A one-off probe of the two parts apart (builds alternated in one
+        # process, a shared L3): 1.05-1.07x from the order alone, 1.06-1.08x with 12 accumulators (6 rows x 2 panels
+        # of 32 registers). BERT's 256-wide layers (weights of 0.25-1 MiB, in L2) were 1-4 % faster the old way in
+        # a per-kernel probe, hence the L2 bound.
         nb = next(a for a in st.spatial if a.name == "nb")
         if wide_file and nb.extent >= 2 and math.ceil(lanes / vector_lanes) == 1:
             knobs[f"tile_{rows[0].name}"], knobs["tile_nb"] = 6, 2
@@ -217,9 +218,9 @@ def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str], which: str
     instead, half of each layer's input sat in the other core's cache. On these VMs the host at times places the two
     vCPUs on different L3s (common.core_roundtrip_ns in the benchmarks: ~350 ns instead of ~60), and there
     MobileNetV2's layers ran 1.5-4x slower than on a shared L3, the 40 us ones the worst. Rows first for 1x1
-    convolutions, depthwise convolutions and pooling as well (benchmarks/ab_in_process.py --rule rows-everywhere):
-    MobileNetV2 1.33x with the vCPUs apart, 0.99-1.06x on a shared L3 (whole model, the two builds alternated in one
-    process, rounds labelled by the round trip)."""
+    convolutions, depthwise convolutions and pooling as well (benchmarks/ab_in_process.py --rule rows-everywhere,
+    with the share of blocks run with the vCPUs apart): DenseNet-121 1.203x (79 %), ShuffleNetV2 1.244x (65 %),
+    MobileNetV2 1.058x (20 %); on a shared L3 within 1 % (ResNet-18 0.996x, ResNet-50 1.006x, MobileNetV3 1.007x)."""
     y = next((a for a in st.spatial if a.name == "y"), None)
     if y is None or (which == "padded" and (_window(st) <= 1 or not st.producers)):
         return "channels"
