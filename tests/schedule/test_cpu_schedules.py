@@ -101,7 +101,8 @@ def test_dense_layers_with_many_rows_and_a_weight_beyond_l2_run_their_weight_pan
     assert (wide["outer_order"], wide["parallel"], wide["tile_m"], wide["tile_nb"]) == ("panels", 1, 6, 2)
     narrow = knobs(197, 768, 768, 8, 8, 16)  # AVX2: the 8-accumulator tile (4 rows x 2 vectors), the same order
     assert (narrow["outer_order"], narrow["tile_m"], narrow["tile_nb"]) == ("panels", 4, 1)
-    assert knobs(197, 768, 64, 16, 8, 32)["parallel"] == 2  # 4 panels, 2 pairs: fused with the rows
+    few = knobs(197, 8192, 64, 16, 8, 32)  # 2 MiB in 4 panels: 2 pairs, fused with the rows
+    assert (few["outer_order"], few["parallel"]) == ("panels", 2)
     assert knobs(128, 256, 256, 16, 8, 32).get("outer_order", "default") == "default"  # 256 KiB: in L2
     assert knobs(1, 4096, 1024, 16, 8, 32).get("outer_order", "default") == "default"
     simulated = cpu_defaults.default_knobs("dense_packed", analyze(_dense_task(_dense(197, 768, 768)[0]).kernel), 1, 8)
@@ -417,10 +418,12 @@ def test_element_wise_kernels_on_blocked_images_split_their_rows_between_the_cor
     import onnxruntime as ort
 
     import woodpecker
+    from woodpecker import config
 
     for hw in (37, 7):
         model = _concat_model(48, hw)
-        cm = woodpecker.compile(model, vendor=False)
+        with config.override(num_threads=2):  # 4 chunks per core: 8 rows
+            cm = woodpecker.compile(model, vendor=False)
         knobs = {k.name: k.knobs for k in cm.kernels if k.family == "injective"}
         assert int(knobs["fused_concat_add_relu"]["rows_first"]) == int(hw >= 8), knobs
         assert int(knobs["layout_transform_1"]["rows_first"]) == 0, knobs
