@@ -30,7 +30,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    SPLIT_CACHE_NS, alternated_blocks, core_roundtrip_ns, machine, outputs_agree, quartiles, threads, write_results)
+    alternated_blocks, core_roundtrip_ns, machine, outputs_agree, quartiles, split_l3_share, threads, write_results)
 
 BLOCK_RUNS = 20  # runs per block; a block of one build, then one of the other
 
@@ -51,7 +51,7 @@ def child(with_path: str, without_path: str, rounds: int) -> None:
     with_ms, without_ms = alternated_blocks(runs, rounds, BLOCK_RUNS,
                                             before_block=lambda: roundtrips.append(core_roundtrip_ns() or 0.0))
     print(json.dumps({"with_ms": with_ms, "without_ms": without_ms, "roundtrip_ns": roundtrips,
-                      "split_l3_share": sum(r > SPLIT_CACHE_NS for r in roundtrips) / len(roundtrips)}))
+                      "split_l3_share": split_l3_share(roundtrips)}))
 
 
 def main() -> None:

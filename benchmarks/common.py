@@ -130,7 +130,9 @@ _ROUNDTRIP_C = r"""
 static _Atomic int flag __attribute__((aligned(64)));
 static int cpus[2];
 static long count;
-static void pin(int c) { cpu_set_t s; CPU_ZERO(&s); CPU_SET(c, &s); pthread_setaffinity_np(pthread_self(), sizeof s, &s); }
+static void pin(int c) {
+  cpu_set_t s; CPU_ZERO(&s); CPU_SET(c, &s); pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
 static void *echo(void *unused) {
   pin(cpus[1]);
   for (long i = 0; i < count; i++) { while (atomic_load(&flag) != 1) {} atomic_store(&flag, 0); }
@@ -151,6 +153,11 @@ double roundtrip_ns(int first, int second, long n) {
 """
 SPLIT_CACHE_NS = 200.0  # round trips above this: the two cores did not share a last-level cache
 _roundtrip = None
+
+
+def split_l3_share(roundtrips_ns: list[float]) -> float:
+    """The share of `roundtrips_ns` (one per timed block) taken while the two cores shared no last-level cache."""
+    return sum(r > SPLIT_CACHE_NS for r in roundtrips_ns) / max(1, len(roundtrips_ns))
 
 
 def core_roundtrip_ns(iterations: int = 100_000) -> float | None:

@@ -36,7 +36,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    SPLIT_CACHE_NS, alternated_blocks, core_roundtrip_ns, geomean, machine, ort_session, outputs_agree, quartiles,
+    alternated_blocks, core_roundtrip_ns, geomean, machine, ort_session, outputs_agree, quartiles, split_l3_share,
     threads, write_results)
 
 GAP_S = 0.05  # seconds of sleep between blocks: both thread pools spin for well under this after a run
@@ -97,7 +97,7 @@ def child(artifact: str, model: str, inputs: str, rounds: int, n_threads: int) -
     woodpecker_ms, onnxruntime_ms = alternated_blocks(runs, rounds, n, before_block=before_block)
     print(json.dumps({"woodpecker_ms": woodpecker_ms, "onnxruntime_ms": onnxruntime_ms, "block_runs": n,
                       "gap_cpu_share_max": max(shares), "roundtrip_ns": roundtrips,
-                      "split_l3_share": sum(r > SPLIT_CACHE_NS for r in roundtrips) / len(roundtrips)}))
+                      "split_l3_share": split_l3_share(roundtrips)}))
 
 
 def main() -> None:

@@ -143,7 +143,8 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          "dense-panels": ("woodpecker.schedule.cpu_defaults", "PANEL_ORDER_MIN_ROWS", lambda shipped: 1 << 62),
          # rows first only for convolutions with a padded window (1x1 convolutions, depthwise and pooling split
          # their channel blocks between the cores)
-         "rows-everywhere": ("woodpecker.schedule.cpu_defaults", "ROWS_FIRST", lambda shipped: {"conv2d_nchwc": "padded"}),
+         "rows-everywhere": ("woodpecker.schedule.cpu_defaults", "ROWS_FIRST",
+                             lambda shipped: {"conv2d_nchwc": "padded"}),
          # data movement and element-wise kernels on blocked images split their channel blocks between the cores
          "rows-injective": ("woodpecker.schedule.cpu_defaults", "INJECTIVE_ROWS_FIRST", lambda shipped: False)}
 

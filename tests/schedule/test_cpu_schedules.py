@@ -127,7 +127,8 @@ def test_panel_first_dense_layers_with_a_hoisted_reduction_block_are_exact():
         for over in ({"outer_order": "panels", "parallel": 1, "tile_m": 6, "tile_nb": 2},
                      {"outer_order": "panels", "parallel": 2, "tile_m": 6, "tile_nb": 2},
                      {"outer_order": "panels", "parallel": 1, "tile_m": 4, "tile_nb": 2, "k_outer": 1, "split_k": 32},
-                     {"outer_order": "default", "parallel": 1, "tile_m": 8, "tile_nb": 1, "k_outer": 1, "split_k": 16}):
+                     {"outer_order": "default", "parallel": 1, "tile_m": 8, "tile_nb": 1, "k_outer": 1,
+                      "split_k": 16}):
             knobs = {**default, **over}
             mod = schedule(task, knobs)
             ex = tvm.compile(mod, target=llvm_target())
@@ -181,7 +182,8 @@ def test_nchw_convolutions_with_odd_rows_compute_what_onnxruntime_does():
                                         (6, 10, 29, 3, 1, 1), (64, 64, 56, 3, 32, 1)):
         model = _conv(c, k, hw, r, groups, stride)
         x = np.random.default_rng(hw).standard_normal((1, c, hw, hw)).astype(np.float32)
-        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = session.run(None, {"x": x})[0]
         got = woodpecker.compile(model, vendor=False).run({"x": x})["z"]
         assert got.shape == want.shape
         assert relative_error(got, want) <= 1e-4, (c, k, hw, r, groups, stride)
@@ -285,7 +287,8 @@ def test_row_reductions_keep_one_partial_per_lane_and_agree_with_onnxruntime():
         x = (rng.integers(-1000, 1000, shape) if dtype == np.int32 else rng.standard_normal(shape) * 4).astype(dtype)
         if op == "ReduceMax":  # every row negative: a partial started at 0 instead of -inf would show
             x = -np.abs(x) - 1
-        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = session.run(None, {"x": x})[0]
         got = woodpecker.compile(model, vendor=False).run({"x": x})["y"]
         if dtype == np.int32:
             np.testing.assert_array_equal(got, want)
@@ -335,7 +338,8 @@ def test_two_channel_block_tiles_compute_what_onnxruntime_does(monkeypatch):
         assert cpu_defaults.default_knobs("conv2d_nchwc", analyze(_conv_task(c, k, hw, r).kernel))["tile_kb"] == 2
         model = _conv(c, k, hw, r, 1, 1)
         x = np.random.default_rng(hw).standard_normal((1, c, hw, hw)).astype(np.float32)
-        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = session.run(None, {"x": x})[0]
         got = woodpecker.compile(model, vendor=False).run({"x": x})["z"]
         assert relative_error(got, want) <= 1e-4, (c, k, hw, r)
 
@@ -578,7 +582,8 @@ def _depthwise_pool(c: int, hw: int, stride: int):
     nodes = [helper.make_node("Conv", ["x", "w"], ["d"], kernel_shape=[3, 3], strides=[stride] * 2, pads=[1] * 4,
                               group=c),
              helper.make_node("MaxPool", ["d"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)]
-    graph = helper.make_graph(nodes, "dw_pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+    graph = helper.make_graph(nodes, "dw_pool",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, out, out])],
                               [numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -611,7 +616,8 @@ def test_depthwise_and_pooling_layers_split_their_rows_between_the_cores_and_are
                     assert (knobs["outer_order"], knobs["parallel"]) == expected, (task.name, rows, knobs)
         x = np.random.default_rng(hw).standard_normal((1, c, hw, hw)).astype(np.float32)
         got = woodpecker.compile(model, vendor=False).run({"x": x})["y"]
-        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        want = session.run(None, {"x": x})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{c}@{hw}/{stride}")
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from woodpecker.schedule.cpu_defaults import PADDED_FAMILIES, host_register_tile, largest_divisor, total
+from woodpecker.schedule.cpu_defaults import (
+    PADDED_FAMILIES, host_register_tile, image_rows, largest_divisor, total)
 from woodpecker.schedule.errors import not_applicable
 from woodpecker.schedule.structure import KernelStructure
 
@@ -354,9 +355,9 @@ def _vectorize_spatial_innermost(sch, block) -> None:
 
 
 def _blocked_image(sch, loops, st: KernelStructure) -> bool:
-    """Whether an injective kernel's output loops are a blocked image's [n, c, h, w, b], as its structure names them."""
-    names = [a.name for a in st.spatial]
-    return (names == ["n", "c", "h", "w", "b"] and len(loops) == 5
+    """Whether an injective kernel's output loops are a blocked image's [n, c, h, w, b] (as its structure names
+    them)."""
+    return (image_rows(st) > 0 and len(loops) == 5
             and [int(sch.get(loop).extent) for loop in loops] == [a.extent for a in st.spatial])
 
 

@@ -54,6 +54,9 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         accumulators = accumulators or host_accumulators
         registers = registers or host_vector_file()[1]
     wide_file = registers >= 32  # 32 vector registers (AVX-512): room for a second output-channel block
+    # the host's cores and caches; a register file without its register count is a simulated target's (one core,
+    # caches of its own), which the L2 bound of dense panels and the rows-first rules below leave alone
+    on_host = registers > 0
     if family == "injective":
         # a nest (innermost axis as the vector loop) where that axis is short enough to be one vector: a layout
         # conversion or a channel shuffle then computes each source index affinely (the input's NCHW -> NCHW3c
@@ -63,11 +66,10 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         if nest and _row_loop_serial(st):
             nest = 2
         knobs = {"vector": 16, "parallel": 1 if total(st) >= 4096 else 0, "nest": nest}
-        if registers > 0:  # the host (a simulated target runs one core)
+        if on_host:
             # rows before channel blocks on a blocked image whose rows give every core 4 chunks, as the layers
             # around it (_outer_order)
-            rows = _image_rows(st) >= 4 * max(1, config.get().num_threads)
-            knobs["rows_first"] = int(INJECTIVE_ROWS_FIRST and rows)
+            knobs["rows_first"] = int(INJECTIVE_ROWS_FIRST and every_core_has(image_rows(st), 4))
         return knobs
     if family == "row_reduce":
         # partials only where the target has vector lanes (a scalar RISC-V core gains nothing from 16 chains of
@@ -112,8 +114,7 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         # (1000 outputs: 125 panels of 8, so 5), else 4 with TVM's guard on the remainder
         near = [d for d in divisors(nb.extent) if 2 <= d <= min(spare, 8)]
         knobs["tile_nb"] = min(near, key=lambda d: (abs(d - 4), -d)) if near else min(spare, 4, nb.extent)
-    # (a register file without its register count is a simulated target's: its caches are not the host's)
-    panels = (family == "dense_packed" and registers > 0 and bool(rows) and rows[0].extent >= PANEL_ORDER_MIN_ROWS
+    panels = (family == "dense_packed" and on_host and bool(rows) and rows[0].extent >= PANEL_ORDER_MIN_ROWS
               and _weight_bytes(st) > host_l2_bytes())
     if panels:
         # Many rows of X (a transformer's tokens) and a weight larger than a core's L2: weight panels outermost,
@@ -145,9 +146,8 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
             knobs["tile_kb"] = 2
     knobs["reduction_order"] = "default"
     knobs["unroll"] = 1
-    # simulated targets (a register file without its register count) run one core: rows first only where it
-    # saves padding
-    which = ROWS_FIRST.get(family) if registers > 0 else {"conv2d_nchwc": "padded"}.get(family)
+    # one core (a simulated target): rows first only where it saves padding
+    which = ROWS_FIRST.get(family) if on_host else {"conv2d_nchwc": "padded"}.get(family)
     if which and rows:
         knobs["outer_order"] = _outer_order(st, knobs, which)
     if knobs.get("outer_order") == "rows":
@@ -155,15 +155,19 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
     elif panels:
         # the panels alone where they give every core 4 chunks (TVM hands each thread one contiguous share of the
         # parallel loop, so more chunks do not balance better), else fused with the rows
-        nb = next(a for a in st.spatial if a.name == "nb")
-        knobs["parallel"] = 1 if nb.extent // int(knobs["tile_nb"]) >= 4 * max(1, config.get().num_threads) else 2
+        knobs["parallel"] = 1 if every_core_has(nb.extent // int(knobs["tile_nb"]), 4) else 2  # nb: found above
     else:
         knobs["parallel"] = _default_parallel(st, knobs, serial_remainders=family == "conv2d_nchwc")
     knobs["pad_at"] = "parallel"
     return knobs
 
 
-def _image_rows(st: KernelStructure) -> int:
+def every_core_has(chunks: int, per_core: int) -> bool:
+    """Whether `chunks` parallel chunks give each of the configured threads at least `per_core`."""
+    return chunks >= per_core * max(1, config.get().num_threads)
+
+
+def image_rows(st: KernelStructure) -> int:
     """The rows (h) of a blocked image [n, c, h, w, b] an injective kernel writes; 0 for any other output."""
     names = [a.name for a in st.spatial]
     return st.spatial[2].extent if names == ["n", "c", "h", "w", "b"] else 0
@@ -203,7 +207,7 @@ def _row_loop_serial(st: KernelStructure) -> bool:
     if len(st.spatial) < 3 or st.spatial[-2].extent < 2:
         return False
     outer = math.prod(a.extent for a in st.spatial[:-2])
-    return outer >= 4 * max(1, config.get().num_threads)
+    return every_core_has(outer, 4)
 
 
 def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str], which: str = "all") -> str:
@@ -225,7 +229,7 @@ def _outer_order(st: KernelStructure, knobs: Mapping[str, int | str], which: str
     if y is None or (which == "padded" and (_window(st) <= 1 or not st.producers)):
         return "channels"
     row_tiles = y.extent // int(knobs.get("tile_y", 1))
-    return "rows" if row_tiles >= 4 * max(1, config.get().num_threads) else "channels"
+    return "rows" if every_core_has(row_tiles, 4) else "channels"
 
 
 def _lanes(extent: int, vector_lanes: int, padded: bool = False) -> int:
@@ -307,12 +311,11 @@ def _default_parallel(st: KernelStructure, knobs: Mapping[str, int | str], seria
     (benchmarks/knob_probe.py, 2 threads, 3 rounds), 7x7 layers whose 2-row tiles (7 = 3 x 2 + 1) were fused: 512@7
     3x3 1.04-1.05x, 160 -> 320 @7 1.07x, a 5x5 48 -> 128 @7 1.08x. The other families (pooling, depthwise, dense),
     unmeasured per kernel, fuse as before."""
-    enough = 2 * max(1, config.get().num_threads)
     chunks = 1
     depth = 0
     for a in st.spatial[:-1]:
         tile = int(knobs.get(f"tile_{a.name}", 1))
-        if serial_remainders and depth and chunks >= enough and 1 < tile < a.extent and a.extent % tile:
+        if serial_remainders and depth and every_core_has(chunks, 2) and 1 < tile < a.extent and a.extent % tile:
             break
         outer = a.extent // tile
         depth += 1
