@@ -146,7 +146,9 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          "rows-everywhere": ("woodpecker.schedule.cpu_defaults", "ROWS_FIRST",
                              lambda shipped: {"conv2d_nchwc": "padded"}),
          # data movement and element-wise kernels on blocked images split their channel blocks between the cores
-         "rows-injective": ("woodpecker.schedule.cpu_defaults", "INJECTIVE_ROWS_FIRST", lambda shipped: False)}
+         "rows-injective": ("woodpecker.schedule.cpu_defaults", "INJECTIVE_ROWS_FIRST", lambda shipped: False),
+         # every 3x3 stride-1 convolution direct (conv2d_nchwc), none by Winograd F(4x4, 3x3)
+         "winograd": ("woodpecker.passes.layout", "winograd_fits", lambda shipped: lambda *args: False)}
 
 
 def rule_patch(rule: str):

@@ -228,9 +228,25 @@ def test_reduce(kind):
     _check(f"reduce_{kind}", dict(O=3, R=6, I=4), [x], expected)
 
 
+def test_conv2d_winograd_nchwc():
+    """Unscheduled (TVM's default loops): the transforms and products as written compute the 3x3 convolution; 9x10
+    outputs in 3x3 tiles overhang them; errors relative to the output's largest magnitude (Winograd's rounding)."""
+    from woodpecker.ir import winograd
+    from woodpecker.measure.correctness import relative_error
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 9, 10, 4)).astype(np.float32)
+    wt = rng.standard_normal((3, 2, 3, 3, 4, 8)).astype(np.float32)
+    attrs = dict(strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1))
+    expected = ops.evaluate("conv2d_nchwc", [x, wt], attrs)[0]
+    b = dict(N=1, CB=2, H=9, W=10, IB=4, KB=3, OB=8, OH=9, OW=10, TH=3, TW=3, PT=1, PL=1)
+    got = build_and_run(instantiate(LIB.template("conv2d_winograd_nchwc"), b), x, winograd.transform_weight(wt))
+    assert got.shape == expected.shape and relative_error(got, expected) < 1e-5
+
+
 def test_every_template_is_covered_here():
     covered = {
-        "conv2d", "conv2d_nchwc", "grouped_conv2d_nchwc", "depthwise_conv2d_nchwc", "dense", "dense_packed", "batch_matmul",
+        "conv2d", "conv2d_nchwc", "grouped_conv2d_nchwc", "conv2d_winograd_nchwc", "depthwise_conv2d_nchwc", "dense", "dense_packed", "batch_matmul",
         "batch_matmul_nt", "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool", "softmax",
         "softmax_rows", "log_softmax", "layer_norm", "lrn", "reduce_sum", "reduce_mean", "reduce_sum_square", "reduce_max",
         "reduce_min",

@@ -112,6 +112,7 @@ BINDINGS = {
     "conv2d": dict(N=1, C=8, H=14, W=14, K=16, R=3, S=3, G=2, **_WIN),
     "conv2d_nchwc": dict(N=1, CB=2, H=14, W=14, IB=8, KB=4, OB=16, R=3, S=3, **_WIN),
     "grouped_conv2d_nchwc": dict(N=1, CB=4, H=14, W=14, IB=16, KB=4, OB=16, G=4, R=3, S=3, **_WIN),
+    "conv2d_winograd_nchwc": dict(N=1, CB=2, H=14, W=14, IB=16, KB=4, OB=16, OH=14, OW=14, TH=4, TW=4, PT=1, PL=1),
     "depthwise_conv2d_nchwc": dict(N=1, CB=4, H=14, W=14, B=8, R=3, S=3, **_WIN),
     "dense": dict(M=1, K=512, N=1000),
     "dense_packed": dict(M=1, K=512, NB=64, B=16),

@@ -1137,7 +1137,9 @@ def test_medium_sizes(case):
     nodes, shape, inits, opset = MEDIUM_CASES[case]
     x = rand(shape)
     model = make_model(nodes, {"x": x}, initializers=inits, opset=opset)
-    check(model, {"x": x}, rtol=1e-4, atol=1e-4)  # sums of up to 512 products
+    # sums of up to 512 products; the 3x3 convolution runs by Winograd on the host, whose rounding is a fraction
+    # of the output's largest magnitude (woodpecker.ir.winograd)
+    check(model, {"x": x}, rtol=1e-4, atol=1e-4, scaled_atol=2e-5 if case == "conv_32_64_14x14" else 0.0)
 
 
 def test_attention_block():

@@ -100,3 +100,25 @@ def test_a_grouped_blocked_convolution_runs_in_each_vendor_with_its_groups(vendo
     ref = np.asarray(reference_output(region, ins, lowered.graph.constants)).reshape(out_t.shape)
     assert np.abs(ref).max() > 0
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_winograd_convolution_is_exported_as_the_plain_convolution_it_computes():
+    """Its transformed weight U goes back to the 3x3 weight (woodpecker.ir.winograd.plain_weight): onnxruntime runs
+    one Conv, and so does PyTorch (torch_ops), and both match the region's reference."""
+    from woodpecker.passes.pipeline import PassOptions
+
+    graph = optimize(import_onnx(tiny_cnn(image_size=20, channels=32)), PassOptions(pad_channels=16, winograd=True))
+    lowered = lower_graph(graph)
+    regions = regions_of(lowered)
+    conv = next(r for r in regions if r.body[0].op == "conv2d_winograd_nchwc")
+    assert _ops(conv, lowered.graph.constants)["Conv"] == 1
+    out, ref = _run(conv, lowered.graph.constants, np.random.default_rng(2))
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    pytest.importorskip("torch")
+    from woodpecker.runtime.vendors import TorchChoice
+
+    ins = [np.random.default_rng(3).normal(size=conv.types[v].shape).astype(np.float32) for v in conv.inputs]
+    out = np.empty(conv.types[conv.output].shape, np.float32)
+    TorchChoice(conv, lowered.graph.constants, threads=1).bind(ins, out)()
+    ref = np.asarray(reference_output(conv, ins, lowered.graph.constants)).reshape(out.shape)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)

@@ -423,6 +423,7 @@ def test_element_wise_kernels_on_blocked_images_split_their_rows_between_the_cor
 
     import woodpecker
     from woodpecker import config
+    from woodpecker.measure.correctness import relative_error
 
     for hw in (37, 7):
         model = _concat_model(48, hw)
@@ -433,7 +434,8 @@ def test_element_wise_kernels_on_blocked_images_split_their_rows_between_the_cor
         assert int(knobs["layout_transform_1"]["rows_first"]) == 0, knobs
         feed = cm.random_inputs(0)
         want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]
-        np.testing.assert_allclose(cm.run(feed)["y"], want, rtol=1e-4, atol=1e-4)
+        # relative to the output's largest magnitude: its 3x3 convolution runs by Winograd
+        assert relative_error(cm.run(feed)["y"], want) < 1e-5
 
     from woodpecker.schedule.apply import schedule
     from woodpecker.space.space import space_for_task
@@ -455,7 +457,7 @@ def test_element_wise_kernels_on_blocked_images_split_their_rows_between_the_cor
 
         monkeypatch.setattr(cpu_defaults, "default_knobs", forced)
         got = woodpecker.compile(model, vendor=False).run(feed)["y"]
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"nest {nest}")
+        assert relative_error(got, want) < 1e-5, f"nest {nest}"
 
 
 def _task_io(model, family: str = "conv2d_nchwc"):

@@ -54,7 +54,8 @@ def test_every_number_cites_a_source_or_says_it_is_an_estimate(name):
 
 def test_search_spaces_exist_for_every_family_and_class():
     root = data_dir("search_spaces")
-    families = {p.stem for p in (root / "cpu").glob("*.toml")}
+    # Winograd convolutions are the host's (woodpecker.targets.cpu turns the pass on): no simulated target has them
+    families = {p.stem for p in (root / "cpu").glob("*.toml")} - {"conv2d_winograd"}
     for cls in ("riscv", "mcu"):
         files = {p.stem: p for p in (root / cls).glob("*.toml")}
         assert set(files) == families

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from woodpecker.errors import ShapeError
-from woodpecker.ir import formats
+from woodpecker.ir import formats, winograd
 from woodpecker.ir.graph import TensorType
 
 Attrs = Mapping[str, Any]
@@ -510,7 +510,10 @@ def block_conv_weight(w: np.ndarray, ib: int, ob: int) -> np.ndarray:
 
 def plain_conv_weight(op: str, w: np.ndarray, a: Attrs) -> tuple[np.ndarray, int, int]:
     """A blocked convolution's weight as a plain one: (OIHW weight, groups, output channel block), what the
-    interpreter, the ONNX export and the PyTorch form of conv2d_nchwc and depthwise_conv2d_nchwc run."""
+    interpreter, the ONNX export and the PyTorch form of conv2d_nchwc, conv2d_winograd_nchwc and
+    depthwise_conv2d_nchwc run."""
+    if op == "conv2d_winograd_nchwc":
+        op, w = "conv2d_nchwc", winograd.plain_weight(w)
     if op == "conv2d_nchwc":
         kb, cb, r, s, ib, ob = w.shape
         return w.transpose(0, 5, 1, 4, 2, 3).reshape(kb * ob, cb * ib, r, s), a.get("groups", 1), ob
@@ -528,6 +531,21 @@ def _blocked_conv_eval(op: str):
 
 
 register("conv2d_nchwc", "anchor", _conv_nchwc_infer, _blocked_conv_eval("conv2d_nchwc"))
+
+
+def _winograd_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:
+    x, u = inputs
+    n, cb, h, wd, ib = x.shape
+    positions, kb, ucb, uib, ob = u.shape
+    if (positions, ucb, uib) != (winograd.POSITIONS, cb, ib):
+        raise ShapeError(f"Winograd weight {list(u.shape)} does not match input {list(x.shape)}")
+    pt, pl, pb, pr = a["pads"]
+    return [TensorType((n, kb, h + pt + pb - 2, wd + pl + pr - 2, ob), x.dtype, f"NCHW{ob}c")]
+
+
+# A 3x3 stride-1 convolution computed by Winograd F(4x4, 3x3) (woodpecker.ir.winograd, kernels/winograd.wpl); its
+# weight is the transformed U, which the interpreter and the vendors turn back into the plain 3x3 weight.
+register("conv2d_winograd_nchwc", "anchor", _winograd_infer, _blocked_conv_eval("conv2d_winograd_nchwc"))
 
 
 def _dw_nchwc_infer(inputs: Sequence[TensorType], a: Attrs) -> list[TensorType]:

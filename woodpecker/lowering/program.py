@@ -19,7 +19,7 @@ from woodpecker.dsl.library import Library
 from woodpecker.dsl.narrow import builtin_name
 from woodpecker.dsl.transform import axis_ranges, instantiate, simplify
 from woodpecker.errors import UnsupportedOpError
-from woodpecker.ir import ops
+from woodpecker.ir import ops, winograd
 from woodpecker.ir.graph import Node, TensorType
 from woodpecker.lowering.reindex import reindex
 
@@ -38,7 +38,8 @@ class _Lazy:
 _AXIS_NAMES = {1: ("i",), 2: ("i", "j"), 3: ("i", "j", "k"), 4: ("n", "c", "h", "w"), 5: ("n", "c", "h", "w", "b")}
 # Name of the anchor's result when an epilogue follows it (the epilogue statement is the kernel output Y).
 _ANCHOR_RESULT = {
-    "conv2d": "Conv", "conv2d_nchwc": "Conv", "depthwise_conv2d_nchwc": "Conv", "dense": "Dense",
+    "conv2d": "Conv", "conv2d_nchwc": "Conv", "conv2d_winograd_nchwc": "Conv", "depthwise_conv2d_nchwc": "Conv",
+    "dense": "Dense",
     "dense_packed": "Dense", "batch_matmul": "Mm", "max_pool2d": "Pool", "avg_pool2d": "Pool",
     "global_avg_pool": "Pool", "global_max_pool": "Pool", "softmax": "Soft", "log_softmax": "Soft",
     "layer_norm": "Norm", "lrn": "Norm", "reduce": "Red",
@@ -530,6 +531,14 @@ def anchor_spec(node: Node, types: Mapping[str, TensorType]) -> tuple[str, dict,
             template = "grouped_conv2d_nchwc"
             b["G"] = a["groups"]
         return template, b, [("X", node.inputs[0], ins[0].shape), ("Wt", node.inputs[1], ins[1].shape)], out.shape
+    if op == "conv2d_winograd_nchwc":
+        n, cb, h, w, ib = ins[0].shape
+        _, kb, _, _, ob = ins[1].shape
+        oh, ow = out.shape[2:4]
+        pt, pl = a["pads"][:2]
+        b = dict(N=n, CB=cb, H=h, W=w, IB=ib, KB=kb, OB=ob, OH=oh, OW=ow, TH=winograd.tiles(oh), TW=winograd.tiles(ow),
+                 PT=pt, PL=pl)
+        return "conv2d_winograd_nchwc", b, [("X", node.inputs[0], ins[0].shape), ("U", node.inputs[1], ins[1].shape)], out.shape
     if op == "depthwise_conv2d_nchwc":
         n, cb, h, w, blk = ins[0].shape
         _, r, s, _ = ins[1].shape

@@ -25,6 +25,7 @@ class PassOptions:
     pack_dense: bool = True  # dense weights as [N/b, K, b] panels
     fuse: bool = True  # epilogue and elementwise fusion, data-movement inlining
     concat_in_place: bool = False  # producers write into their concat's output (one flat arena: the host CPU)
+    winograd: bool = False  # 3x3 stride-1 convolutions by Winograd F(4x4, 3x3) (woodpecker.passes.layout)
 
 
 def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
@@ -32,7 +33,7 @@ def optimize(graph: Graph, options: PassOptions = PassOptions()) -> Graph:
     g = simplify_graph(g)
     g = fold_batchnorm(g)
     if options.blocked_layout:
-        g = to_blocked_layout(g, options.max_block, options.pad_channels)
+        g = to_blocked_layout(g, options.max_block, options.pad_channels, options.winograd)
     if options.pack_dense:
         g = pack_dense(g)
     g = eliminate_dead_code(simplify_graph(g))

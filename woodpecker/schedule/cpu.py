@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from woodpecker.schedule import cpu_winograd
 from woodpecker.schedule.cpu_defaults import (
     PADDED_FAMILIES, host_register_tile, image_rows, largest_divisor, total)
 from woodpecker.schedule.errors import not_applicable
@@ -31,6 +32,8 @@ def apply(sch, family: str, st: KernelStructure, knobs: Knobs) -> None:
         injective(sch, st, knobs)
     elif family == "row_reduce":
         row_reduce(sch, st, knobs)
+    elif family == "conv2d_winograd":
+        cpu_winograd.apply(sch, st, knobs, tiled_reduction)
     else:
         tiled_reduction(sch, st, knobs, family)
 

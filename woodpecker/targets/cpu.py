@@ -16,10 +16,11 @@ class CpuTarget(Target):
     def pass_options(self, blocked_layout: bool | None = None) -> PassOptions:
         # one flat arena: a concat's inputs can be written in place (woodpecker.passes.concat_in_place); channel
         # counts no full register divides are padded to whole registers (AVX2 8 lanes, AVX-512 16), not run in
-        # narrower blocks (woodpecker.passes.layout)
+        # narrower blocks (woodpecker.passes.layout); 3x3 stride-1 convolutions by Winograd (a schedule of this
+        # host's vector registers: woodpecker.schedule.cpu_winograd)
         lanes = self.lanes
         return dataclasses.replace(super().pass_options(blocked_layout), concat_in_place=True,
-                                   pad_channels=lanes if lanes >= 8 else 0)
+                                   pad_channels=lanes if lanes >= 8 else 0, winograd=True)
 
     @property
     def lanes(self) -> int:

@@ -202,7 +202,7 @@ class _Exporter:
         elif op == "conv2d":
             y = self.op("Conv", ins, strides=list(a["strides"]), pads=_onnx_pads(a["pads"]),
                         dilations=list(a["dilations"]), group=int(a.get("groups", 1)))
-        elif op in ("conv2d_nchwc", "depthwise_conv2d_nchwc"):
+        elif op in ("conv2d_nchwc", "conv2d_winograd_nchwc", "depthwise_conv2d_nchwc"):
             y = self._blocked_conv(node, ins, in_t, out_t)
         elif op == "dense":
             y = self.op("Gemm", ins, transB=1)

@@ -40,7 +40,7 @@ def _pad4(F, x, pads, value=0.0):
 
 
 # operators whose weight (input 1) _op_fn repacks from woodpecker's blocked layout into a torch tensor of its own
-_REPACKED_WEIGHT_OPS = frozenset({"conv2d_nchwc", "depthwise_conv2d_nchwc", "dense_packed"})
+_REPACKED_WEIGHT_OPS = frozenset({"conv2d_nchwc", "conv2d_winograd_nchwc", "depthwise_conv2d_nchwc", "dense_packed"})
 
 
 def build_region_fn(body: Sequence[Node], inputs: Sequence[str], output: str,
@@ -145,7 +145,7 @@ def _op_fn(torch, F, op, a, in_t, out_t, node, consts, device):  # noqa: C901 - 
     if op == "conv2d":
         return lambda x, w: F.conv2d(_pad4(F, x, a["pads"]), w, None, tuple(a["strides"]), 0, tuple(a["dilations"]),
                                      a.get("groups", 1))
-    if op in ("conv2d_nchwc", "depthwise_conv2d_nchwc"):
+    if op in ("conv2d_nchwc", "conv2d_winograd_nchwc", "depthwise_conv2d_nchwc"):
         plain, groups, ob = ops.plain_conv_weight(op, consts[node.inputs[1]].numpy(), a)
         wt = torch.from_numpy(np.ascontiguousarray(plain)).to(device)
         return lambda x: _block(torch, F.conv2d(_pad4(F, _unblock(torch, x), a["pads"]), wt, None, tuple(a["strides"]),

@@ -1,0 +1,128 @@
+"""Winograd F(4x4, 3x3) convolutions: the transforms (woodpecker.ir.winograd), the generated kernel
+(kernels/winograd.wpl scheduled by woodpecker.schedule.cpu_winograd) at odd sizes and knob values, and whole models
+against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from woodpecker.ir import ops, winograd
+from woodpecker.measure.correctness import relative_error
+from woodpecker.schedule.structure import analyze
+from woodpecker.testing.kernels import make_task
+
+# (N, C, H, W, K, IB, OB, pads): tiles that overhang the output (13 = 3 x 4 + 1), no padding, asymmetric
+# padding, a batch of 2, three input blocks, narrow blocks
+CASES = ((1, 48, 13, 13, 32, 16, 16, (1, 1, 1, 1)),
+         (2, 32, 10, 9, 64, 16, 16, (0, 0, 0, 0)),
+         (1, 16, 8, 12, 24, 8, 8, (0, 1, 1, 0)),
+         (1, 12, 7, 7, 8, 4, 4, (1, 1, 1, 1)))
+
+
+def _io(n, c, h, w, k, ib, ob, pads, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c // ib, h, w, ib)).astype(np.float32)
+    weight = (rng.standard_normal((k // ob, c // ib, 3, 3, ib, ob)) / np.sqrt(9 * c)).astype(np.float32)
+    attrs = {"strides": (1, 1), "pads": pads, "dilations": (1, 1)}
+    return x, weight, attrs
+
+
+def test_the_weight_transform_inverts_and_the_numpy_form_is_the_convolution():
+    for n, c, h, w, k, ib, ob, pads in CASES:
+        x, weight, attrs = _io(n, c, h, w, k, ib, ob, pads)
+        u = winograd.transform_weight(weight)
+        assert u.shape == (36, k // ob, c // ib, ib, ob) and u.dtype == np.float32
+        np.testing.assert_allclose(winograd.plain_weight(u), weight, atol=1e-6)
+        direct = ops.evaluate("conv2d_nchwc", [x, weight], attrs)[0]
+        assert relative_error(winograd.reference(x, u, pads), direct) < 1e-5
+        # the graph op (the interpreter's and the vendors' form) computes the direct convolution of the recovered g
+        assert relative_error(ops.evaluate("conv2d_winograd_nchwc", [x, u], attrs)[0], direct) < 1e-5
+
+
+def _task(n, c, h, w, k, ib, ob, pads):
+    pt, pl, pb, pr = pads
+    oh, ow = h + pt + pb - 2, w + pl + pr - 2
+    return make_task("conv2d_winograd_nchwc", dict(
+        N=n, CB=c // ib, H=h, W=w, IB=ib, KB=k // ob, OB=ob, OH=oh, OW=ow, TH=winograd.tiles(oh),
+        TW=winograd.tiles(ow), PT=pt, PL=pl))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_generated_kernel_computes_the_convolution_at_odd_sizes_and_knobs(case):
+    """Default knobs and variants (a tile of tiles that does not divide them, one output block per tile, half a
+    block of lanes, a split input-channel loop, each parallel depth, no unrolling), against the direct convolution
+    in float32: Winograd's rounding stays within 1e-4 of the output's largest magnitude."""
+    import tvm
+
+    from woodpecker.hw.host import llvm_target
+    from woodpecker.schedule.apply import schedule
+    from woodpecker.space.space import space_for_task
+
+    task = _task(*case)
+    x, weight, attrs = _io(*case)
+    u = winograd.transform_weight(weight)
+    want = ops.evaluate("conv2d_nchwc", [x, weight], attrs)[0]
+    default = dict(space_for_task(task).default)
+    st = analyze(task.kernel)
+    variants = [{}, {"tile_p": 5, "tile_kb": 1, "parallel": 1}, {"tile_ko": max(1, case[6] // 2), "split_cb": 2},
+                {"parallel": 3, "unroll": 0, "tile_p": 3}]
+    dev = tvm.cpu()
+    for variant in variants:
+        knobs = {**default, **variant}
+        if st.extent("kb") % int(knobs["tile_kb"]) or st.extent("cb") % int(knobs["split_cb"]):
+            knobs.update(tile_kb=1, split_cb=1)
+        ex = tvm.compile(schedule(task, knobs), target=llvm_target())
+        out = tvm.runtime.tensor(np.full(want.shape, np.nan, np.float32), dev)
+        ex.mod[task.name](tvm.runtime.tensor(x, dev), tvm.runtime.tensor(u, dev), out)
+        assert relative_error(out.numpy(), want) < 1e-4, (case, knobs)
+
+
+def test_the_default_register_tile_follows_the_vector_registers():
+    from woodpecker.schedule import cpu_defaults
+
+    st = analyze(_task(1, 256, 56, 56, 256, 16, 16, (1, 1, 1, 1)).kernel)
+    wide = cpu_defaults.default_knobs("conv2d_winograd", st, 16, 8, 32)
+    assert (wide["tile_p"], wide["tile_kb"], wide["tile_ko"]) == (6, 2, 16)  # 12 of 32 registers
+    narrow = cpu_defaults.default_knobs("conv2d_winograd", st, 8, 8, 16)
+    assert (narrow["tile_p"], narrow["tile_kb"]) == (4, 1)  # 4 tiles x 2 vectors of 8 lanes: 8 of 16
+    odd = analyze(_task(1, 32, 8, 8, 48, 16, 16, (1, 1, 1, 1)).kernel)  # 3 output blocks, 4 tiles
+    knobs = cpu_defaults.default_knobs("conv2d_winograd", odd, 16, 8, 32)
+    assert (knobs["tile_p"], knobs["tile_kb"]) == (4, 1)
+
+
+def _residual_model(c: int, hw: int):
+    """conv 3x3 + bias -> relu -> conv 3x3 + bias -> + input -> relu: two Winograd layers, epilogues fused."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(c + hw)
+    inits = {name: (rng.standard_normal(shape) / np.sqrt(9 * c)).astype(np.float32)
+             for name, shape in (("w1", (c, c, 3, 3)), ("b1", (c,)), ("w2", (c, c, 3, 3)), ("b2", (c,)))}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 4), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1] * 4),
+             helper.make_node("Add", ["c2", "x"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_residual_block_compiled_for_the_host_runs_winograd_and_matches_onnxruntime():
+    """Both 3x3 layers run as Winograd with their bias, ReLU and residual add fused into the output transform; 40
+    channels are padded to 48 (three 16-lane blocks on AVX-512) and 14x14 outputs overhang their 4x4 tiles."""
+    import onnxruntime as ort
+
+    import woodpecker
+
+    model = _residual_model(40, 14)
+    compiled = woodpecker.compile(model, vendor=False)
+    winograd_kernels = [k for k in compiled.kernels if k.family == "conv2d_winograd"]
+    assert sum(k.calls for k in winograd_kernels) == 2
+    assert any("relu(" in k.source and "wino_at(" in k.source for k in winograd_kernels)
+    x = np.random.default_rng(1).standard_normal((1, 40, 14, 14)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert relative_error(compiled.run({"x": x})["y"], want) < 1e-4
