@@ -148,7 +148,9 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          # data movement and element-wise kernels on blocked images split their channel blocks between the cores
          "rows-injective": ("woodpecker.schedule.cpu_defaults", "INJECTIVE_ROWS_FIRST", lambda shipped: False),
          # every 3x3 stride-1 convolution direct (conv2d_nchwc), none by Winograd F(4x4, 3x3)
-         "winograd": ("woodpecker.passes.layout", "winograd_fits", lambda shipped: lambda *args: False)}
+         "winograd": ("woodpecker.passes.layout", "winograd_fits", lambda shipped: lambda *args: False),
+         # 7x7 outputs (2 x 2 tiles covering 8 x 8) direct
+         "winograd-7x7": ("woodpecker.passes.layout", "WINOGRAD_MIN_OUTPUT", lambda shipped: 8)}
 
 
 def rule_patch(rule: str):

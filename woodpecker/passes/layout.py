@@ -376,15 +376,17 @@ class _Layout:
 
 
 # Smallest channel counts and output side for Winograd. Why: its transforms read and write 36 values per 16 outputs
-# and input channel, which a short reduction cannot repay (a network's 3-channel first layer); below 7x7 the
-# tiles' overhang (a 6x6 output computes 8x8) and a handful of tiles leave nothing to gain. Measured per layer on
+# and input channel, which a short reduction cannot repay (a network's 3-channel first layer). Measured per layer on
 # AVX-512 (2 threads, one process per layer, default knobs, time against conv2d_nchwc's defaults in the same
 # process): VGG's 64 @224 2.20x, 128 @112 2.65x, 256 @56 3.35x, 512 @28 2.87x, 512 @14 2.09x; ResNet's 64 @56
-# 1.68x, 128 @28 1.82x, 256 @14 2.51x, 512 @7 1.09-1.30x; 16 -> 64 @56 1.42x, 32 @56 1.42x, 48 -> 64 @28
-# 1.19-1.54x, DenseNet's 128 -> 32 @56 2.77x and @7 1.16-1.22x, AlexNet's 192 -> 384 @13 1.82x. The tiny layers are
-# at parity either way (128 -> 32 @14, 72-75 us: 0.89-1.11x; 64 @8, 23-29 us: 0.87-1.00x).
+# 1.68x, 128 @28 1.82x, 256 @14 2.51x; 16 -> 64 @56 1.42x, 32 @56 1.42x, 48 -> 64 @28 1.19-1.54x, DenseNet's
+# 128 -> 32 @56 2.77x, AlexNet's 192 -> 384 @13 1.82x; the tiny layers at parity either way (128 -> 32 @14, 72-75 us:
+# 0.89-1.11x; 64 @8, 23-29 us: 0.87-1.00x). A 7x7 output stays direct: its 2x2 tiles compute 8x8 outputs, and the
+# weight, read 4x larger, is most of the layer's traffic; alone such layers gain 1.09-1.30x (512 @7), but in the
+# model their 38 MB weights come from memory on every run (9.4 MB direct): ResNet-18 0.969x (0.942-0.988),
+# ResNet-50 0.993x (benchmarks/ab_in_process.py --rule winograd-7x7).
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_OUTPUT = 7
+WINOGRAD_MIN_OUTPUT = 8
 
 
 def winograd_fits(node: Node, weight_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
