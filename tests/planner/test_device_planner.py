@@ -33,8 +33,11 @@ class CpuDeviceModel(GpuModel):
 
 
 def _setup(proto):
+    from woodpecker.targets import resolve
+
     host = woodpecker.compile(proto, vendor=False)
-    lowered = lower_graph(optimize(import_onnx(proto)))
+    # the host's passes (Winograd's transformed weights among them), so that the regions name the host's constants
+    lowered = lower_graph(optimize(import_onnx(proto), resolve("host").pass_options()))
     return host, lowered, regions_of(lowered)
 
 
