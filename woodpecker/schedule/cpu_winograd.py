@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from woodpecker.ir.winograd import POSITIONS, TILE
 from woodpecker.schedule.structure import KernelStructure
 
 Knobs = Mapping[str, int | str]
-POSITIONS = 36  # of a 6x6 input tile
 
 
 def apply(sch, st: KernelStructure, knobs: Knobs, tiled_reduction) -> None:
@@ -54,8 +54,8 @@ def _output_transform(sch, st: KernelStructure) -> None:
         sch.compute_inline(sch.get_sblock(name))
     yb = sch.get_sblock(out)
     n, kb, y, x, ko = sch.get_loops(yb)
-    yo, yi = sch.split(y, factors=[None, 4])
-    xo, xi = sch.split(x, factors=[None, 4])
+    yo, yi = sch.split(y, factors=[None, TILE])
+    xo, xi = sch.split(x, factors=[None, TILE])
     sch.reorder(n, kb, yo, xo, yi, xi, ko)
     sch.parallel(sch.fuse(n, kb, yo))
     z = sch.get_sblock(st.consumers[0])
@@ -69,14 +69,14 @@ def _output_transform(sch, st: KernelStructure) -> None:
     sch.vectorize(ko)
 
 
-def default_knobs(st: KernelStructure, vector_lanes: int, registers: int) -> dict[str, int | str]:
+def default_knobs(st: KernelStructure, wide_file: bool) -> dict[str, int | str]:
     """The products' register tile: `tile_p` tiles x `tile_kb` output blocks of OB lanes. On 32 vector registers
     6 x 2 blocks of 16 (12 accumulators, each loaded V value feeding two FMAs, as the dense panels' 6 x 2); on 16,
     4 tiles x 1 block (8 accumulators of AVX2's 8 lanes, the direct convolution's rule). Parallel over the 36
-    positions and the output block pairs: 36 x K/32 chunks, each reading its own slice of U once."""
+    positions and the output block pairs: 36 x K/32 chunks, each reading its own slice of U once. `wide_file`: 32
+    vector registers (woodpecker.schedule.cpu_defaults.default_knobs)."""
     tiles = st.extent("p")
     kb = st.extent("kb")
-    wide = registers >= 32
-    tile_kb = 2 if wide and kb % 2 == 0 else 1
-    return {"tile_e": 1, "tile_kb": tile_kb, "tile_p": min(tiles, 6 if wide else 4), "tile_ko": st.extent("ko"),
+    tile_kb = 2 if wide_file and kb % 2 == 0 else 1
+    return {"tile_e": 1, "tile_kb": tile_kb, "tile_p": min(tiles, 6 if wide_file else 4), "tile_ko": st.extent("ko"),
             "split_cb": 1, "reduction_order": "default", "unroll": 1, "parallel": 2}
