@@ -96,15 +96,16 @@ def outputs_agree(reference, other, rel: float = 1e-3) -> bool:
 
 
 def alternated_blocks(runs, rounds: int, block_runs: int, before_block=None) -> list[float]:
-    """Time two runners inside this process: `rounds` rounds, each a block of `block_runs` runs of one and then
-    of the other, the order alternating by round; `before_block` (if given) is called before every block. Per
-    runner, the median over the rounds of each block's median, in ms."""
+    """Time two or more runners inside this process: `rounds` rounds, each a block of `block_runs` runs of every
+    runner in turn, the order rotating by round (two runners: alternating), so that no runner always follows the
+    same one; `before_block` (if given) is called before every block. Per runner, the median over the rounds of
+    each block's median, in ms."""
     import statistics
     import time
 
     per_round: list[list[float]] = [[] for _ in runs]
     for r in range(rounds):
-        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+        for i in _block_order(len(runs), r):
             if before_block is not None:
                 before_block()
             times = []
@@ -114,6 +115,13 @@ def alternated_blocks(runs, rounds: int, block_runs: int, before_block=None) -> 
                 times.append(time.perf_counter() - t0)
             per_round[i].append(statistics.median(times) * 1e3)
     return [statistics.median(ms) for ms in per_round]
+
+
+def _block_order(n: int, round_index: int) -> list[int]:
+    """Round r's order of n runners: two alternate (0 1, 1 0); more rotate (0 1 2, 1 2 0, 2 0 1)."""
+    if n == 2:
+        return [0, 1] if round_index % 2 == 0 else [1, 0]
+    return [(round_index + k) % n for k in range(n)]
 
 
 # Two threads, pinned to the first two CPUs this process may use, bounce one cache line: the round trip is ~60 ns

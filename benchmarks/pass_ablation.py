@@ -63,7 +63,8 @@ def _guarded_remainders(partition_remainders):
 # --rule: name -> (module, attribute, the rule that stood before: made from the rule as shipped)
 def _no_channel_padding(to_blocked_layout):
     """The blocked layout before padded blocks: odd channel counts in 4- or 8-lane blocks, or in NCHW."""
-    return lambda graph, max_block=16, pad_to=0: to_blocked_layout(graph, max_block, 0)
+    return lambda graph, max_block=16, pad_to=0, use_winograd=False: to_blocked_layout(graph, max_block, 0,
+                                                                                     use_winograd)
 
 
 def _flat_injective(default_knobs):
@@ -149,8 +150,8 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          "rows-injective": ("woodpecker.schedule.cpu_defaults", "INJECTIVE_ROWS_FIRST", lambda shipped: False),
          # every 3x3 stride-1 convolution direct (conv2d_nchwc), none by Winograd F(4x4, 3x3)
          "winograd": ("woodpecker.passes.layout", "winograd_fits", lambda shipped: lambda *args: False),
-         # 7x7 outputs (2 x 2 tiles covering 8 x 8) direct
-         "winograd-7x7": ("woodpecker.passes.layout", "WINOGRAD_MIN_OUTPUT", lambda shipped: 8)}
+         # 7x7 outputs by Winograd too (2 x 2 tiles covering 8 x 8), as before they were kept direct
+         "winograd-7x7": ("woodpecker.passes.layout", "WINOGRAD_MIN_OUTPUT", lambda shipped: 7)}
 
 
 def rule_patch(rule: str):

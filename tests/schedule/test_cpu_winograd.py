@@ -65,13 +65,13 @@ def test_the_generated_kernel_computes_the_convolution_at_odd_sizes_and_knobs(ca
     want = ops.evaluate("conv2d_nchwc", [x, weight], attrs)[0]
     default = dict(space_for_task(task).default)
     st = analyze(task.kernel)
+    # split_cb 2 of 3 channel blocks (cases 1 and 4) and tile_kb 2 of 3 output blocks (case 3) leave a remainder:
+    # the search space offers every value up to the extent, dividing or not
     variants = [{}, {"tile_p": 5, "tile_kb": 1, "parallel": 1}, {"tile_ko": max(1, case[6] // 2), "split_cb": 2},
-                {"parallel": 3, "unroll": 0, "tile_p": 3}]
+                {"parallel": 3, "unroll": 0, "tile_p": 3}, {"tile_kb": min(2, st.extent("kb")), "split_cb": 2}]
     dev = tvm.cpu()
     for variant in variants:
         knobs = {**default, **variant}
-        if st.extent("kb") % int(knobs["tile_kb"]) or st.extent("cb") % int(knobs["split_cb"]):
-            knobs.update(tile_kb=1, split_cb=1)
         ex = tvm.compile(schedule(task, knobs), target=llvm_target())
         out = tvm.runtime.tensor(np.full(want.shape, np.nan, np.float32), dev)
         ex.mod[task.name](tvm.runtime.tensor(x, dev), tvm.runtime.tensor(u, dev), out)
@@ -89,6 +89,21 @@ def test_the_default_register_tile_follows_the_vector_registers():
     odd = analyze(_task(1, 32, 8, 8, 48, 16, 16, (1, 1, 1, 1)).kernel)  # 3 output blocks, 4 tiles
     knobs = cpu_defaults.default_knobs("conv2d_winograd", odd, 16, 8, 32)
     assert (knobs["tile_p"], knobs["tile_kb"]) == (4, 1)
+    # 16-channel blocks on 4 lanes (32 registers, as NEON): 4 vectors per block, 3 tiles x 2 blocks = 24 of 30
+    four = cpu_defaults.default_knobs("conv2d_winograd", st, 4, 8, 32)
+    assert (four["tile_p"], four["tile_kb"]) == (3, 2)
+
+
+@pytest.mark.parametrize("lanes,registers", [(16, 32), (8, 16), (4, 32), (4, 16)])
+def test_the_default_knobs_satisfy_the_search_space(lanes, registers):
+    """The untuned default is a point of the space the tuner searches: its accumulators fit the register file."""
+    from woodpecker.schedule import cpu_defaults
+    from woodpecker.space.space import space_for_task
+
+    task = _task(1, 64, 28, 28, 64, 16, 16, (1, 1, 1, 1))
+    default = cpu_defaults.default_knobs("conv2d_winograd", analyze(task.kernel), lanes, 8, registers)
+    space = space_for_task(task, lanes=lanes, vector_registers=registers)
+    assert not space.violations(default), space.violations(default)
 
 
 def _residual_model(c: int, hw: int):

@@ -139,3 +139,12 @@ def test_rl_policy_warm_starts_across_tasks(tmp_path, conv_task):
     loaded = {k: v.numpy() for k, v in searcher.model.policy.state_dict().items()}
     assert set(saved) == set(loaded)
     assert all(np.array_equal(saved[k], loaded[k]) for k in saved)
+
+
+def test_rl_observation_has_a_slot_for_every_kernel_family():
+    """Each family of the operator library is one-hot in the RL state (a missing one looks like no family)."""
+    from woodpecker.dsl.library import default_library
+    from woodpecker.search.rl import FAMILIES
+
+    families = {str(k.attribute("family", name)) for name, k in default_library().templates.items()}
+    assert families <= set(FAMILIES), sorted(families - set(FAMILIES))

@@ -26,6 +26,16 @@ from woodpecker.measure.result import MeasureOptions, MeasureResult
 __all__ = ["MeasureOptions", "MeasureResult", "Measurer", "PoolBuilder", "PoolRunner", "clear_build_cache"]
 
 
+# The host runner times each batch's first candidate twice and keeps the second. On these VMs the first job after
+# the runner sat idle through a batch's builds ran every one of its 20 cold runs ~4 ms slower (a 78 us kernel:
+# 3979 us; the next candidate of the batch 78 us), whatever it was; the tuner measures each task's default in a
+# batch of defaults, so the first task of each such batch had a default 2-50x too slow and every schedule tried
+# "beat" it (BERT's tuned kernels summed 1.38x faster than their defaults, the tuned model ran 0.97x). Not a warm
+# up inside the job: 30 ms of untimed runs before the timing left it as it was; a passive runner pool
+# (TVM_THREAD_POOL_SPIN_COUNT=0) removed it but would time kernels unlike the spinning runtime that ships them.
+SETTLING_RUN = True
+
+
 def timed_ran(value: dict) -> Ran:
     """A run job's answer {"run_secs": [...], "error": str | None} as a Ran."""
     return Ran(tuple(value["run_secs"]), value["error"])
@@ -57,12 +67,15 @@ class PoolRunner:
 
     def __init__(self, pool: Callable[[], WorkerPool], job: Callable[..., dict], args_of: Callable[[RunInput], tuple],
                  timeout_s: Callable[[], float], read: Callable[[dict], Ran] = timed_ran,
-                 owns_pool: bool = True) -> None:
+                 owns_pool: bool = True, settling_run: bool = False) -> None:
         self.pool, self.job, self.args_of, self.timeout_s = pool, job, args_of, timeout_s
-        self.read, self.owns_pool = read, owns_pool
+        self.read, self.owns_pool, self.settling_run = read, owns_pool, settling_run
 
     def run(self, inputs: Sequence[RunInput]) -> list[Ran]:
-        results = self.pool().map(self.job, [self.args_of(x) for x in inputs], self.timeout_s())
+        jobs = [self.args_of(x) for x in inputs]
+        # the batch's first candidate once more, first, its figures dropped (see SETTLING_RUN)
+        settle = 1 if self.settling_run and jobs else 0
+        results = self.pool().map(self.job, jobs[:settle] + jobs, self.timeout_s())[settle:]
         return [self.read(r.value) if r.error is None else Ran((), f"run failed: {r.error}") for r in results]
 
     def close(self) -> None:
@@ -98,7 +111,7 @@ class Measurer(ComposedMeasurer):
         return PoolRunner(lambda: self.runner, run_job,
                           lambda x: (x.built.artifact, x.task.name, x.reference_path, o().repeat, o().min_repeat_ms,
                                      o().rtol, o().cold_cache),
-                          lambda: self.options.run_timeout_s)
+                          lambda: self.options.run_timeout_s, settling_run=SETTLING_RUN)
 
     def library_path(self, task: Task, knobs: Mapping[str, Any]) -> str:
         return build_path(self.build_dir, task, knobs, self.target, self.toolchain)

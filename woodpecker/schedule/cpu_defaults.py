@@ -56,7 +56,7 @@ def default_knobs(family: str, st: KernelStructure, vector_lanes: int = 0,
         registers = registers or host_vector_file()[1]
     wide_file = registers >= 32  # 32 vector registers (AVX-512): room for a second output-channel block
     if family == "conv2d_winograd":
-        return cpu_winograd.default_knobs(st, wide_file)
+        return cpu_winograd.default_knobs(st, vector_lanes, registers)
     # the host's cores and caches; a register file without its register count is a simulated target's (one core,
     # caches of its own), which the L2 bound of dense panels and the rows-first rules below leave alone
     on_host = registers > 0

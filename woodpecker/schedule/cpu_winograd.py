@@ -69,14 +69,18 @@ def _output_transform(sch, st: KernelStructure) -> None:
     sch.vectorize(ko)
 
 
-def default_knobs(st: KernelStructure, wide_file: bool) -> dict[str, int | str]:
+def default_knobs(st: KernelStructure, vector_lanes: int, registers: int) -> dict[str, int | str]:
     """The products' register tile: `tile_p` tiles x `tile_kb` output blocks of OB lanes. On 32 vector registers
     6 x 2 blocks of 16 (12 accumulators, each loaded V value feeding two FMAs, as the dense panels' 6 x 2); on 16,
-    4 tiles x 1 block (8 accumulators of AVX2's 8 lanes, the direct convolution's rule). Parallel over the 36
-    positions and the output block pairs: 36 x K/32 chunks, each reading its own slice of U once. `wide_file`: 32
-    vector registers (woodpecker.schedule.cpu_defaults.default_knobs)."""
-    tiles = st.extent("p")
-    kb = st.extent("kb")
-    tile_kb = 2 if wide_file and kb % 2 == 0 else 1
-    return {"tile_e": 1, "tile_kb": tile_kb, "tile_p": min(tiles, 6 if wide_file else 4), "tile_ko": st.extent("ko"),
+    4 tiles x 1 block (8 accumulators of AVX2's 8 lanes, the direct convolution's rule). Where a block takes several
+    vectors (16 channels on 4 lanes) the tile shrinks until its accumulators fit the file with 2 registers to spare
+    (the search space's constraint). Parallel over the 36 positions and the output block pairs: 36 x K/32 chunks,
+    each reading its own slice of U once. `registers`: the vector register count (0: unknown, taken as 16)."""
+    tiles, kb = st.extent("p"), st.extent("kb")
+    vectors = -(-st.extent("ko") // max(1, vector_lanes))  # accumulator vectors per tile and output block
+    budget = max(registers, 16) - 2
+    wide_file = registers >= 32
+    tile_kb = 2 if wide_file and kb % 2 == 0 and 2 * vectors <= budget else 1
+    tile_p = max(1, min(tiles, 6 if wide_file else 4, budget // (tile_kb * vectors)))
+    return {"tile_e": 1, "tile_kb": tile_kb, "tile_p": tile_p, "tile_ko": st.extent("ko"),
             "split_cb": 1, "reduction_order": "default", "unroll": 1, "parallel": 2}

@@ -29,8 +29,9 @@ from woodpecker.search.base import SearchContext, SearcherBase, register
 from woodpecker.space.space import Point, point_key
 
 MAX_KNOBS = 12
+# Appended to, never reordered: a saved policy's input layer is tied to these slots (one of another size is not loaded).
 FAMILIES = ("conv2d_nchwc", "conv2d", "depthwise_nchwc", "dense", "dense_packed", "batch_matmul", "pool2d",
-            "global_pool", "row_reduce", "injective")
+            "global_pool", "row_reduce", "injective", "conv2d_winograd")
 OBS_DIM = 2 * MAX_KNOBS + len(FAMILIES) + 6 + 4 + 1 + 3 + 1
 EPISODE = 8
 INVALID_REWARD = -0.5
