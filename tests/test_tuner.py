@@ -9,7 +9,7 @@ from woodpecker.records.db import RecordsDatabase
 from woodpecker.space.space import point_key
 from woodpecker.testing.fakes import FakeMeasurer
 from woodpecker.testing.models import tiny_cnn
-from woodpecker.tuner import parse_duration, tune
+from woodpecker.tuner import VERIFY_PAIRS, parse_duration, tune
 
 
 @pytest.mark.parametrize("searcher", ["random", "ga", "rl"])
@@ -17,7 +17,9 @@ def test_trial_budget_is_honoured_exactly(tmp_db, searcher):
     fake = FakeMeasurer()
     report = tune(tiny_cnn(), searcher=searcher, trials=37, db=str(tmp_db), batch_size=8, measurer=fake,
                   early_stop=0)
-    assert report.trials == 37 == len(fake.measured)
+    # after the trials, each task's best re-timed beside its default (VERIFY_PAIRS pairs): not trials, not records
+    verified = sum(t.verified is not None for t in report.tasks)
+    assert report.trials == 37 == len(fake.measured) - 2 * VERIFY_PAIRS * verified
     assert report.stopped == "budget"
     with RecordsDatabase(tmp_db) as db:
         assert db.count() == 37
@@ -41,7 +43,7 @@ def test_rerun_resumes_without_measuring_anything_twice(tmp_db):
     second = FakeMeasurer()
     report = tune(tiny_cnn(), trials=30, db=str(tmp_db), measurer=second, early_stop=0)
     a = {(k, point_key(p)) for k, p in first.measured}
-    b = {(k, point_key(p)) for k, p in second.measured}
+    b = {(k, point_key(p)) for k, p in second.measured[:30]}  # then the re-timing of bests beside defaults
     assert len(b) == 30 and not (a & b)
     assert sum(t.records for t in report.tasks) == 60
 
@@ -154,3 +156,49 @@ def test_report_and_progress_say_how_many_trials_were_defaults(tmp_db):
     assert seen[-1].defaults == n_tasks and seen[-1].searched == seen[-1].trials - n_tasks
     again = tune(tiny_cnn(), trials=10, db=str(tmp_db), measurer=FakeMeasurer(), early_stop=0)
     assert again.defaults == 0 and again.searched == 10  # resumed: the defaults are on record
+
+
+class _DriftingMeasurer(FakeMeasurer):
+    """A runner that is 2x slower for its first `slow` measurements (a VM's slow phase at a session's start), then
+    times every point at `cost` (FakeMeasurer's synthetic cost by default)."""
+
+    def __init__(self, slow: int, **kwargs):
+        super().__init__(**kwargs)
+        self.slow = slow
+
+    def measure_many(self, items):
+        out = super().measure_many(items)
+        n = len(self.measured)
+        return [type(r)(tuple(x * 2 for x in r.run_secs), r.error) if n - len(out) + i < self.slow else r
+                for i, r in enumerate(out)]
+
+
+def test_a_best_that_only_beat_a_slow_default_is_not_applied(tmp_db):
+    """Every schedule costs the same, but the defaults were timed in a slow phase: the search "finds" 2x for every
+    task; re-timed beside their defaults at the end the bests gain nothing (verdict 1.0), and compile keeps the
+    defaults. Records keep every figure."""
+    import woodpecker
+    from woodpecker.records.select import VERIFIED_MIN_SPEEDUP
+
+    fake = _DriftingMeasurer(slow=6, cost=lambda key, p: 1e-3)
+    report = tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=fake, early_stop=0)
+    searched = [t for t in report.tasks if t.speedup and t.speedup > 1.5]
+    assert searched and all(t.verified == pytest.approx(1.0) for t in searched)
+    assert all(t.verified < VERIFIED_MIN_SPEEDUP for t in report.tasks if t.verified is not None)
+    cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))
+    assert {k.origin for k in cm.kernels} == {"default"}
+    with RecordsDatabase(tmp_db) as db:
+        assert db.count() == 40
+
+
+def test_a_best_that_holds_side_by_side_is_applied(tmp_db):
+    """The synthetic cost has a real optimum per task: the bests re-timed beside their defaults keep their gain,
+    and compile applies them."""
+    import woodpecker
+
+    report = tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=_DriftingMeasurer(slow=0), early_stop=0)
+    gained = [t for t in report.tasks if t.verified is not None and t.verified > 1.02]
+    assert gained and all(t.verified == pytest.approx(t.speedup, rel=0.05) for t in gained)
+    cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))
+    tuned = {k.key for k in cm.kernels if k.origin == "tuned"}
+    assert {t.workload for t in gained} <= tuned

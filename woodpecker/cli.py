@@ -195,10 +195,19 @@ def _print_tune_report(report) -> None:
                       "with the same --db measures them no more, so all of its trials search")
     improved = [t for t in report.tasks if t.speedup and t.speedup > 1.001]
     for t in sorted(improved, key=lambda t: -(t.calls * (t.default_us - t.best_us))):
-        console.print(f"  {t.name}: {t.default_us:.1f} -> {t.best_us:.1f} us ({t.speedup:.2f}x, {t.trials} trials)")
+        side = f"; side by side {t.verified:.2f}x" if t.verified is not None else ""
+        console.print(f"  {t.name}: {t.default_us:.1f} -> {t.best_us:.1f} us ({t.speedup:.2f}x, {t.trials} trials"
+                      f"{side})")
     if report.default_ms:
         console.print(f"model kernels: {report.default_ms:.2f} ms default -> {report.best_ms:.2f} ms tuned "
-                      f"({report.default_ms / report.best_ms:.2f}x)")
+                      f"({report.default_ms / report.best_ms:.2f}x, figures taken minutes apart)")
+    verified = [t for t in report.tasks if t.verified is not None]
+    if verified:
+        from woodpecker.records.select import VERIFIED_MIN_SPEEDUP
+
+        kept = sum(1 for t in verified if t.verified >= VERIFIED_MIN_SPEEDUP)
+        console.print(f"re-timed beside their defaults: {kept} of {len(verified)} tuned kernels at least "
+                      f"{VERIFIED_MIN_SPEEDUP:.2f}x faster; compile applies those, the rest keep their default")
 
 
 @app.command("tune")

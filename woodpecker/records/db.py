@@ -52,6 +52,20 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_lookup ON records (workload_key, device_key, toolchain_key, latency_us);
 """
+# A tuned schedule re-timed side by side with its task's default at the end of a session (woodpecker.tuner): the
+# median over alternated pairs of default / tuned. Added to version-1 files when they are opened for writing.
+_VERDICTS = """
+CREATE TABLE IF NOT EXISTS verdicts (
+    workload_key TEXT NOT NULL,
+    device_key TEXT NOT NULL,
+    toolchain_key TEXT NOT NULL,
+    knobs_key TEXT NOT NULL,
+    speedup REAL NOT NULL,
+    pairs INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)
+"""
 
 
 _F = TypeVar("_F")
@@ -122,6 +136,10 @@ class RecordsDatabase:
                     self.conn.execute(statement)
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('application', ?)", (APPLICATION,))
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            self.conn.execute(_VERDICTS)
+        except sqlite3.OperationalError:  # a read-only file: its verdicts are none
+            pass
 
     # -- plumbing ------------------------------------------------------------------------------------------------
     def _transaction(self):
@@ -176,6 +194,28 @@ class RecordsDatabase:
                 rows,
             )
             return c.total_changes - before
+
+    @_guarded
+    def add_verdict(self, workload_key: str, device: Device, toolchain: Mapping[str, str], knobs: Mapping[str, Any],
+                    speedup: float, pairs: int, session: str, created_at: str) -> None:
+        """A schedule's side-by-side re-timing against its task's default (speedup: default / it)."""
+        with self._transaction() as c:
+            c.execute("INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (workload_key, device.key, toolchain_key(toolchain), point_key(knobs), float(speedup),
+                       int(pairs), session, created_at))
+
+    @_guarded
+    def verdict(self, workload_key: str, device: Device, toolchain: Mapping[str, str],
+                knobs: Mapping[str, Any]) -> float | None:
+        """The latest side-by-side speedup of these knobs over the default (None: never re-timed)."""
+        try:
+            row = self.conn.execute(
+                "SELECT speedup FROM verdicts WHERE workload_key=? AND device_key=? AND toolchain_key=? AND knobs_key=?"
+                " ORDER BY rowid DESC LIMIT 1",
+                (workload_key, device.key, toolchain_key(toolchain), point_key(knobs))).fetchone()
+        except sqlite3.OperationalError:  # a read-only version-1 file opened before verdicts existed
+            return None
+        return None if row is None else float(row[0])
 
     # -- reading -------------------------------------------------------------------------------------------------
     _COLUMNS = "workload_key, device, toolchain, knobs, run_secs, error, searcher, created_at, session"

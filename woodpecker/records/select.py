@@ -12,9 +12,17 @@ if TYPE_CHECKING:
     from woodpecker.targets import Target
 
 
+# A tuned schedule re-timed beside its default at the end of its session (woodpecker.tuner._Session._verify) is
+# applied only if it was at least this much faster there: figures taken minutes apart on a shared VM differ by more
+# than most schedules do, and a gain within that is as likely a loss in the model.
+VERIFIED_MIN_SPEEDUP = 1.02
+
+
 def best_knobs(tasks: Mapping[str, Task], db: Any, target: Target) -> dict[str, Mapping[str, int | str]]:
     """Knobs of the fastest record of each task for this device and toolchain, the configured timing mode first
-    (tasks without records: none; db None: nothing).
+    (tasks without records: none; db None: nothing). A fastest record whose side-by-side re-timing against the
+    default (its verdict) showed less than VERIFIED_MIN_SPEEDUP leaves its task on the default schedule; records
+    never re-timed (sessions before verdicts) apply as they are.
 
     Within one timing mode only: hot-loop and cold-cache times of a task are not comparable. A mode whose best is
     the default schedule (a short session measures every default first) has tuned nothing: the next mode's tuned
@@ -32,7 +40,9 @@ def best_knobs(tasks: Mapping[str, Task], db: Any, target: Target) -> dict[str, 
             for tools in toolchains:
                 best = database.best(key, device, tools)
                 if best is not None and dict(best.knobs) != default:
-                    out[key] = dict(best.knobs)
+                    verdict = database.verdict(key, device, tools, best.knobs)
+                    if verdict is None or verdict >= VERIFIED_MIN_SPEEDUP:
+                        out[key] = dict(best.knobs)
                     break
         return out
     finally:
