@@ -105,7 +105,7 @@ def alternated_blocks(runs, rounds: int, block_runs: int, before_block=None) -> 
 
     per_round: list[list[float]] = [[] for _ in runs]
     for r in range(rounds):
-        for i in _block_order(len(runs), r):
+        for i in [(r + k) % len(runs) for k in range(len(runs))]:
             if before_block is not None:
                 before_block()
             times = []
@@ -115,13 +115,6 @@ def alternated_blocks(runs, rounds: int, block_runs: int, before_block=None) -> 
                 times.append(time.perf_counter() - t0)
             per_round[i].append(statistics.median(times) * 1e3)
     return [statistics.median(ms) for ms in per_round]
-
-
-def _block_order(n: int, round_index: int) -> list[int]:
-    """Round r's order of n runners: two alternate (0 1, 1 0); more rotate (0 1 2, 1 2 0, 2 0 1)."""
-    if n == 2:
-        return [0, 1] if round_index % 2 == 0 else [1, 0]
-    return [(round_index + k) % n for k in range(n)]
 
 
 # Two threads, pinned to the first two CPUs this process may use, bounce one cache line: the round trip is ~60 ns

@@ -83,11 +83,12 @@ def child(artifact: str, model: str, inputs: str, rounds: int, n_threads: int, u
         feed = {k: saved[k] for k in saved.files}
     ort_feed = {i.name: feed[i.name] for i in sess.get_inputs()}
     ours = next(iter(cm.run(feed).values()))
-    if not outputs_agree(sess.run(None, ort_feed)[0], ours):
+    reference = sess.run(None, ort_feed)[0]
+    if not outputs_agree(reference, ours):
         raise SystemExit("woodpecker and onnxruntime compute different outputs")
     runs = [cm.runner(feed), lambda: sess.run(None, ort_feed)]
     if baseline is not None:
-        if not outputs_agree(sess.run(None, ort_feed)[0], next(iter(baseline.run(feed).values()))):
+        if not outputs_agree(reference, next(iter(baseline.run(feed).values()))):
             raise SystemExit("woodpecker's untuned build and onnxruntime compute different outputs")
         runs.append(baseline.runner(feed))
     t0 = time.perf_counter()

@@ -391,25 +391,30 @@ class _Session:
             self._report()
 
     def _verify(self) -> None:
-        """Each task's best record re-timed beside its default, in alternated pairs of one batch (default first,
-        then best first, ...), the median of default / best kept as the best's verdict (records.select applies a
-        tuned schedule only where its verdict shows a gain). Why: the search compares figures taken minutes apart,
-        and on a shared VM a runner process's speed moves by 2x over that time (BERT's defaults, timed first, were
-        2x slower than the same schedules re-timed later), so the least of hundreds of figures is partly the
-        fastest moment, not the fastest schedule: BERT's tuned kernels summed 1.38x faster than their defaults and
-        the tuned model ran 0.97x. Not counted against the trial budget."""
+        """Each task's best record re-timed beside its default, in alternated pairs (default first, then best
+        first, ...) in one batch for all tasks, the median of default / best kept as the best's verdict
+        (records.select applies a tuned schedule only where its verdict shows a gain). Why: the search compares
+        figures taken minutes apart, and on a shared VM a runner process's speed moves by 2x over that time (BERT's
+        defaults, timed first, were 2x slower than the same schedules re-timed later), so the least of hundreds of
+        figures is partly the fastest moment, not the fastest schedule: BERT's tuned kernels summed 1.38x faster
+        than their defaults and the tuned model ran 0.97x. Not counted against the trial budget."""
+        pending = []  # (state, default knobs, best knobs) of each task whose best is not its default
         for s in self.states:
             best = self.database.best(s.task.key, self.device, self.tools)
             default = dict(s.space.default)
-            if best is None or dict(best.knobs) == default:
-                continue
-            tuned = dict(best.knobs)
-            order = [p for i in range(VERIFY_PAIRS) for p in ((default, tuned) if i % 2 == 0 else (tuned, default))]
-            results = self.measurer.measure(s.task, order)
+            if best is not None and dict(best.knobs) != default:
+                pending.append((s, default, dict(best.knobs)))
+        if not pending:
+            return
+        # every task in one batch (one settling run for all); pair k default first when k is even, else best first
+        items = [(s.task, p) for s, default, tuned in pending for k in range(VERIFY_PAIRS)
+                 for p in ((default, tuned) if k % 2 == 0 else (tuned, default))]
+        results = self.measurer.measure_many(items)
+        for j, (s, _, tuned) in enumerate(pending):
             ratios = []
-            for i in range(0, len(order), 2):
-                first, second = results[i], results[i + 1]
-                d, t = (first, second) if i % 4 == 0 else (second, first)
+            for k in range(VERIFY_PAIRS):
+                first, second = results[2 * (j * VERIFY_PAIRS + k)], results[2 * (j * VERIFY_PAIRS + k) + 1]
+                d, t = (first, second) if k % 2 == 0 else (second, first)
                 if d.ok and t.ok:
                     ratios.append(d.cost / t.cost)
             if not ratios:
@@ -418,7 +423,7 @@ class _Session:
             self.database.add_verdict(s.task.key, self.device, self.tools, tuned, s.verified, len(ratios),
                                       self.session, now_iso())
             self.last = s.task.name
-            self._report()
+        self._report()
 
     def _search(self) -> str:
         while True:
