@@ -54,7 +54,10 @@ def main() -> None:
     from woodpecker.space.space import space_for_task
 
     model = layer_model(args.kind, _params(args.kind, [int(v) for v in args.shape.split(",")]))
-    lowered, task = main_task(model)
+    from woodpecker.targets import resolve
+
+    # the kernel `woodpecker compile` builds for this host (3x3 stride-1 layers by Winograd, padded channel blocks)
+    lowered, task = main_task(model, resolve("host").pass_options())
     default = dict(space_for_task(task).default)
     overrides = [{}] + list(json.loads(args.variants))
     points = [{**default, **o} for o in overrides]

@@ -151,7 +151,10 @@ RULES = {"lanes": ("woodpecker.schedule.cpu_defaults", "_lanes", lambda shipped:
          # every 3x3 stride-1 convolution direct (conv2d_nchwc), none by Winograd F(4x4, 3x3)
          "winograd": ("woodpecker.passes.layout", "winograd_fits", lambda shipped: lambda *args: False),
          # 7x7 outputs by Winograd too (2 x 2 tiles covering 8 x 8), as before they were kept direct
-         "winograd-7x7": ("woodpecker.passes.layout", "WINOGRAD_MIN_OUTPUT", lambda shipped: 7)}
+         "winograd-7x7": ("woodpecker.passes.layout", "WINOGRAD_MIN_OUTPUT", lambda shipped: 7),
+         # every Winograd convolution in three whole-layer nests (its transformed input and products through
+         # memory), none fused per row of tiles
+         "winograd-fused": ("woodpecker.schedule.cpu_winograd", "FUSE_MAX_U_READS", lambda shipped: -1.0)}
 
 
 def rule_patch(rule: str):

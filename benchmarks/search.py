@@ -100,12 +100,14 @@ def layer_model(kind: str, p: dict) -> onnx.ModelProto:
     return model
 
 
-def main_task(model):
+def main_task(model, options=None):
+    """The model's largest task; `options`: the graph passes (default PassOptions(); a target's pass_options() to
+    get the kernel that target compiles, e.g. the host's Winograd convolutions)."""
     from woodpecker.frontend.onnx import import_onnx
     from woodpecker.lowering.model import lower_graph
     from woodpecker.passes.pipeline import optimize
 
-    lowered = lower_graph(optimize(import_onnx(model)))
+    lowered = lower_graph(optimize(import_onnx(model)) if options is None else optimize(import_onnx(model), options))
     task = max(lowered.tasks.values(), key=lambda t: t.flops)
     return lowered, task
 

@@ -67,8 +67,12 @@ def test_the_generated_kernel_computes_the_convolution_at_odd_sizes_and_knobs(ca
     st = analyze(task.kernel)
     # split_cb 2 of 3 channel blocks (cases 1 and 4) and tile_kb 2 of 3 output blocks (case 3) leave a remainder:
     # the search space offers every value up to the extent, dividing or not
+    # fused per row of tiles (fuse_rows): whole rows, rows in 2 and 4 blocks (a block that overhangs the row:
+    # 13 outputs are 4 tiles, 3 in 2 blocks of 2), a register tile that does not divide the block
     variants = [{}, {"tile_p": 5, "tile_kb": 1, "parallel": 1}, {"tile_ko": max(1, case[6] // 2), "split_cb": 2},
-                {"parallel": 3, "unroll": 0, "tile_p": 3}, {"tile_kb": min(2, st.extent("kb")), "split_cb": 2}]
+                {"parallel": 3, "unroll": 0, "tile_p": 3}, {"tile_kb": min(2, st.extent("kb")), "split_cb": 2},
+                {"fuse_rows": 0}, {"fuse_rows": 1, "tile_p": 3, "tile_kb": min(2, st.extent("kb"))},
+                {"fuse_rows": 2, "split_cb": 2, "unroll": 0}, {"fuse_rows": 4, "tile_p": 1}]
     dev = tvm.cpu()
     for variant in variants:
         knobs = {**default, **variant}
@@ -81,7 +85,7 @@ def test_the_generated_kernel_computes_the_convolution_at_odd_sizes_and_knobs(ca
 def test_the_default_register_tile_follows_the_vector_registers():
     from woodpecker.schedule import cpu_defaults
 
-    st = analyze(_task(1, 256, 56, 56, 256, 16, 16, (1, 1, 1, 1)).kernel)
+    st = analyze(_task(1, 256, 14, 14, 256, 16, 16, (1, 1, 1, 1)).kernel)  # three nests (see the test below)
     wide = cpu_defaults.default_knobs("conv2d_winograd", st, 16, 8, 32)
     assert (wide["tile_p"], wide["tile_kb"], wide["tile_ko"]) == (6, 2, 16)  # 12 of 32 registers
     narrow = cpu_defaults.default_knobs("conv2d_winograd", st, 8, 8, 16)
@@ -92,6 +96,25 @@ def test_the_default_register_tile_follows_the_vector_registers():
     # 16-channel blocks on 4 lanes (32 registers, as NEON): 4 vectors per block, 3 tiles x 2 blocks = 24 of 30
     four = cpu_defaults.default_knobs("conv2d_winograd", st, 4, 8, 32)
     assert (four["tile_p"], four["tile_kb"]) == (3, 2)
+
+
+@pytest.mark.parametrize("c,k,hw,fused,tile_p", [
+    (64, 64, 224, 1, 8),  # U 590 KB, 56 tiles a row: each row reads U at 0.6x its own V and M
+    (256, 256, 56, 1, 7),  # 9.1x
+    (112, 224, 14, 1, 4),  # 18.7x; 4 tiles a row: the register tile divides it
+    (256, 256, 14, 0, 6),  # 32x: U (9.4 MB) read by each of 4 rows
+    (512, 512, 28, 0, 6),  # 37.7 MB of U
+    (128, 32, 7, 0, 4)])  # 12.8x, but 2 rows of tiles: fewer than 2 blocks per thread
+def test_the_default_fuses_the_stages_where_each_row_reads_little_of_u(c, k, hw, fused, tile_p):
+    from woodpecker import config
+    from woodpecker.schedule import cpu_defaults
+
+    st = analyze(_task(1, c, hw, hw, k, 16, 16, (1, 1, 1, 1)).kernel)
+    with config.override(num_threads=2):
+        knobs = cpu_defaults.default_knobs("conv2d_winograd", st, 16, 8, 32)
+    assert (knobs["fuse_rows"], knobs["tile_p"]) == (fused, tile_p)
+    if fused:
+        assert knobs["tile_kb"] == 1
 
 
 @pytest.mark.parametrize("lanes,registers", [(16, 32), (8, 16), (4, 32), (4, 16)])

@@ -22,6 +22,7 @@ class KernelStructure:
     producers: tuple[str, ...]  # statements before the anchor
     consumers: tuple[str, ...]  # statements after the anchor (the last one is the output)
     reducing_producers: tuple[str, ...]  # producers that are reductions themselves (e.g. an average-pool divisor)
+    output: tuple[Axis, ...] = ()  # the axes of the kernel's last statement (its result)
 
     def extent(self, name: str) -> int:
         for a in self.spatial + self.reduction:
@@ -47,4 +48,5 @@ def analyze(kernel: ast.Kernel) -> KernelStructure:
         producers=producers,
         consumers=tuple(s.name for s in computes[idx + 1 :]),
         reducing_producers=tuple(s.name for s in computes[:idx] if isinstance(s.value, ast.Reduce)),
+        output=tuple(Axis(a.name, int(a.extent.value)) for a in computes[-1].axes),  # type: ignore[union-attr]
     )
