@@ -137,9 +137,34 @@ def test_the_host_runner_times_a_batchs_first_candidate_twice_and_keeps_the_seco
     pool = Pool()
     runner = PoolRunner(lambda: pool, None, lambda x: (x.built.artifact,), lambda: 1.0, settling_run=True)
     ran = runner.run(inputs)
-    assert pool.jobs == ["a", "a", "b", "c"] and [r.run_secs for r in ran] == [(1.0,), (2.0,), (3.0,)]
+    # the settling run is a call of its own (its figure 0.0); the batch's figures are those of the second call
+    assert pool.jobs == ["a", "a", "b", "c"] and [r.run_secs for r in ran] == [(0.0,), (1.0,), (2.0,)]
     assert runner.run([]) == [] and pool.jobs == ["a", "a", "b", "c"]  # an empty batch runs nothing
     with Measurer(target_dict()) as m:
         assert SETTLING_RUN and m.runner_stage.settling_run
     plain = PoolRunner(lambda: pool, None, lambda x: (x.built.artifact,), lambda: 1.0)
     assert [r.run_secs for r in plain.run(inputs[:1])] == [(0.0,)]  # other runners (simulators, GPUs) as before
+
+
+def test_a_first_candidate_that_hangs_is_not_run_again_to_settle():
+    """A crash or a hang of the batch's first candidate in its settling run is its result: a hanging candidate costs
+    one run timeout, not two; the others run once each."""
+    from woodpecker.measure.base import Built, RunInput
+    from woodpecker.measure.measurer import PoolRunner
+    from woodpecker.measure.pool import CallResult
+
+    class Pool:
+        def __init__(self):
+            self.jobs = []
+
+        def map(self, fn, arg_list, timeout_s):
+            self.jobs.extend(a[0] for a in arg_list)
+            return [CallResult(None, "timed out after 1 s") if a[0] == "hang" else
+                    CallResult({"run_secs": [1.0], "error": None}) for a in arg_list]
+
+    pool = Pool()
+    runner = PoolRunner(lambda: pool, None, lambda x: (x.built.artifact,), lambda: 1.0, settling_run=True)
+    ran = runner.run([RunInput(None, {}, Built(name), "") for name in ("hang", "b")])
+    assert pool.jobs == ["hang", "b"]
+    assert ran[0].error == "run failed: timed out after 1 s" and ran[1].run_secs == (1.0,)
+    assert runner.run([RunInput(None, {}, Built("hang"), "")])[0].error and pool.jobs == ["hang", "b", "hang"]

@@ -70,6 +70,26 @@ def test_jsonl_export_import(tmp_path):
         assert db.stats()[0]["name"] == "conv"
 
 
+def test_jsonl_export_import_carries_the_verdicts(tmp_path):
+    """A tuned best's side-by-side verdict travels with it: an imported best below the threshold stays unapplied."""
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    with RecordsDatabase(a) as db:
+        db.add([rec({"t": 1}, [1e-3]), rec({"t": 2}, [2e-3])])
+        db.add_verdict("w1", DEV, TOOLS, {"t": 1}, 0.97, 3, "s1", "2026-01-01T00:00:00+00:00")
+        db.add_verdict("w1", DEV, TOOLS, {"t": 2}, 1.30, 3, "s1", "2026-01-01T00:00:01+00:00")
+        db.export_jsonl(tmp_path / "r.jsonl")
+    with RecordsDatabase(b) as db:
+        assert db.import_jsonl(tmp_path / "r.jsonl") == 2
+        db.import_jsonl(tmp_path / "r.jsonl")  # twice: each verdict once
+        assert db.verdict("w1", DEV, TOOLS, {"t": 1}) == pytest.approx(0.97)
+        assert db.verdict("w1", DEV, TOOLS, {"t": 2}) == pytest.approx(1.30)
+        assert db.conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"format": "woodpecker-verdict/1", "workload_key": "w1"}) + "\n")
+    with RecordsDatabase(b) as db, pytest.raises(DatabaseError, match="bad.jsonl:1: a verdict without device_key"):
+        db.import_jsonl(bad)
+
+
 def test_stats_keep_cold_cache_and_hot_loop_records_apart(tmp_db):
     with RecordsDatabase(tmp_db) as db:
         db.commit_workload("w1", "conv2d_nchwc", "conv", 1000, "kernel conv() -> Y {}")

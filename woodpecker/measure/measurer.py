@@ -73,9 +73,16 @@ class PoolRunner:
 
     def run(self, inputs: Sequence[RunInput]) -> list[Ran]:
         jobs = [self.args_of(x) for x in inputs]
-        # the batch's first candidate once more, first, its figures dropped (see SETTLING_RUN)
-        settle = 1 if self.settling_run and jobs else 0
-        results = self.pool().map(self.job, jobs[:settle] + jobs, self.timeout_s())[settle:]
+        if self.settling_run and jobs:
+            # the batch's first candidate once more, first, its figures dropped (see SETTLING_RUN); one that crashed
+            # or hung is not run again: its failure stands (a hang costs one run timeout, not two)
+            settle = self.pool().map(self.job, jobs[:1], self.timeout_s())[0]
+            if settle.error is None:
+                results = self.pool().map(self.job, jobs, self.timeout_s())
+            else:
+                results = [settle, *(self.pool().map(self.job, jobs[1:], self.timeout_s()) if len(jobs) > 1 else [])]
+        else:
+            results = self.pool().map(self.job, jobs, self.timeout_s())
         return [self.read(r.value) if r.error is None else Ran((), f"run failed: {r.error}") for r in results]
 
     def close(self) -> None:

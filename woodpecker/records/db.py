@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS verdicts (
 """
 
 
+_VERDICT_FIELDS = ("workload_key", "device_key", "toolchain_key", "knobs_key", "speedup", "pairs", "session",
+                   "created_at")
+VERDICT_FORMAT = "woodpecker-verdict/1"  # a verdict's line in an exported .jsonl
+
 _F = TypeVar("_F")
 
 
@@ -299,12 +303,16 @@ class RecordsDatabase:
                                     "flops": flops, "source": source}, sort_keys=True) + "\n")
             for r in records:
                 f.write(r.dumps() + "\n")
+            # the side-by-side verdicts: without them an imported database would apply every best unverified
+            for row in self.conn.execute(f"SELECT {', '.join(_VERDICT_FIELDS)} FROM verdicts ORDER BY rowid"):
+                f.write(json.dumps({"format": VERDICT_FORMAT, **dict(zip(_VERDICT_FIELDS, row))}, sort_keys=True)
+                        + "\n")
         os.replace(tmp, path)
         return len(records)
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> int:
         label = str(path)
-        records, workloads = [], []
+        records, workloads, verdicts = [], [], []
         try:
             with open(path) as f:
                 for lineno, line in enumerate(f, 1):
@@ -317,6 +325,12 @@ class RecordsDatabase:
                     if d.get("format") == "woodpecker-workload/1":
                         workloads.append(d)
                         continue
+                    if d.get("format") == VERDICT_FORMAT:
+                        missing = [k for k in _VERDICT_FIELDS if k not in d]
+                        if missing:
+                            raise DatabaseError(f"{label}:{lineno}: a verdict without {', '.join(missing)}")
+                        verdicts.append(tuple(d[k] for k in _VERDICT_FIELDS))
+                        continue
                     try:
                         records.append(TuningRecord.from_json(d))
                     except DatabaseError as err:
@@ -325,7 +339,17 @@ class RecordsDatabase:
             raise DatabaseError(f"{label}: cannot read ({err.strerror})") from None
         for w in workloads:
             self.commit_workload(w["key"], w["family"], w["name"], w["flops"], w["source"])
-        return self.add(records)
+        added = self.add(records)
+        self._add_verdicts(verdicts)
+        return added
+
+    def _add_verdicts(self, rows: list[tuple]) -> None:
+        """Verdict rows (in _VERDICT_FIELDS order) not already here: importing a file twice adds each once."""
+        where = " AND ".join(f"{k}=?" for k in _VERDICT_FIELDS)
+        with self._transaction() as c:
+            for row in rows:
+                if c.execute(f"SELECT 1 FROM verdicts WHERE {where} LIMIT 1", row).fetchone() is None:
+                    c.execute("INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
 
 def open_database(db: str | os.PathLike[str] | RecordsDatabase | None) -> RecordsDatabase | None:
