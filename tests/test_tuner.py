@@ -202,3 +202,28 @@ def test_a_best_that_holds_side_by_side_is_applied(tmp_db):
     cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))
     tuned = {k.key for k in cm.kernels if k.origin == "tuned"}
     assert {t.workload for t in gained} <= tuned
+
+
+def test_a_best_tuned_before_its_space_gained_a_knob_is_not_applied(tmp_db):
+    """A record without a knob its task's space has now was chosen against an older default schedule (a Winograd
+    record from before `fuse_rows`): compile leaves its task on the current default until it is tuned again."""
+    import json
+
+    import woodpecker
+    from woodpecker.frontend.onnx import import_onnx
+    from woodpecker.lowering.model import lower_graph
+    from woodpecker.passes.pipeline import optimize
+    from woodpecker.targets import resolve
+
+    tune(tiny_cnn(), trials=40, db=str(tmp_db), measurer=_DriftingMeasurer(slow=0), early_stop=0)
+    cm = woodpecker.compile(tiny_cnn(), db=str(tmp_db))
+    assert any(k.origin == "tuned" for k in cm.kernels)
+    host = resolve("host")
+    lowered = lower_graph(optimize(import_onnx(tiny_cnn()), host.pass_options()))
+    first_knob = {key: host.space(task).knobs[0].name for key, task in lowered.tasks.items()}
+    with RecordsDatabase(tmp_db) as db:  # every record as an older session wrote it: without its space's first knob
+        for rowid, key, knobs in db.conn.execute("SELECT id, workload_key, knobs FROM records").fetchall():
+            older = json.loads(knobs)
+            older.pop(first_knob[key], None)
+            db.conn.execute("UPDATE records SET knobs=? WHERE id=?", (json.dumps(older), rowid))
+    assert {k.origin for k in woodpecker.compile(tiny_cnn(), db=str(tmp_db)).kernels} == {"default"}

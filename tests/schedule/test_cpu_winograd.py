@@ -104,7 +104,8 @@ def test_the_default_register_tile_follows_the_vector_registers():
     (112, 224, 14, 1, 4),  # 18.7x; 4 tiles a row: the register tile divides it
     (256, 256, 14, 0, 6),  # 32x: U (9.4 MB) read by each of 4 rows
     (512, 512, 28, 0, 6),  # 37.7 MB of U
-    (128, 32, 7, 0, 4)])  # 12.8x, but 2 rows of tiles: fewer than 2 blocks per thread
+    (128, 32, 7, 0, 4),  # 12.8x, but 2 rows of tiles: fewer than 2 blocks per thread
+    (16, 16, 56, 1, 7)])  # one input block: the kernel has no cb axis
 def test_the_default_fuses_the_stages_where_each_row_reads_little_of_u(c, k, hw, fused, tile_p):
     from woodpecker import config
     from woodpecker.schedule import cpu_defaults

@@ -22,7 +22,9 @@ def best_knobs(tasks: Mapping[str, Task], db: Any, target: Target) -> dict[str, 
     """Knobs of the fastest record of each task for this device and toolchain, the configured timing mode first
     (tasks without records: none; db None: nothing). A fastest record whose side-by-side re-timing against the
     default (its verdict) showed less than VERIFIED_MIN_SPEEDUP leaves its task on the default schedule; records
-    never re-timed (sessions before verdicts) apply as they are.
+    never re-timed (sessions before verdicts) apply as they are. A fastest record without a knob its task's space has
+    now (tuned before the knob existed: a Winograd record before `fuse_rows`) was chosen against an older default
+    schedule, which the knob's default may have left behind: its task stays on the current default until tuned again.
 
     Within one timing mode only: hot-loop and cold-cache times of a task are not comparable. A mode whose best is
     the default schedule (a short session measures every default first) has tuned nothing: the next mode's tuned
@@ -36,10 +38,13 @@ def best_knobs(tasks: Mapping[str, Task], db: Any, target: Target) -> dict[str, 
         device, toolchains = target.device(), target.record_toolchains()
         out: dict[str, Mapping[str, int | str]] = {}
         for key, task in tasks.items():
-            default = dict(target.space(task).default)
+            space = target.space(task)
+            default = dict(space.default)
             for tools in toolchains:
                 best = database.best(key, device, tools)
                 if best is not None and dict(best.knobs) != default:
+                    if any(k.name not in best.knobs for k in space.knobs):
+                        break
                     verdict = database.verdict(key, device, tools, best.knobs)
                     if verdict is None or verdict >= VERIFIED_MIN_SPEEDUP:
                         out[key] = dict(best.knobs)

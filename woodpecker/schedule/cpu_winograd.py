@@ -18,6 +18,7 @@ stages in one nest parallel over blocks of a row of tiles, each block's V and M 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 from woodpecker import config
@@ -94,7 +95,9 @@ def fuse_rows(st: KernelStructure) -> bool:
     names = {a.name: a.extent for a in st.output}
     if "x" not in names or "y" not in names:
         return False
-    c, k = st.extent("cb") * st.extent("ci"), st.extent("kb") * st.extent("ko")
+    # the channels: every reduction axis (cb, ci; an axis of extent 1 may be absent) and the output block axes
+    c = math.prod(a.extent for a in st.reduction)
+    k = math.prod(a.extent for a in st.spatial if a.name in ("kb", "ko"))
     rows = names.get("n", 1) * -(-names["y"] // TILE)
     if rows < FUSED_BLOCKS_PER_THREAD * max(1, config.get().num_threads):
         return False
