@@ -17,7 +17,8 @@ from woodpecker.testing.kernels import make_task
 CASES = ((1, 48, 13, 13, 32, 16, 16, (1, 1, 1, 1)),
          (2, 32, 10, 9, 64, 16, 16, (0, 0, 0, 0)),
          (1, 16, 8, 12, 24, 8, 8, (0, 1, 1, 0)),
-         (1, 12, 7, 7, 8, 4, 4, (1, 1, 1, 1)))
+         (1, 12, 7, 7, 8, 4, 4, (1, 1, 1, 1)),
+         (1, 32, 50, 50, 32, 16, 16, (1, 1, 1, 1)))  # rows of 13 tiles: the fused default's peeled remainder
 
 
 def _io(n, c, h, w, k, ib, ob, pads, seed=0):
@@ -105,7 +106,8 @@ def test_the_default_register_tile_follows_the_vector_registers():
     (256, 256, 14, 0, 6),  # 32x: U (9.4 MB) read by each of 4 rows
     (512, 512, 28, 0, 6),  # 37.7 MB of U
     (128, 32, 7, 0, 4),  # 12.8x, but 2 rows of tiles: fewer than 2 blocks per thread
-    (16, 16, 56, 1, 7)])  # one input block: the kernel has no cb axis
+    (16, 16, 56, 1, 7),  # one input block: the kernel has no cb axis
+    (64, 64, 50, 1, 8)])  # 13 tiles a row, no divisor but 1 and 13: 8 and a peeled remainder of 5
 def test_the_default_fuses_the_stages_where_each_row_reads_little_of_u(c, k, hw, fused, tile_p):
     from woodpecker import config
     from woodpecker.schedule import cpu_defaults

@@ -113,7 +113,8 @@ def default_knobs(st: KernelStructure, vector_lanes: int, registers: int) -> dic
     each reading its own slice of U once. `registers`: the vector register count (0: unknown, taken as 16).
 
     Where the stages are fused per row of tiles (fuse_rows), one output block of the largest divisor of the row up
-    to 8 tiles: measured (knob_probe, fused) 7 x 1 at 1.00-1.36x of 7 x 2 on the 28- and 56-tile rows."""
+    to 8 tiles (measured with knob_probe, fused: 7 x 1 at 1.00-1.36x of 7 x 2 on rows of 14-56 tiles), or 8 and a
+    peeled remainder where no divisor reaches half of that (a row of 13 tiles)."""
     tiles, kb = st.extent("p"), st.extent("kb")
     vectors = -(-st.extent("ko") // max(1, vector_lanes))  # accumulator vectors per tile and output block
     budget = max(registers, 16) - 2
@@ -121,8 +122,10 @@ def default_knobs(st: KernelStructure, vector_lanes: int, registers: int) -> dic
             "parallel": 2}
     if fuse_rows(st):
         row = -(-[a.extent for a in st.output if a.name == "x"][0] // TILE)
-        limit = max(1, min(FUSED_MAX_TILE_P, budget // vectors))
-        tile_p = max(d for d in range(1, row + 1) if row % d == 0 and d <= limit)
+        limit = max(1, min(FUSED_MAX_TILE_P, budget // vectors, row))
+        divisor = max(d for d in range(1, row + 1) if row % d == 0 and d <= limit)
+        # a row without a divisor near the limit (13 tiles: 1) takes the full tile and a peeled remainder instead
+        tile_p = divisor if 2 * divisor >= limit else limit
         return {**base, "tile_kb": 1, "tile_p": tile_p, "fuse_rows": 1}
     wide_file = registers >= 32
     tile_kb = 2 if wide_file and kb % 2 == 0 and 2 * vectors <= budget else 1
@@ -189,7 +192,12 @@ def _block_products(sch, m, knobs: Knobs) -> None:
     # has no loop of its own after compute_at
     _, e, kb, p, ko, *reduction = sch.get_loops(m)
     tile_p, tile_kb = int(knobs.get("tile_p", 1)), int(knobs.get("tile_kb", 1))
-    po, pi = sch.split(p, factors=[None, min(tile_p, int(sch.get(p).extent))])
+    extent_p = int(sch.get(p).extent)
+    po, pi = sch.split(p, factors=[None, min(tile_p, extent_p)])
+    if extent_p % tile_p and tile_p < extent_p:
+        # the last, partial register tile peeled off, so that the full ones run unguarded (as
+        # woodpecker.schedule.cpu._partition_remainders, which says what a guard costs)
+        sch.annotate(po, "pragma_loop_partition_hint", 1)
     kbo, kbi = sch.split(kb, factors=[None, min(tile_kb, int(sch.get(kb).extent))])
     split_cb = int(knobs.get("split_cb", 1))
     if len(reduction) == 2 and 1 < split_cb < int(sch.get(reduction[0]).extent):
