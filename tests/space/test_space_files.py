@@ -59,3 +59,25 @@ def test_register_tile_constraint_follows_the_vector_register_file():
     assert wide.is_valid(point), wide.violations(point)
     assert not narrow.is_valid(point)
     assert any("vector register file" in v for v in narrow.violations(point))
+
+
+def test_a_knob_decided_by_the_kernel_before_keeps_the_default_value(lowered_zoo, tmp_path):
+    """`from_context` knobs (the outer order of convolutions, depthwise and pooling: which rows each core computes,
+    whose best depends on which rows the kernel before wrote) have the default's value only; the file's other
+    values stay for knobs without it."""
+    from woodpecker.space import space as space_module
+
+    pinned = 0
+    for task in lowered_zoo:
+        spec = space_module.load_space_file(task.family, "cpu")
+        if spec is None:
+            continue
+        from_context = {k["name"] for k in spec.knobs if k.get("from_context")}
+        space = space_for_task(task)
+        for knob in space.knobs:
+            if knob.name in from_context:
+                assert knob.values == (space.default[knob.name],), (task.name, knob)
+                pinned += 1
+    assert pinned
+    assert {k["name"] for k in space_module.load_space_file("depthwise_nchwc", "cpu").knobs
+            if k.get("from_context")} == {"outer_order"}

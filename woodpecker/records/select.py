@@ -22,9 +22,10 @@ def best_knobs(tasks: Mapping[str, Task], db: Any, target: Target) -> dict[str, 
     """Knobs of the fastest record of each task for this device and toolchain, the configured timing mode first
     (tasks without records: none; db None: nothing). A fastest record whose side-by-side re-timing against the
     default (its verdict) showed less than VERIFIED_MIN_SPEEDUP leaves its task on the default schedule; records
-    never re-timed (sessions before verdicts) apply as they are. A fastest record without a knob its task's space has
-    now (tuned before the knob existed: a Winograd record before `fuse_rows`) was chosen against an older default
-    schedule, which the knob's default may have left behind: its task stays on the current default until tuned again.
+    never re-timed (sessions before verdicts) apply as they are. A fastest record that is not a point of its task's
+    space as it is now (a knob it lacks: a Winograd record from before `fuse_rows`; a value the space no longer
+    offers: an outer order the tuner now leaves to the default, space.from_context) was chosen in another space,
+    against another default: its task stays on the current default until tuned again.
 
     Within one timing mode only: hot-loop and cold-cache times of a task are not comparable. A mode whose best is
     the default schedule (a short session measures every default first) has tuned nothing: the next mode's tuned
@@ -43,7 +44,7 @@ def best_knobs(tasks: Mapping[str, Task], db: Any, target: Target) -> dict[str, 
             for tools in toolchains:
                 best = database.best(key, device, tools)
                 if best is not None and dict(best.knobs) != default:
-                    if any(k.name not in best.knobs for k in space.knobs):
+                    if space.violations(best.knobs):
                         break
                     verdict = database.verdict(key, device, tools, best.knobs)
                     if verdict is None or verdict >= VERIFIED_MIN_SPEEDUP:

@@ -3,6 +3,10 @@
 A point is a complete knob dict (the family's defaults overridden by the searched knobs), the same dict the
 schedule templates take. Searchers work on index vectors (one index per knob), which `to_indices` and
 `from_indices` convert; `is_valid` checks the constraints without building anything.
+
+A knob marked `from_context = true` in its file keeps the default's value only: its best value depends on the
+kernels around it in a model (the outer order decides which rows each core computes, and the kernel before decided
+which rows each core wrote), which a kernel timed alone cannot see.
 """
 
 from __future__ import annotations
@@ -226,6 +230,10 @@ def space_for_task(task, target_class: str = "cpu", lanes: int | None = None,
         if not values:
             continue
         default_value = default.get(raw["name"])
+        if raw.get("from_context") and default_value is not None:
+            # which core computes which part of the output: its best value depends on how the kernel before split
+            # the same tensor, which a kernel timed alone cannot see; the model-wide default rule decides
+            values = [default_value]
         if default_value is not None and default_value not in values:
             values.append(default_value)  # the untuned schedule is always a point of the space
         if default_value is None:
