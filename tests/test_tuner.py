@@ -204,9 +204,10 @@ def test_a_best_that_holds_side_by_side_is_applied(tmp_db):
     assert {t.workload for t in gained} <= tuned
 
 
-def test_a_best_tuned_before_its_space_gained_a_knob_is_not_applied(tmp_db):
-    """A record without a knob its task's space has now was chosen against an older default schedule (a Winograd
-    record from before `fuse_rows`): compile leaves its task on the current default until it is tuned again."""
+def test_a_best_that_is_not_a_point_of_the_space_now_is_not_applied(tmp_db):
+    """A record without a knob its task's space has now (a Winograd record from before `fuse_rows`), or with a value
+    the space no longer offers (an outer order now left to the default), was chosen in another space against
+    another default: compile leaves its task on the current default until it is tuned again."""
     import json
 
     import woodpecker
@@ -226,4 +227,9 @@ def test_a_best_tuned_before_its_space_gained_a_knob_is_not_applied(tmp_db):
             older = json.loads(knobs)
             older.pop(first_knob[key], None)
             db.conn.execute("UPDATE records SET knobs=? WHERE id=?", (json.dumps(older), rowid))
+    assert {k.origin for k in woodpecker.compile(tiny_cnn(), db=str(tmp_db)).kernels} == {"default"}
+    with RecordsDatabase(tmp_db) as db:  # a value the space no longer offers (a knob now left to its default)
+        for rowid, key, knobs in db.conn.execute("SELECT id, workload_key, knobs FROM records").fetchall():
+            db.conn.execute("UPDATE records SET knobs=? WHERE id=?",
+                            (json.dumps({**json.loads(knobs), first_knob[key]: "no longer offered"}), rowid))
     assert {k.origin for k in woodpecker.compile(tiny_cnn(), db=str(tmp_db)).kernels} == {"default"}
