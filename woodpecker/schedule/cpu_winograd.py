@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 
 from woodpecker import config
-from woodpecker.ir.winograd import POSITIONS, TILE
+from woodpecker.ir.winograd import POSITIONS, TILE, tiles
 from woodpecker.schedule.structure import KernelStructure
 
 Knobs = Mapping[str, int | str]
@@ -50,33 +50,47 @@ def _input_transform(sch) -> None:
     sch.parallel(tile)
     t = sch.get_sblock("T")
     sch.compute_at(t, tile)
-    *_, a, s, tci = sch.get_loops(t)
-    sch.unroll(a)
-    sch.unroll(s)
-    sch.vectorize(tci)
+    _unroll_tile_half(sch, t)
     sch.unroll(pos)
     sch.vectorize(ci)
 
 
 def _output_transform(sch, st: KernelStructure) -> None:
+    n, kb, yo, yi, xo, xi, ko = _output_tiles(sch, st)
+    sch.reorder(n, kb, yo, xo, yi, xi, ko)
+    sch.parallel(sch.fuse(n, kb, yo))
+    _output_tile_inner(sch, st, xo, yi, xi, ko)
+
+
+def _output_tiles(sch, st: KernelStructure):
+    """The output statement's loops split into 4x4 tiles: (n, kb, yo, yi, xo, xi, ko); the statements between Z
+    and it (the fused epilogue's) inlined."""
     *between, out = st.consumers[1:]  # st.consumers[0] is Z; the template's Y (renamed when an epilogue follows)
     for name in between:
         sch.compute_inline(sch.get_sblock(name))
-    yb = sch.get_sblock(out)
-    n, kb, y, x, ko = sch.get_loops(yb)
+    n, kb, y, x, ko = sch.get_loops(sch.get_sblock(out))
     yo, yi = sch.split(y, factors=[None, TILE])
     xo, xi = sch.split(x, factors=[None, TILE])
-    sch.reorder(n, kb, yo, xo, yi, xi, ko)
-    sch.parallel(sch.fuse(n, kb, yo))
+    return n, kb, yo, yi, xo, xi, ko
+
+
+def _output_tile_inner(sch, st: KernelStructure, tile_loop, yi, xi, ko, **compute_at) -> None:
+    """Z (the column transform) computed per output tile at `tile_loop`, the tile's 4 x 4 outputs unrolled."""
     z = sch.get_sblock(st.consumers[0])
-    sch.compute_at(z, xo)
-    *_, i, s, zko = sch.get_loops(z)
-    sch.unroll(i)
-    sch.unroll(s)
-    sch.vectorize(zko)
+    sch.compute_at(z, tile_loop, **compute_at)
+    _unroll_tile_half(sch, z)
     sch.unroll(yi)
     sch.unroll(xi)
     sch.vectorize(ko)
+
+
+def _unroll_tile_half(sch, block) -> None:
+    """A half transform (T or Z: [.., rows, 6, lanes]) with its rows and its 6 columns unrolled, lanes as the vector:
+    each `wino_bt` / `wino_at` select then folds to one row of its matrix."""
+    *_, rows, cols, lanes = sch.get_loops(block)
+    sch.unroll(rows)
+    sch.unroll(cols)
+    sch.vectorize(lanes)
 
 
 # Fuse the stages per row of tiles where each row's reading of U costs at most this many times the row's own V and
@@ -98,10 +112,10 @@ def fuse_rows(st: KernelStructure) -> bool:
     # the channels: every reduction axis (cb, ci; an axis of extent 1 may be absent) and the output block axes
     c = math.prod(a.extent for a in st.reduction)
     k = math.prod(a.extent for a in st.spatial if a.name in ("kb", "ko"))
-    rows = names.get("n", 1) * -(-names["y"] // TILE)
+    rows = names.get("n", 1) * tiles(names["y"])
     if rows < FUSED_BLOCKS_PER_THREAD * max(1, config.get().num_threads):
         return False
-    return c * k / (c + k) <= FUSE_MAX_U_READS * -(-names["x"] // TILE)
+    return c * k / (c + k) <= FUSE_MAX_U_READS * tiles(names["x"])
 
 
 def default_knobs(st: KernelStructure, vector_lanes: int, registers: int) -> dict[str, int | str]:
@@ -115,13 +129,13 @@ def default_knobs(st: KernelStructure, vector_lanes: int, registers: int) -> dic
     Where the stages are fused per row of tiles (fuse_rows), one output block of the largest divisor of the row up
     to 8 tiles (measured with knob_probe, fused: 7 x 1 at 1.00-1.36x of 7 x 2 on rows of 14-56 tiles), or 8 and a
     peeled remainder where no divisor reaches half of that (a row of 13 tiles)."""
-    tiles, kb = st.extent("p"), st.extent("kb")
+    all_tiles, kb = st.extent("p"), st.extent("kb")
     vectors = -(-st.extent("ko") // max(1, vector_lanes))  # accumulator vectors per tile and output block
     budget = max(registers, 16) - 2
     base = {"tile_e": 1, "tile_ko": st.extent("ko"), "split_cb": 1, "reduction_order": "default", "unroll": 1,
             "parallel": 2}
     if fuse_rows(st):
-        row = -(-[a.extent for a in st.output if a.name == "x"][0] // TILE)
+        row = tiles(next(a.extent for a in st.output if a.name == "x"))  # fuse_rows found the axis
         limit = max(1, min(FUSED_MAX_TILE_P, budget // vectors, row))
         divisor = max(d for d in range(1, row + 1) if row % d == 0 and d <= limit)
         # a row without a divisor near the limit (13 tiles: 1) takes the full tile and a peeled remainder instead
@@ -129,7 +143,7 @@ def default_knobs(st: KernelStructure, vector_lanes: int, registers: int) -> dic
         return {**base, "tile_kb": 1, "tile_p": tile_p, "fuse_rows": 1}
     wide_file = registers >= 32
     tile_kb = 2 if wide_file and kb % 2 == 0 and 2 * vectors <= budget else 1
-    tile_p = max(1, min(tiles, 6 if wide_file else 4, budget // (tile_kb * vectors)))
+    tile_p = max(1, min(all_tiles, 6 if wide_file else 4, budget // (tile_kb * vectors)))
     return {**base, "tile_kb": tile_kb, "tile_p": tile_p, "fuse_rows": 0}
 
 
@@ -144,28 +158,14 @@ def _fused(sch, st: KernelStructure, knobs: Knobs, chunks: int) -> None:
     large and the image small (512 channels at 14x14: 37.7 MB of U) every block would stream U again: there the
     three whole-layer nests, parallel over the positions, read it once (default_knobs picks)."""
     sch.compute_inline(sch.get_sblock("Xp"))
-    *between, out = st.consumers[1:]
-    for name in between:
-        sch.compute_inline(sch.get_sblock(name))
-    yb = sch.get_sblock(out)
-    n, kb, y, x, ko = sch.get_loops(yb)
-    yo, yi = sch.split(y, factors=[None, TILE])
-    xo, xi = sch.split(x, factors=[None, TILE])
+    n, kb, yo, yi, xo, xi, ko = _output_tiles(sch, st)
     tiles_per_row = int(sch.get(xo).extent)
     per_block = -(-tiles_per_row // max(1, min(chunks, tiles_per_row)))
     xoo, xoi = sch.split(xo, factors=[None, per_block])
     sch.reorder(n, yo, xoo, kb, xoi, yi, xi, ko)
     block = sch.fuse(n, yo, xoo)
     sch.parallel(block)
-    z = sch.get_sblock(st.consumers[0])
-    sch.compute_at(z, xoi, preserve_unit_loops=True)
-    *_, i, s, zko = sch.get_loops(z)
-    sch.unroll(i)
-    sch.unroll(s)
-    sch.vectorize(zko)
-    sch.unroll(yi)
-    sch.unroll(xi)
-    sch.vectorize(ko)
+    _output_tile_inner(sch, st, xoi, yi, xi, ko, preserve_unit_loops=True)
 
     m = sch.get_sblock(st.anchor)
     sch.compute_at(m, block, preserve_unit_loops=True)
@@ -175,10 +175,7 @@ def _fused(sch, st: KernelStructure, knobs: Knobs, chunks: int) -> None:
     sch.reorder(cb, p, pos, ci)
     t = sch.get_sblock("T")
     sch.compute_at(t, p, preserve_unit_loops=True)
-    *_, a, s, tci = sch.get_loops(t)
-    sch.unroll(a)
-    sch.unroll(s)
-    sch.vectorize(tci)
+    _unroll_tile_half(sch, t)
     sch.unroll(pos)
     sch.vectorize(ci)
     _block_products(sch, m, knobs)
